@@ -1,0 +1,285 @@
+//! The filter's JSON configuration: parsing and validation.
+//!
+//! [`parse`] either returns a configuration in which everything works, or every problem it
+//! found, each naming its JSON path (`hooks[1].config.url: missing required field`). Unknown
+//! keys are refused. The proxy never runs a configuration that half-works.
+
+pub mod reader;
+
+use serde_json::Value;
+
+use crate::delivery::Settings;
+use crate::event::Redaction;
+use crate::filter::Filter;
+use crate::handler::{HANDLERS, Handler};
+use crate::hooks::{Hook, HookSet};
+use crate::source::Source;
+use reader::{Object, Problem, Problems, child, element, kind};
+
+const TOP_KEYS: &[&str] = &["hooks", "delivery"];
+const HOOK_KEYS: &[&str] = &[
+    "name",
+    "source",
+    "event",
+    "filter",
+    "handler",
+    "snooze",
+    "on_change",
+    "config",
+    "redact_headers",
+];
+const DELIVERY_KEYS: &[&str] = &[
+    "queue_size",
+    "max_in_flight",
+    "timeout_ms",
+    "flush_interval_ms",
+];
+
+/// The most hooks one configuration may declare.
+pub const MAX_HOOKS: usize = 10_000;
+/// The longest hook name.
+pub const MAX_NAME_LEN: usize = 128;
+/// The longest snooze: one year, in seconds.
+pub const MAX_SNOOZE: u64 = 365 * 24 * 3600;
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub hooks: HookSet,
+    pub delivery: Settings,
+}
+
+/// Parses and validates a configuration.
+pub fn parse(bytes: &[u8]) -> Result<Config, Vec<Problem>> {
+    let problems = Problems::default();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        problems.add(
+            "",
+            "the configuration is empty; expected a JSON object such as {\"hooks\": [...]}",
+        );
+        return Err(problems.into_vec());
+    }
+    let document: Value = match serde_json::from_slice(bytes) {
+        Ok(document) => document,
+        Err(error) => {
+            problems.add("", format!("invalid JSON: {error}"));
+            return Err(problems.into_vec());
+        }
+    };
+    let config = read(&document, &problems);
+    match config {
+        Some(config) if problems.is_empty() => Ok(config),
+        _ => Err(problems.into_vec()),
+    }
+}
+
+fn read(document: &Value, problems: &Problems) -> Option<Config> {
+    let top = Object::new(document, "", TOP_KEYS, problems)?;
+    let hooks = read_hooks(&top, problems);
+    let delivery = match top.get("delivery") {
+        Some(value) => read_delivery(value, &top.path_of("delivery"), problems),
+        None => Some(Settings::default()),
+    };
+    Some(Config {
+        hooks: HookSet::new(hooks?),
+        delivery: delivery?,
+    })
+}
+
+fn read_hooks(top: &Object<'_, '_>, problems: &Problems) -> Option<Vec<Hook>> {
+    let value = top.required("hooks")?;
+    let path = top.path_of("hooks");
+    let Value::Array(items) = value else {
+        problems.add(
+            &path,
+            format!("expected an array of hooks, found {}", kind(value)),
+        );
+        return None;
+    };
+    if items.len() > MAX_HOOKS {
+        problems.add(&path, format!("at most {MAX_HOOKS} hooks are allowed"));
+        return None;
+    }
+    let mut hooks = Vec::with_capacity(items.len());
+    let mut names: Vec<(String, usize)> = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let here = element(&path, index);
+        let hook = read_hook(item, index, &here, problems);
+        if let Some(hook) = hook {
+            if let Some((_, first)) = names.iter().find(|(name, _)| *name == hook.name) {
+                problems.add(
+                    &child(&here, "name"),
+                    format!(
+                        "duplicate name {:?}, also used by hooks[{first}]",
+                        hook.name
+                    ),
+                );
+            }
+            names.push((hook.name.clone(), index));
+            hooks.push(hook);
+        }
+    }
+    Some(hooks)
+}
+
+fn read_hook(value: &Value, index: usize, path: &str, problems: &Problems) -> Option<Hook> {
+    let hook = Object::new(value, path, HOOK_KEYS, problems)?;
+    let name = match hook.optional_str("name") {
+        Some(name) => {
+            check_name(name, &hook.path_of("name"), problems);
+            name.to_string()
+        }
+        None => format!("hook-{index}"),
+    };
+    let source = hook.required_str("source").and_then(|name| {
+        let source = Source::from_name(name);
+        if source.is_none() {
+            problems.add(
+                &hook.path_of("source"),
+                format!(
+                    "unknown source {}; expected one of: {}",
+                    quoted(name),
+                    Source::names()
+                ),
+            );
+        }
+        source
+    });
+    let event = hook.optional_str("event").map(str::to_string);
+    if let (Some(source), Some(event)) = (source, &event) {
+        if source.event(event).is_none() {
+            let known: Vec<&str> = source.events().iter().map(|spec| spec.name).collect();
+            problems.add(
+                &hook.path_of("event"),
+                format!(
+                    "unknown event {} of source {}; expected one of: {}",
+                    quoted(event),
+                    source.name(),
+                    known.join(", ")
+                ),
+            );
+        }
+    }
+    let filter = match hook.get("filter") {
+        Some(value) => {
+            let filter_path = hook.path_of("filter");
+            let filter = Filter::compile(value, &filter_path, problems);
+            if source == Some(Source::Traffic) {
+                crate::source::traffic::check_filter(&filter, &filter_path, problems);
+            }
+            filter
+        }
+        None => Filter::default(),
+    };
+    let handler = hook.required_str("handler").and_then(|name| {
+        if HANDLERS.contains(&name) {
+            Some(name)
+        } else {
+            problems.add(
+                &hook.path_of("handler"),
+                format!(
+                    "unknown handler {}; expected one of: {}",
+                    quoted(name),
+                    HANDLERS.join(", ")
+                ),
+            );
+            None
+        }
+    });
+    let config = hook.required("config");
+    let handler = match (handler, config) {
+        (Some(name), Some(config)) => {
+            Handler::parse(name, config, &hook.path_of("config"), problems)
+        }
+        _ => None,
+    };
+    let snooze = hook.optional_u64("snooze", 0, 0, MAX_SNOOZE);
+    let on_change = hook.optional_bool("on_change", false);
+    let redaction = read_redaction(&hook, problems);
+    Some(Hook {
+        name,
+        source: source?,
+        event,
+        filter,
+        handler: handler?,
+        snooze,
+        on_change,
+        redaction: redaction?,
+    })
+}
+
+fn check_name(name: &str, path: &str, problems: &Problems) {
+    if name.is_empty()
+        || name.len() > MAX_NAME_LEN
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        problems.add(
+            path,
+            format!("must be 1 to {MAX_NAME_LEN} characters of A-Z a-z 0-9 _ . -"),
+        );
+    }
+}
+
+/// `redact_headers`: `true` (the default list), `false` (nothing), or a list of header names
+/// that replaces the default list.
+fn read_redaction(hook: &Object<'_, '_>, problems: &Problems) -> Option<Redaction> {
+    let path = hook.path_of("redact_headers");
+    match hook.get("redact_headers") {
+        None | Some(Value::Bool(true)) => Some(Redaction::default()),
+        Some(Value::Bool(false)) => Some(Redaction::none()),
+        Some(Value::Array(items)) => {
+            let mut names = Vec::with_capacity(items.len());
+            for (index, item) in items.iter().enumerate() {
+                match item {
+                    Value::String(name) if !name.is_empty() => names.push(name.clone()),
+                    other => problems.add(
+                        &element(&path, index),
+                        format!("expected a header name, found {}", kind(other)),
+                    ),
+                }
+            }
+            Some(Redaction::headers(names))
+        }
+        Some(other) => {
+            problems.add(
+                &path,
+                format!(
+                    "expected true, false or a list of header names, found {}",
+                    kind(other)
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn read_delivery(value: &Value, path: &str, problems: &Problems) -> Option<Settings> {
+    let delivery = Object::new(value, path, DELIVERY_KEYS, problems)?;
+    let defaults = Settings::default();
+    let size = |key: &str, default: usize, max: u64| {
+        let value = delivery.optional_u64(key, default as u64, 1, max);
+        usize::try_from(value).unwrap_or(default)
+    };
+    Some(Settings {
+        queue_size: size("queue_size", defaults.queue_size, 1_000_000),
+        max_in_flight: size("max_in_flight", defaults.max_in_flight, 10_000),
+        timeout_ms: delivery.optional_u64("timeout_ms", defaults.timeout_ms, 1, 600_000),
+        flush_interval_ms: delivery.optional_u64(
+            "flush_interval_ms",
+            defaults.flush_interval_ms,
+            10,
+            60_000,
+        ),
+    })
+}
+
+/// A value from the configuration quoted for a message, cut short if long.
+fn quoted(text: &str) -> String {
+    let short: String = text.chars().take(64).collect();
+    format!("{short:?}")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,230 @@
+use super::*;
+use crate::event::DEFAULT_REDACTED_HEADERS;
+use crate::handler::webhook::Scheme;
+use serde_json::json;
+
+fn errors(config: Value) -> Vec<String> {
+    match parse(config.to_string().as_bytes()) {
+        Ok(_) => panic!("expected errors for {config}"),
+        Err(problems) => problems.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn issue_example() -> Value {
+    json!({
+      "hooks": [
+        {
+          "name": "orders-5xx",
+          "source": "traffic",
+          "event": "request",
+          "filter": { "response.status": {"gte": 500}, "request.path": {"prefix": "/orders"} },
+          "handler": "webhook",
+          "snooze": 0,
+          "on_change": false,
+          "config": {
+            "url": "http://receiver:9000/hooks",
+            "cluster": "receiver",
+            "headers": { "x-team": "payments" },
+            "secret": "hunter2"
+          }
+        }
+      ],
+      "delivery": { "queue_size": 10000, "max_in_flight": 64, "timeout_ms": 5000, "flush_interval_ms": 100 }
+    })
+}
+
+#[test]
+fn the_contract_example_parses() {
+    let config = parse(issue_example().to_string().as_bytes()).unwrap();
+    assert_eq!(config.hooks.len(), 1);
+    let hook = config.hooks.get(0).unwrap();
+    assert_eq!(hook.name, "orders-5xx");
+    assert_eq!(hook.source, Source::Traffic);
+    assert_eq!(hook.event.as_deref(), Some("request"));
+    assert_eq!((hook.snooze, hook.on_change), (0, false));
+    assert_eq!(hook.redaction.names(), DEFAULT_REDACTED_HEADERS);
+    let Handler::Webhook(webhook) = &hook.handler;
+    assert_eq!(webhook.url.scheme, Scheme::Http);
+    assert_eq!(webhook.url.authority(), "receiver:9000");
+    assert_eq!(webhook.cluster, "receiver");
+    assert_eq!(
+        webhook.headers,
+        vec![("x-team".to_string(), "payments".to_string())]
+    );
+    assert!(webhook.secret.is_some());
+    assert_eq!(
+        config.delivery,
+        Settings {
+            queue_size: 10_000,
+            max_in_flight: 64,
+            timeout_ms: 5_000,
+            flush_interval_ms: 100
+        }
+    );
+}
+
+#[test]
+fn defaults() {
+    let config = parse(
+        br#"{"hooks": [{"source": "traffic", "handler": "webhook", "config": {"url": "http://r/"}},
+                       {"source": "traffic", "handler": "webhook", "config": {"url": "http://r/"}}]}"#,
+    )
+    .unwrap();
+    assert_eq!(config.hooks.name(0), "hook-0");
+    assert_eq!(config.hooks.name(1), "hook-1");
+    assert_eq!(config.delivery, Settings::default());
+    let hook = config.hooks.get(0).unwrap();
+    assert_eq!(hook.event, None);
+    assert_eq!(hook.filter, Filter::default());
+    assert_eq!((hook.snooze, hook.on_change), (0, false));
+    assert!(parse(br#"{"hooks": []}"#).is_ok());
+}
+
+#[test]
+fn the_issue_message_for_a_missing_url() {
+    let mut config = issue_example();
+    config["hooks"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"source": "traffic", "handler": "webhook", "config": {}}));
+    assert_eq!(
+        errors(config),
+        vec!["hooks[1].config.url: missing required field"]
+    );
+}
+
+#[test]
+fn every_problem_is_reported_with_its_path() {
+    let found = errors(json!({
+        "hooks": [
+            {"name": "a b", "source": "trafic", "handler": "webhok", "config": {}, "extra": 1},
+            {"source": "traffic", "event": "response", "handler": "webhook",
+             "snooze": -1, "on_change": "yes", "config": {"url": "http://r/"},
+             "filter": {"response.status": {"gte": "x", "between": 1}}},
+            "not a hook",
+            {"name": "dup", "source": "traffic", "handler": "webhook", "config": {"url": "http://r/"}},
+            {"name": "dup", "source": "traffic", "handler": "webhook", "config": {"url": "http://r/"}}
+        ],
+        "delivery": {"queue_size": 0, "max_in_flight": 1.5, "flush_interval_ms": 5, "retries": 1},
+        "surprise": true
+    }));
+    assert_eq!(
+        found,
+        vec![
+            "surprise: unknown field; expected one of: hooks, delivery",
+            "hooks[0].extra: unknown field; expected one of: name, source, event, filter, handler, snooze, on_change, config, redact_headers",
+            "hooks[0].name: must be 1 to 128 characters of A-Z a-z 0-9 _ . -",
+            "hooks[0].source: unknown source \"trafic\"; expected one of: traffic",
+            "hooks[0].handler: unknown handler \"webhok\"; expected one of: webhook",
+            "hooks[1].event: unknown event \"response\" of source traffic; expected one of: request",
+            "hooks[1].filter.response.status.between: unknown operator; expected one of: eq, ne, in, prefix, suffix, contains, gt, gte, lt, lte, exists, not",
+            "hooks[1].snooze: expected a whole number between 0 and 31536000, found a negative number",
+            "hooks[1].on_change: expected true or false, found a string",
+            "hooks[2]: expected an object, found a string",
+            "hooks[4].name: duplicate name \"dup\", also used by hooks[3]",
+            "delivery.retries: unknown field; expected one of: queue_size, max_in_flight, timeout_ms, flush_interval_ms",
+            "delivery.queue_size: must be between 1 and 1000000",
+            "delivery.max_in_flight: expected a whole number between 1 and 10000, found a fractional number",
+            "delivery.flush_interval_ms: must be between 10 and 60000",
+        ]
+    );
+}
+
+#[test]
+fn the_document_itself() {
+    assert_eq!(
+        errors(json!([])),
+        vec!["$: expected an object, found an array"]
+    );
+    assert_eq!(errors(json!({})), vec!["hooks: missing required field"]);
+    assert_eq!(
+        errors(json!({"hooks": {}})),
+        vec!["hooks: expected an array of hooks, found an object"]
+    );
+    let empty = parse(b"  \n").unwrap_err();
+    assert_eq!(
+        empty[0].to_string(),
+        "$: the configuration is empty; expected a JSON object such as {\"hooks\": [...]}"
+    );
+    let broken = parse(br#"{"hooks": [}"#).unwrap_err();
+    assert_eq!(broken.len(), 1);
+    assert!(
+        broken[0]
+            .to_string()
+            .starts_with("$: invalid JSON: expected value at line 1 column 12"),
+        "{}",
+        broken[0]
+    );
+}
+
+#[test]
+fn missing_required_hook_fields() {
+    assert_eq!(
+        errors(json!({"hooks": [{}]})),
+        vec![
+            "hooks[0].source: missing required field",
+            "hooks[0].handler: missing required field",
+            "hooks[0].config: missing required field",
+        ]
+    );
+}
+
+#[test]
+fn redact_headers_forms() {
+    let hook = |redact: Value| {
+        json!({"hooks": [{"source": "traffic", "handler": "webhook", "config": {"url": "http://r/"},
+                          "redact_headers": redact}]})
+    };
+    let names = |redact: Value| {
+        parse(hook(redact).to_string().as_bytes())
+            .unwrap()
+            .hooks
+            .get(0)
+            .unwrap()
+            .redaction
+            .names()
+            .to_vec()
+    };
+    assert_eq!(names(json!(true)), DEFAULT_REDACTED_HEADERS);
+    assert!(names(json!(false)).is_empty());
+    assert_eq!(names(json!(["X-Api-Key"])), vec!["x-api-key"]);
+    assert_eq!(
+        errors(hook(json!("all"))),
+        vec![
+            "hooks[0].redact_headers: expected true, false or a list of header names, found a string"
+        ]
+    );
+    assert_eq!(
+        errors(hook(json!(["ok", 3]))),
+        vec!["hooks[0].redact_headers[1]: expected a header name, found a number"]
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_messages() {
+    let secret = "s3cr3t-value-123";
+    let found = errors(json!({"hooks": [
+        {"source": "traffic", "handler": "webhook",
+         "config": {"url": "http://r/", "secret": 42, "headers": {"x-token": secret, "Content-Type": secret}}},
+        {"source": "traffic", "handler": "webhook", "config": {"url": "http://r/", "secret": [secret]}}
+    ]}))
+    .join("\n");
+    assert!(!found.contains(secret), "{found}");
+    assert!(
+        found.contains("hooks[1].config.secret: expected a string, found an array"),
+        "{found}"
+    );
+}
+
+#[test]
+fn filters_on_header_names_must_be_lowercase() {
+    assert_eq!(
+        errors(
+            json!({"hooks": [{"source": "traffic", "handler": "webhook", "config": {"url": "http://r/"},
+                                 "filter": {"request.headers.X-Team": "a"}}]})
+        ),
+        vec![
+            "hooks[0].filter.request.headers.X-Team: header names are lowercase in events: use request.headers.x-team"
+        ]
+    );
+}

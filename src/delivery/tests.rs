@@ -1,0 +1,195 @@
+use super::*;
+use crate::config;
+use crate::log::Lines;
+use serde_json::json;
+
+/// A transport that records requests and hands out tokens, or refuses every call.
+#[derive(Default)]
+struct FakeTransport {
+    sent: Vec<(Request, u64)>,
+    next_token: u32,
+    refuse: Option<String>,
+}
+
+impl Transport for FakeTransport {
+    fn send(&mut self, request: &Request, timeout_ms: u64) -> Result<u32, String> {
+        if let Some(why) = &self.refuse {
+            return Err(why.clone());
+        }
+        self.sent.push((request.clone(), timeout_ms));
+        self.next_token += 1;
+        Ok(self.next_token)
+    }
+}
+
+fn setup(delivery: serde_json::Value) -> (HookSet, Delivery) {
+    let config = json!({
+        "hooks": [{"name": "h", "source": "traffic", "handler": "webhook",
+                   "config": {"url": "http://receiver:9000/hooks", "secret": "hunter2"}}],
+        "delivery": delivery
+    });
+    let config = config::parse(config.to_string().as_bytes()).unwrap();
+    let delivery = Delivery::new(config.delivery, config.hooks.len());
+    (config.hooks, delivery)
+}
+
+fn job(n: u32) -> Job {
+    Job {
+        hook: 0,
+        webhook_id: format!("id-{n}"),
+        payload: b"foobar".to_vec(),
+        accepted_ms: 0,
+    }
+}
+
+fn check_accounting(delivery: &Delivery) {
+    for stat in delivery.stats() {
+        assert_eq!(
+            stat.accepted,
+            stat.delivered + stat.failed + stat.dropped + stat.pending,
+            "{stat:?}"
+        );
+    }
+}
+
+#[test]
+fn queue_is_bounded_and_drops_the_newest() {
+    let (hooks, mut delivery) = setup(json!({"queue_size": 3}));
+    let log = Lines::default();
+    for n in 0..5 {
+        delivery.accept(job(n), &hooks, 0, &log);
+    }
+    assert_eq!(delivery.depth(), 3);
+    let stats = delivery.stats()[0];
+    assert_eq!((stats.accepted, stats.dropped, stats.pending), (5, 2, 3));
+    check_accounting(&delivery);
+    // One warning for the first drop, the second held back within the interval.
+    assert_eq!(log.0.borrow().len(), 1);
+    assert!(
+        log.text()
+            .contains("hook h: delivery queue full (3 jobs), dropped webhook-id id-3")
+    );
+    delivery.accept(job(9), &hooks, 1_500, &log);
+    assert!(
+        log.text().contains("(1 similar warnings suppressed)"),
+        "{}",
+        log.text()
+    );
+}
+
+#[test]
+fn pump_respects_max_in_flight_and_sends_signed_requests() {
+    let (hooks, mut delivery) = setup(json!({"max_in_flight": 2, "timeout_ms": 1234}));
+    let log = Lines::default();
+    let mut transport = FakeTransport::default();
+    for n in 0..5 {
+        delivery.accept(job(n), &hooks, 0, &log);
+    }
+    delivery.pump(&hooks, 1_700_000_000_000, &mut transport, &log);
+    assert_eq!(transport.sent.len(), 2);
+    assert_eq!((delivery.in_flight(), delivery.depth()), (2, 3));
+    let (request, timeout) = &transport.sent[0];
+    assert_eq!(*timeout, 1234);
+    assert_eq!(request.destination.cluster, "receiver");
+    assert!(
+        request
+            .headers
+            .contains(&("webhook-id".into(), "id-0".into()))
+    );
+    assert!(
+        request
+            .headers
+            .contains(&("webhook-timestamp".into(), "1700000000".into()))
+    );
+    assert!(request.headers.contains(&(
+        "x-kong-signature".into(),
+        "sha1=47632029fcc7936dc59ff90b5bb736a44c74ab62".into()
+    )));
+    // Pumping again while full sends nothing more.
+    delivery.pump(&hooks, 0, &mut transport, &log);
+    assert_eq!(transport.sent.len(), 2);
+    // A response frees a slot; the next pump fills it, in order.
+    delivery.complete(1, Response::Status(200), b"", &hooks, 0, &log);
+    delivery.pump(&hooks, 0, &mut transport, &log);
+    assert_eq!(transport.sent.len(), 3);
+    assert!(
+        transport.sent[2]
+            .0
+            .headers
+            .contains(&("webhook-id".into(), "id-2".into()))
+    );
+    check_accounting(&delivery);
+}
+
+#[test]
+fn outcomes_are_counted_and_failures_logged() {
+    let (hooks, mut delivery) = setup(json!({}));
+    let log = Lines::default();
+    let mut transport = FakeTransport::default();
+    for n in 0..3 {
+        delivery.accept(job(n), &hooks, 0, &log);
+    }
+    delivery.pump(&hooks, 0, &mut transport, &log);
+    delivery.complete(1, Response::Status(204), b"", &hooks, 0, &log);
+    delivery.complete(
+        2,
+        Response::Status(500),
+        b"oops\r\nline two",
+        &hooks,
+        0,
+        &log,
+    );
+    delivery.complete(
+        3,
+        Response::NoAnswer(Some("timeout".into())),
+        b"",
+        &hooks,
+        5_000,
+        &log,
+    );
+    delivery.complete(99, Response::Status(200), b"", &hooks, 0, &log);
+    let stats = delivery.stats()[0];
+    assert_eq!((stats.delivered, stats.failed, stats.pending), (1, 2, 0));
+    check_accounting(&delivery);
+    let text = log.text();
+    assert!(
+        text.contains("hook h: delivery of webhook-id id-1 failed: answered 500: oops  line two"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hook h: delivery of webhook-id id-2 failed: no answer (timeout)"),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"));
+}
+
+#[test]
+fn a_refused_call_fails_without_stalling_the_queue() {
+    let (hooks, mut delivery) = setup(json!({}));
+    let log = Lines::default();
+    let mut transport = FakeTransport {
+        refuse: Some("BadArgument".into()),
+        ..FakeTransport::default()
+    };
+    delivery.accept(job(0), &hooks, 0, &log);
+    delivery.accept(job(1), &hooks, 0, &log);
+    delivery.pump(&hooks, 0, &mut transport, &log);
+    assert_eq!((delivery.depth(), delivery.in_flight()), (0, 0));
+    assert_eq!(delivery.stats()[0].failed, 2);
+    check_accounting(&delivery);
+    assert!(log.text().contains(
+        "failed: the host refused the call to cluster receiver (BadArgument); is the cluster defined?"
+    ));
+}
+
+#[test]
+fn excerpts_are_short_single_lines() {
+    assert_eq!(excerpt(b""), None);
+    assert_eq!(excerpt(b"  \n"), None);
+    assert_eq!(excerpt(b"a\nb").as_deref(), Some("a b"));
+    let long = vec![b'x'; 500];
+    let text = excerpt(&long).unwrap();
+    assert_eq!(text.len(), EXCERPT_BYTES + 3);
+    assert!(text.ends_with("..."));
+    assert_eq!(excerpt(&[0xff, b'a']).as_deref(), Some("\u{fffd}a"));
+}

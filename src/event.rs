@@ -1,0 +1,222 @@
+//! Events: a source, an event name and the event data, a JSON object.
+//!
+//! A dotted path addresses nested objects (`response.status` is `{"response": {"status": 500}}`);
+//! a numeric segment indexes an array. Numbers stay numbers.
+
+use serde_json::{Map, Value};
+
+use crate::source::Source;
+
+/// Header values that are replaced by this text unless a hook opts out.
+pub const REDACTED: &str = "[redacted]";
+
+/// The request and response headers redacted by default.
+pub const DEFAULT_REDACTED_HEADERS: &[&str] = &[
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "set-cookie",
+];
+
+/// One event, as a source emitted it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub source: Source,
+    /// The event name within its source (`request` for traffic).
+    pub name: String,
+    /// Always a JSON object.
+    pub data: Value,
+}
+
+/// Which header values a hook sees as `"[redacted]"`, in `request.headers` and
+/// `response.headers`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Redaction {
+    /// Lowercase header names.
+    names: Vec<String>,
+    placeholder: Value,
+}
+
+impl Default for Redaction {
+    fn default() -> Self {
+        Redaction::headers(DEFAULT_REDACTED_HEADERS.iter().map(|name| name.to_string()))
+    }
+}
+
+impl Redaction {
+    /// Redacts nothing.
+    pub fn none() -> Self {
+        Redaction::headers(std::iter::empty())
+    }
+
+    /// Redacts these header names (matched without regard to case).
+    pub fn headers(names: impl IntoIterator<Item = String>) -> Self {
+        Redaction {
+            names: names
+                .into_iter()
+                .map(|name| name.to_ascii_lowercase())
+                .collect(),
+            placeholder: Value::String(REDACTED.to_string()),
+        }
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Whether `path` is a redacted header value.
+    fn covers<S: AsRef<str>>(&self, path: &[S]) -> bool {
+        match path {
+            [side, headers, name] => {
+                matches!(side.as_ref(), "request" | "response")
+                    && headers.as_ref() == "headers"
+                    && self.names.iter().any(|redacted| redacted == name.as_ref())
+            }
+            _ => false,
+        }
+    }
+
+    /// Replaces the redacted header values in `data` in place.
+    fn apply(&self, data: &mut Value) {
+        if self.names.is_empty() {
+            return;
+        }
+        for side in ["request", "response"] {
+            let Some(Value::Object(headers)) = data
+                .get_mut(side)
+                .and_then(|section| section.get_mut("headers"))
+            else {
+                continue;
+            };
+            for name in &self.names {
+                if let Some(value) = headers.get_mut(name) {
+                    *value = self.placeholder.clone();
+                }
+            }
+        }
+    }
+}
+
+/// The value at a dotted path, split into segments.
+pub fn lookup<'a, S: AsRef<str>>(root: &'a Value, path: &[S]) -> Option<&'a Value> {
+    path.iter().try_fold(root, |value, segment| {
+        let segment = segment.as_ref();
+        match value {
+            Value::Object(map) => map.get(segment),
+            Value::Array(items) => segment
+                .parse::<usize>()
+                .ok()
+                .and_then(|index| items.get(index)),
+            _ => None,
+        }
+    })
+}
+
+/// Splits a dotted path into its segments.
+pub fn split_path(path: &str) -> Vec<String> {
+    path.split('.').map(str::to_string).collect()
+}
+
+impl Event {
+    pub fn new(source: Source, name: impl Into<String>, data: Map<String, Value>) -> Self {
+        Event {
+            source,
+            name: name.into(),
+            data: Value::Object(data),
+        }
+    }
+
+    /// The value at `path` as a hook with `redaction` sees it.
+    pub fn lookup<'a, S: AsRef<str>>(
+        &'a self,
+        path: &[S],
+        redaction: &'a Redaction,
+    ) -> Option<&'a Value> {
+        let value = lookup(&self.data, path)?;
+        if redaction.covers(path) {
+            Some(&redaction.placeholder)
+        } else {
+            Some(value)
+        }
+    }
+
+    /// The event data as a hook with `redaction` sees it.
+    pub fn data_for(&self, redaction: &Redaction) -> Value {
+        let mut data = self.data.clone();
+        redaction.apply(&mut data);
+        data
+    }
+
+    /// Kong's body shape: the event data's keys plus `"source"` and `"event"` at the top level.
+    pub fn kong_payload(&self, redaction: &Redaction) -> Value {
+        let mut data = self.data_for(redaction);
+        if let Value::Object(map) = &mut data {
+            map.insert(
+                "source".to_string(),
+                Value::String(self.source.name().to_string()),
+            );
+            map.insert("event".to_string(), Value::String(self.name.clone()));
+        }
+        data
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(data: Value) -> Event {
+        let Value::Object(map) = data else {
+            panic!("not an object")
+        };
+        Event::new(Source::Traffic, "request", map)
+    }
+
+    #[test]
+    fn dotted_paths_address_nested_objects_and_arrays() {
+        let data = json!({"response": {"status": 500}, "tags": ["a", "b"]});
+        assert_eq!(
+            lookup(&data, &split_path("response.status")),
+            Some(&json!(500))
+        );
+        assert_eq!(lookup(&data, &split_path("tags.1")), Some(&json!("b")));
+        assert_eq!(lookup(&data, &split_path("tags.9")), None);
+        assert_eq!(lookup(&data, &split_path("response.status.x")), None);
+        assert_eq!(lookup(&data, &split_path("missing")), None);
+    }
+
+    #[test]
+    fn lookups_and_payloads_see_redacted_headers() {
+        let e = event(json!({
+            "request": {"headers": {"authorization": "Bearer s3cr3t", "x-team": "pay"}},
+            "response": {"headers": {"set-cookie": "id=1"}}
+        }));
+        let redaction = Redaction::default();
+        let auth = split_path("request.headers.authorization");
+        assert_eq!(e.lookup(&auth, &redaction), Some(&json!(REDACTED)));
+        assert_eq!(
+            e.lookup(&split_path("request.headers.x-team"), &redaction),
+            Some(&json!("pay"))
+        );
+        let payload = e.kong_payload(&redaction);
+        assert_eq!(payload["request"]["headers"]["authorization"], REDACTED);
+        assert_eq!(payload["response"]["headers"]["set-cookie"], REDACTED);
+        assert_eq!(payload["source"], "traffic");
+        assert_eq!(payload["event"], "request");
+        assert!(!payload.to_string().contains("s3cr3t"));
+    }
+
+    #[test]
+    fn opting_out_keeps_header_values() {
+        let e = event(json!({"request": {"headers": {"authorization": "Bearer t"}}}));
+        let payload = e.kong_payload(&Redaction::none());
+        assert_eq!(payload["request"]["headers"]["authorization"], "Bearer t");
+        let custom = Redaction::headers(["X-Api-Key".to_string()]);
+        assert_eq!(custom.names(), ["x-api-key"]);
+        assert_eq!(
+            e.lookup(&split_path("request.headers.authorization"), &custom),
+            Some(&json!("Bearer t"))
+        );
+    }
+}

@@ -1,0 +1,129 @@
+//! Decoding what hosts return: property values and serialized header maps. Pure functions, so
+//! they are unit-tested natively.
+//!
+//! Property values: Envoy returns integers, durations and timestamps as 8-byte
+//! little-endian integers (nanoseconds for times); Kong's ngx_wasm_module returns them as
+//! decimal strings (`"200"`). Both are accepted without knowing the host: a value made only of
+//! ASCII digits is read as decimal, otherwise 8 bytes are read as a little-endian integer.
+//! (An 8-byte integer is made only of ASCII digits only from 0x3030303030303030, beyond any
+//! status, flag set, duration or timestamp before the year 2078.)
+
+/// An integer property, in either encoding.
+pub fn integer(bytes: &[u8]) -> Option<u64> {
+    if !bytes.is_empty() && bytes.len() <= 20 && bytes.iter().all(u8::is_ascii_digit) {
+        return std::str::from_utf8(bytes).ok()?.parse().ok();
+    }
+    let array: [u8; 8] = bytes.try_into().ok()?;
+    Some(u64::from_le_bytes(array))
+}
+
+/// A string property; invalid UTF-8 is replaced, never fatal.
+pub fn string(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A header map as proxy-wasm serializes it: a little-endian u32 count, then a (key size,
+/// value size) pair of u32 per entry, then each key and value followed by a NUL byte. Invalid
+/// UTF-8 is replaced (a header value may carry any byte); a malformed buffer is `None`.
+pub fn header_map(bytes: &[u8]) -> Option<Vec<(String, String)>> {
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    let count = usize::try_from(read_u32(bytes, 0)?).ok()?;
+    let mut data = count.checked_mul(8)?.checked_add(4)?;
+    if data > bytes.len() {
+        return None;
+    }
+    let mut pairs = Vec::with_capacity(count);
+    for index in 0..count {
+        let sizes = index.checked_mul(8)?.checked_add(4)?;
+        let key_size = usize::try_from(read_u32(bytes, sizes)?).ok()?;
+        let value_size = usize::try_from(read_u32(bytes, sizes.checked_add(4)?)?).ok()?;
+        let key = bytes.get(data..data.checked_add(key_size)?)?;
+        data = data.checked_add(key_size)?.checked_add(1)?;
+        let value = bytes.get(data..data.checked_add(value_size)?)?;
+        data = data.checked_add(value_size)?.checked_add(1)?;
+        pairs.push((string(key), string(value)));
+    }
+    Some(pairs)
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
+    let word: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    Some(u32::from_le_bytes(word))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envoy_binary_integers() {
+        assert_eq!(integer(&200u64.to_le_bytes()), Some(200));
+        assert_eq!(integer(&0x20u64.to_le_bytes()), Some(0x20));
+        let now_ns = 1_795_000_000_000_000_000u64;
+        assert_eq!(integer(&now_ns.to_le_bytes()), Some(now_ns));
+    }
+
+    #[test]
+    fn kong_string_integers() {
+        assert_eq!(integer(b"200"), Some(200));
+        assert_eq!(integer(b"20000000"), Some(20_000_000));
+        assert_eq!(integer(b"0"), Some(0));
+    }
+
+    #[test]
+    fn garbage_is_none_never_a_panic() {
+        assert_eq!(integer(b""), None);
+        assert_eq!(integer(b"12a"), None);
+        assert_eq!(integer(&[1, 2, 3]), None);
+        assert_eq!(integer(b"999999999999999999999"), None);
+        assert_eq!(string(&[0x66, 0xff, 0x6f]), "f\u{fffd}o");
+    }
+
+    /// Serializes a map the way hosts do.
+    fn serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (key, value) in pairs {
+            out.extend((key.len() as u32).to_le_bytes());
+            out.extend((value.len() as u32).to_le_bytes());
+        }
+        for (key, value) in pairs {
+            out.extend(*key);
+            out.push(0);
+            out.extend(*value);
+            out.push(0);
+        }
+        out
+    }
+
+    #[test]
+    fn header_maps_decode_with_invalid_utf8_replaced() {
+        let bytes = serialize(&[
+            (b":status", b"200"),
+            (b"x-bin", &[0x61, 0xfe]),
+            (b"empty", b""),
+        ]);
+        assert_eq!(
+            header_map(&bytes),
+            Some(vec![
+                (":status".into(), "200".into()),
+                ("x-bin".into(), "a\u{fffd}".into()),
+                ("empty".into(), "".into()),
+            ])
+        );
+        assert_eq!(header_map(&[]), Some(vec![]));
+    }
+
+    #[test]
+    fn malformed_header_maps_are_none() {
+        let good = serialize(&[(b"k", b"v")]);
+        for cut in 1..good.len() - 1 {
+            assert_eq!(header_map(&good[..cut]), None, "cut at {cut}");
+        }
+        assert_eq!(header_map(&[0xff, 0xff, 0xff, 0xff]), None);
+        let mut lying = good.clone();
+        lying[4] = 200; // key size beyond the buffer
+        assert_eq!(header_map(&lying), None);
+    }
+}

@@ -1,0 +1,30 @@
+//! The host adapter: the only code that talks to proxy-wasm.
+//!
+//! * [`decode`]: decoding what hosts return: property values (Envoy: 8-byte little-endian
+//!   integers; Kong: decimal strings) and serialized header maps. Pure, so tested natively.
+//! * `abi` (wasm32 only): checked bindings to the host calls the filter uses. The SDK's own
+//!   wrappers panic on unexpected statuses and on non-UTF-8 header values; these return errors.
+//! * `root` and `http` (wasm32 only): the root context, which owns the per-VM queue and alone
+//!   dispatches calls, and the HTTP context, which captures a request and hands its event over
+//!   in `on_log`.
+
+pub mod decode;
+
+#[cfg(target_arch = "wasm32")]
+mod abi;
+#[cfg(target_arch = "wasm32")]
+mod http;
+#[cfg(target_arch = "wasm32")]
+mod root;
+
+// The module's entry point: register the root context, and log any panic before the VM aborts
+// (there should be none; the lints forbid the usual causes).
+#[cfg(target_arch = "wasm32")]
+proxy_wasm::main! {{
+    std::panic::set_hook(Box::new(|info| {
+        abi::log(crate::log::Level::Critical, &format!("event_hooks panicked: {info}"));
+    }));
+    proxy_wasm::set_root_context(|_context_id| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(root::Root::new())
+    });
+}}

@@ -1,0 +1,30 @@
+//! `event_hooks`: Kong Gateway's Event Hooks as one proxy-wasm filter.
+//!
+//! The crate has two halves:
+//!
+//! * the **core** (every module but [`host`]'s contexts): configuration and its validation,
+//!   events and their sources, filters, handlers, signing, snooze/on-change controls and the
+//!   delivery queue. It is plain data in, plain data out, with the clock and the host's
+//!   transport passed in, so it builds and is unit-tested natively (`cargo test`);
+//! * the **host adapter** ([`host`]), compiled for `wasm32` only: the proxy-wasm root and HTTP
+//!   contexts and the checked host-call bindings. It is the only code that talks to proxy-wasm.
+//!
+//! Nothing outside tests may panic (see the clippy lints in `Cargo.toml`): a panic kills the VM
+//! and the proxy's traffic with it.
+
+pub mod config;
+pub mod control;
+pub mod delivery;
+pub mod event;
+pub mod filter;
+pub mod handler;
+pub mod hooks;
+pub mod host;
+pub mod id;
+pub mod log;
+pub mod runtime;
+pub mod signing;
+pub mod source;
+
+/// The `user-agent` of every delivery: `event-hooks/<crate version>`.
+pub const USER_AGENT: &str = concat!("event-hooks/", env!("CARGO_PKG_VERSION"));
