@@ -1,0 +1,182 @@
+//! Checked bindings to the proxy-wasm host calls the filter makes itself.
+//!
+//! The SDK's `hostcalls` panic on any status they do not expect and on header values that are
+//! not UTF-8; a panic would kill the VM. These bindings return every status to the caller
+//! instead. Only `dispatch_http_call` goes through the SDK, which must register the call's
+//! token to route its response back to the root context.
+
+use std::ptr::null_mut;
+
+use proxy_wasm::types::{BufferType, MapType};
+
+use super::decode;
+use crate::log::Level;
+
+#[link(wasm_import_module = "env")]
+unsafe extern "C" {
+    fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
+    fn proxy_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_header_map_pairs(
+        map_type: u32,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> u32;
+    fn proxy_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+}
+
+const OK: u32 = 0;
+const NOT_FOUND: u32 = 1;
+
+/// A status other than Ok from the host, or a reply that could not be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostError(pub u32);
+
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self.0 {
+            1 => "NotFound",
+            2 => "BadArgument",
+            3 => "SerializationFailure",
+            4 => "ParseFailure",
+            7 => "Empty",
+            8 => "CasMismatch",
+            10 => "InternalFailure",
+            12 => "Unimplemented",
+            u32::MAX => "undecodable reply",
+            _ => "unknown status",
+        };
+        write!(f, "{name} ({})", self.0)
+    }
+}
+
+/// Takes ownership of memory the host allocated through `proxy_on_memory_allocate`.
+///
+/// # Safety
+/// `data` must be null or point to `size` bytes allocated by this module's allocator for the
+/// host's reply.
+unsafe fn take(data: *mut u8, size: usize) -> Vec<u8> {
+    if data.is_null() {
+        Vec::new()
+    } else {
+        // SAFETY: the host allocated `size` bytes with the SDK's `proxy_on_memory_allocate`
+        // (a `Vec<u8>` of that capacity, forgotten) and filled them.
+        unsafe { Vec::from_raw_parts(data, size, size) }
+    }
+}
+
+/// Writes one line to the proxy's log. A failing log call is ignored: there is nowhere else to
+/// report it.
+pub fn log(level: Level, message: &str) {
+    // SAFETY: the pointer and length describe `message`, alive for the call.
+    let _ = unsafe { proxy_log(level as u32, message.as_ptr(), message.len()) };
+}
+
+/// The host's clock, unix nanoseconds.
+pub fn now_ns() -> Option<u64> {
+    let mut now = 0u64;
+    // SAFETY: `now` is a valid place for the host to write a u64.
+    let status = unsafe { proxy_get_current_time_nanoseconds(&mut now) };
+    (status == OK).then_some(now)
+}
+
+pub fn set_tick_period_ms(period_ms: u64) -> Result<(), HostError> {
+    let period = u32::try_from(period_ms).unwrap_or(u32::MAX);
+    // SAFETY: no pointers.
+    match unsafe { proxy_set_tick_period_milliseconds(period) } {
+        OK => Ok(()),
+        status => Err(HostError(status)),
+    }
+}
+
+/// The whole of a buffer (such as the plugin configuration); `None` when the host has none.
+pub fn buffer(kind: BufferType) -> Result<Option<Vec<u8>>, HostError> {
+    buffer_prefix(kind, usize::MAX)
+}
+
+/// At most the first `max_size` bytes of a buffer; `None` when the host has none.
+pub fn buffer_prefix(kind: BufferType, max_size: usize) -> Result<Option<Vec<u8>>, HostError> {
+    let mut data = null_mut();
+    let mut size = 0usize;
+    // SAFETY: `data` and `size` are valid places for the host to write its reply.
+    let status = unsafe { proxy_get_buffer_bytes(kind as u32, 0, max_size, &mut data, &mut size) };
+    match status {
+        // SAFETY: on Ok the host wrote an allocation of `size` bytes (or null) to `data`.
+        OK => Ok(Some(unsafe { take(data, size) })),
+        NOT_FOUND => Ok(None),
+        status => Err(HostError(status)),
+    }
+}
+
+/// A header map (request, response, or a call's response); `None` when the host has none.
+pub fn header_map(kind: MapType) -> Result<Option<Vec<(String, String)>>, HostError> {
+    let mut data = null_mut();
+    let mut size = 0usize;
+    // SAFETY: `data` and `size` are valid places for the host to write its reply.
+    let status = unsafe { proxy_get_header_map_pairs(kind as u32, &mut data, &mut size) };
+    match status {
+        OK => {
+            // SAFETY: on Ok the host wrote an allocation of `size` bytes (or null) to `data`.
+            let bytes = unsafe { take(data, size) };
+            decode::header_map(&bytes)
+                .map(Some)
+                .ok_or(HostError(u32::MAX))
+        }
+        NOT_FOUND => Ok(None),
+        status => Err(HostError(status)),
+    }
+}
+
+/// A property's raw value; `None` when the host does not have it.
+pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
+    let serialized = path.join("\0");
+    let mut data = null_mut();
+    let mut size = 0usize;
+    // SAFETY: the path pointer and length describe `serialized`, alive for the call; `data`
+    // and `size` are valid places for the host to write its reply.
+    let status =
+        unsafe { proxy_get_property(serialized.as_ptr(), serialized.len(), &mut data, &mut size) };
+    match status {
+        // SAFETY: on Ok the host wrote an allocation of `size` bytes (or null) to `data`.
+        OK => Ok(Some(unsafe { take(data, size) })),
+        NOT_FOUND => Ok(None),
+        status => Err(HostError(status)),
+    }
+}
+
+/// A string property; `None` when absent or unreadable.
+pub fn string_property(path: &[&str]) -> Option<String> {
+    property(path)
+        .ok()
+        .flatten()
+        .map(|bytes| decode::string(&bytes))
+}
+
+/// An integer property in either host's encoding; `None` when absent or unreadable.
+pub fn integer_property(path: &[&str]) -> Option<u64> {
+    property(path)
+        .ok()
+        .flatten()
+        .and_then(|bytes| decode::integer(&bytes))
+}
+
+/// The core's log, written to the proxy's log.
+pub struct HostLog;
+
+impl crate::log::Log for HostLog {
+    fn log(&self, level: Level, message: &str) {
+        log(level, message);
+    }
+}

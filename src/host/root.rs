@@ -1,0 +1,213 @@
+//! The root context: reads the configuration, owns the per-VM runtime (queue included), and is
+//! the only context that dispatches HTTP calls: from `on_tick` and from
+//! `on_http_call_response`, where it receives every response. This is the pattern that works
+//! on every host (Kong traps on a dispatch from `on_log`; Envoy loses the response of a call
+//! made by a finished HTTP context).
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{BufferType, ContextType, MapType};
+
+use super::abi::{self, HostLog};
+use super::http::Http;
+use crate::config;
+use crate::delivery::{EXCERPT_BYTES, Request, Response, Transport};
+use crate::log::Level;
+use crate::runtime::Runtime;
+use crate::source::Source;
+
+/// Runtimes of earlier configurations still delivering what they had accepted.
+const MAX_RETIRING: usize = 4;
+
+pub struct Root {
+    runtime: Option<Rc<Runtime>>,
+    /// Earlier configurations' runtimes, kept until their queues drain.
+    retiring: Vec<Rc<Runtime>>,
+    /// `set_tick_period` is called once: Kong traps on a second call.
+    ticking: bool,
+}
+
+impl Root {
+    pub fn new() -> Self {
+        Root {
+            runtime: None,
+            retiring: Vec::new(),
+            ticking: false,
+        }
+    }
+
+    fn runtimes(&self) -> impl Iterator<Item = &Rc<Runtime>> {
+        self.runtime.iter().chain(self.retiring.iter())
+    }
+}
+
+/// Dispatches through the host's HTTP callout.
+struct HostTransport;
+
+impl Transport for HostTransport {
+    fn send(&mut self, request: &Request, timeout_ms: u64) -> Result<u32, String> {
+        let headers: Vec<(&str, &str)> = request
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        proxy_wasm::hostcalls::dispatch_http_call(
+            &request.destination.cluster,
+            headers,
+            Some(&request.body),
+            Vec::new(),
+            Duration::from_millis(timeout_ms),
+        )
+        .map_err(|status| format!("{status:?}"))
+    }
+}
+
+fn now_ms() -> u64 {
+    abi::now_ns().unwrap_or(0) / 1_000_000
+}
+
+/// A seed for webhook ids from the host's randomness, mixed with the clock so that a host
+/// without `random_get` still gets distinct seeds per VM start.
+fn seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    let random = getrandom::fill(&mut bytes).map_or(0, |()| u64::from_le_bytes(bytes));
+    random ^ abi::now_ns().unwrap_or(0)
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let headers = abi::header_map(MapType::HttpCallResponseHeaders)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
+        let response = match header(":status").and_then(|status| status.parse::<u16>().ok()) {
+            Some(status) => Response::Status(status),
+            // Kong reports why a call failed in `:dispatch_status`; Envoy sends no headers.
+            None => Response::NoAnswer(header(":dispatch_status")),
+        };
+        // Only the start of the body is read, for the log line of a failure.
+        let body = if body_size > 0 {
+            abi::buffer_prefix(BufferType::HttpCallResponseBody, EXCERPT_BYTES + 1)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let now = now_ms();
+        let mut transport = HostTransport;
+        if let Some(owner) = self.runtimes().find(|runtime| runtime.owns(token)) {
+            owner.complete(token, response, &body, now, &mut transport, &HostLog);
+        }
+        self.retiring.retain(|runtime| !runtime.is_idle());
+    }
+}
+
+impl RootContext for Root {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        true
+    }
+
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = match abi::buffer(BufferType::PluginConfiguration) {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(error) => {
+                abi::log(
+                    Level::Error,
+                    &format!("invalid configuration: $: the host did not give it ({error})"),
+                );
+                return false;
+            }
+        };
+        let config = match config::parse(&bytes) {
+            Ok(config) => config,
+            Err(problems) => {
+                for problem in &problems {
+                    abi::log(Level::Error, &format!("invalid configuration: {problem}"));
+                }
+                abi::log(
+                    Level::Error,
+                    &format!(
+                        "configuration refused: {} problem(s); the filter did not start",
+                        problems.len()
+                    ),
+                );
+                return false;
+            }
+        };
+        let runtime = Rc::new(Runtime::new(config, seed()));
+        let interval = runtime.flush_interval_ms();
+        abi::log(
+            Level::Info,
+            &format!(
+                "configured {} hook(s); deliveries flushed every {interval} ms",
+                runtime.hooks().len()
+            ),
+        );
+        if let Some(previous) = self.runtime.replace(runtime) {
+            if !previous.is_idle() {
+                if self.retiring.len() >= MAX_RETIRING {
+                    self.retiring.remove(0);
+                    abi::log(
+                        Level::Warn,
+                        "configuration reloaded repeatedly: the oldest undelivered events were dropped",
+                    );
+                }
+                self.retiring.push(previous);
+            }
+        }
+        if !self.ticking {
+            match abi::set_tick_period_ms(interval) {
+                Ok(()) => self.ticking = true,
+                Err(error) => {
+                    abi::log(
+                        Level::Error,
+                        &format!(
+                            "the host refused a tick period ({error}); nothing can be delivered"
+                        ),
+                    );
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let now = now_ms();
+        let mut transport = HostTransport;
+        for runtime in self.runtimes() {
+            runtime.flush(now, &mut transport, &HostLog);
+        }
+        self.retiring.retain(|runtime| !runtime.is_idle());
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Returning None would make the SDK panic: always return a context, an idle one when
+        // no hook listens to traffic.
+        let runtime = self
+            .runtime
+            .as_ref()
+            .filter(|runtime| runtime.listens_to(Source::Traffic))
+            .cloned();
+        Some(Box::new(Http::new(runtime)))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
