@@ -1,0 +1,61 @@
+# event_hooks: `make run` (the demo) and `make test` (every test) are all a new user needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+WASM_TARGET := wasm32-wasip1
+WASM := target/$(WASM_TARGET)/release/event_hooks.wasm
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+ENVOY := $(VENV)/bin/envoy
+VENV_STAMP := $(VENV)/.installed
+
+.PHONY: help build wasm-target envoy certs run test unit e2e lint fmt clean
+
+help:
+	@echo "make run     build, then start Envoy with the filter and the demo receiver"
+	@echo "make test    run every test (native unit tests, then end-to-end through Envoy)"
+	@echo "make build   build $(WASM)"
+	@echo "make lint    cargo fmt --check and clippy (native and wasm32)"
+	@echo "make envoy   install Envoy 1.40.0 and the test tools into $(VENV)/"
+
+wasm-target:
+	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
+
+build: wasm-target
+	cargo build --release --target $(WASM_TARGET) --lib
+	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
+
+envoy: $(VENV_STAMP)
+
+$(VENV_STAMP): tests/requirements.txt
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	@touch $@
+
+certs:
+	@demo/certs.sh envoy/certs
+
+run: build envoy certs
+	$(PYTHON) demo/run.py
+
+unit:
+	cargo test
+
+e2e: build envoy certs
+	$(VENV)/bin/pytest -q tests/e2e
+
+test: unit e2e
+
+lint: wasm-target
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
+
+fmt:
+	cargo fmt
+
+clean:
+	cargo clean
+	rm -rf $(VENV) .run envoy/certs
