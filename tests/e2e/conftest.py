@@ -1,0 +1,344 @@
+"""End-to-end harness: the real Envoy (from .venv) with the freshly built event_hooks.wasm,
+a webhook receiver and a stub upstream written here.
+
+Every server binds port 0 and reports the port it got; Envoy's admin and listeners bind port 0
+too and are discovered through the admin API, so parallel runs never collide. Nothing sleeps
+for a fixed time: every wait is for a condition, with a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+ENVOY = ROOT / ".venv" / "bin" / "envoy"
+WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "event_hooks.wasm"
+WAIT = 15.0
+
+
+def wait_until(condition, timeout: float = WAIT, what: str = "condition"):
+    """Polls `condition` until it returns something truthy; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+# --- the webhook receiver ---------------------------------------------------------------
+
+
+@dataclass
+class Delivery:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    received_at: float = field(default_factory=time.time)
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class Receiver:
+    """Records every request it gets; answers `status` (200 by default)."""
+
+    def __init__(self, tls: tuple[str, str] | None = None):
+        self.deliveries: list[Delivery] = []
+        self.status = 200
+        self._changed = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):  # noqa: N802
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length)
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                with receiver._changed:
+                    receiver.deliveries.append(Delivery(self.command, self.path, headers, body))
+                    receiver._changed.notify_all()
+                self.send_response(receiver.status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def matching(self, predicate) -> list[Delivery]:
+        with self._changed:
+            return [delivery for delivery in self.deliveries if predicate(delivery)]
+
+    def wait_for(self, predicate, timeout: float = WAIT, what: str = "a delivery") -> Delivery:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for delivery in self.deliveries:
+                    if predicate(delivery):
+                        return delivery
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"timed out after {timeout}s waiting for {what}; got {len(self.deliveries)} deliveries")
+                self._changed.wait(remaining)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --- the stub upstream ------------------------------------------------------------------
+
+
+class Upstream:
+    """Answers the status given in ?status=NNN (200 by default) with body `upstream <status>`."""
+
+    def __init__(self):
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self):
+                length = int(self.headers.get("content-length") or 0)
+                if length:
+                    self.rfile.read(length)
+                query = parse_qs(urlsplit(self.path).query)
+                status = int(query.get("status", ["200"])[0])
+                body = f"upstream {status}\n".encode()
+                self.send_response(status)
+                self.send_header("content-type", "text/plain")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _answer  # noqa: N815
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --- Envoy ------------------------------------------------------------------------------
+
+
+def static_cluster(name: str, port: int, tls: dict | None = None) -> dict:
+    cluster = {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}],
+        },
+    }
+    if tls:
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", **tls},
+        }
+    return cluster
+
+
+def wasm_filter(configuration: dict | str) -> dict:
+    value = configuration if isinstance(configuration, str) else json.dumps(configuration)
+    return {
+        "name": "event_hooks",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+            "config": {
+                "name": "event_hooks",
+                "root_id": "event_hooks",
+                "failure_policy": "FAIL_OPEN",
+                "vm_config": {
+                    "vm_id": "event_hooks",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": str(WASM)}},
+                },
+                "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": value},
+            },
+        },
+    }
+
+
+def envoy_config(filter_configuration: dict | str, routes: list[dict], clusters: list[dict]) -> dict:
+    """A bootstrap with admin and one listener on port 0, the filter, and the given routes."""
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "static_resources": {
+            "listeners": [
+                {
+                    "name": "proxy",
+                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+                    "filter_chains": [{"filters": [{
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                            "stat_prefix": "proxy",
+                            "route_config": {"name": "proxy", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
+                            "http_filters": [
+                                wasm_filter(filter_configuration),
+                                {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
+                            ],
+                        },
+                    }]}],
+                }
+            ],
+            "clusters": clusters,
+        },
+    }
+
+
+class Envoy:
+    """One Envoy process; `start()` returns once it is ready, or raises with its log."""
+
+    def __init__(self, config: dict | str | Path, workdir: Path, concurrency: int = 1, cwd: Path = ROOT):
+        self.workdir = workdir
+        self.log_path = workdir / f"envoy-{uuid.uuid4().hex[:8]}.log"
+        self.admin_path = workdir / f"admin-{uuid.uuid4().hex[:8]}.txt"
+        if isinstance(config, Path):
+            self.config_path = config
+        else:
+            self.config_path = workdir / f"envoy-{uuid.uuid4().hex[:8]}.json"
+            self.config_path.write_text(config if isinstance(config, str) else json.dumps(config, indent=1))
+        self.concurrency = concurrency
+        self.cwd = cwd
+        self.process: subprocess.Popen | None = None
+        self.admin = ""
+
+    def command(self, *extra: str) -> list[str]:
+        return [
+            str(ENVOY), "-c", str(self.config_path), "--concurrency", str(self.concurrency),
+            "--disable-hot-restart", "--admin-address-path", str(self.admin_path),
+            "--log-level", "warn", "--component-log-level", "wasm:debug", "--log-path", str(self.log_path),
+            "--file-flush-interval-msec", "50", *extra,
+        ]
+
+    def start(self) -> "Envoy":
+        assert ENVOY.exists(), f"{ENVOY} is missing: run `make envoy`"
+        assert WASM.exists(), f"{WASM} is missing: run `make build`"
+        self.process = subprocess.Popen(self.command(), cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+        def ready():
+            if self.process.poll() is not None:
+                raise AssertionError(f"Envoy exited with {self.process.returncode}:\n{self.output()}")
+            if not self.admin_path.exists() or not self.admin_path.read_text().strip():
+                return False
+            self.admin = "http://" + self.admin_path.read_text().strip()
+            try:
+                return self.get_admin("/ready") == "LIVE"
+            except OSError:
+                return False
+
+        wait_until(ready, 30, "Envoy to be ready")
+        return self
+
+    def get_admin(self, path: str) -> str:
+        with urllib.request.urlopen(self.admin + path, timeout=5) as answer:
+            return answer.read().decode().strip()
+
+    def listener_port(self, name: str = "proxy") -> int:
+        listeners = json.loads(self.get_admin("/listeners?format=json"))
+        for listener in listeners["listener_statuses"]:
+            if listener["name"] == name:
+                return listener["local_address"]["socket_address"]["port_value"]
+        raise AssertionError(f"no listener {name}: {listeners}")
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def output(self) -> str:
+        out = self.process.stdout.read().decode() if self.process and self.process.stdout else ""
+        return out + self.log()
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+# --- fixtures ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def receiver():
+    server = Receiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def upstream():
+    server = Upstream()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def demo_certs() -> Path:
+    """The demo CA and receiver certificate (demo/certs.sh, as `make certs` makes them)."""
+    directory = ROOT / "envoy" / "certs"
+    subprocess.run([str(ROOT / "demo" / "certs.sh"), str(directory)], check=True, cwd=ROOT, capture_output=True)
+    return directory
+
+
+@pytest.fixture
+def start_envoy(tmp_path):
+    started: list[Envoy] = []
+
+    def start(config, **options) -> Envoy:
+        envoy = Envoy(config, tmp_path, **options).start()
+        started.append(envoy)
+        return envoy
+
+    yield start
+    for envoy in started:
+        envoy.stop()
+        # No VM may have crashed, whatever the test checked.
+        log = envoy.log()
+        for sign in ("panicked", "wasm trap", "Function: proxy_on", "failed to load"):
+            assert sign not in log, f"Envoy log shows {sign!r}:\n{log[-4000:]}"

@@ -1,0 +1,82 @@
+"""The shipped envoy/envoy.yaml, run as is but for its ports: its hooks deliver, signed, and its
+TLS cluster really verifies the receiver's certificate."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT, Receiver, http_get, wait_until
+
+
+def demo_config(upstream_port: int, receiver_port: int, tls_receiver_port: int) -> dict:
+    """envoy/envoy.yaml with admin and listeners on port 0 and the clusters pointed at the
+    test's servers; everything else (the filter and its configuration, TLS) unchanged."""
+    config = yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text())
+    config["admin"]["address"]["socket_address"]["port_value"] = 0
+    for listener in config["static_resources"]["listeners"]:
+        listener["address"]["socket_address"]["port_value"] = 0
+    ports = {"demo_upstream": upstream_port, "receiver": receiver_port, "receiver_tls": tls_receiver_port}
+    for cluster in config["static_resources"]["clusters"]:
+        if cluster["name"] in ports:
+            endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+            endpoint["address"]["socket_address"]["port_value"] = ports[cluster["name"]]
+    return config
+
+
+@pytest.fixture
+def tls_receiver(demo_certs):
+    server = Receiver(tls=(str(demo_certs / "receiver.pem"), str(demo_certs / "receiver-key.pem")))
+    yield server
+    server.close()
+
+
+def signed_by(secret: str, delivery) -> bool:
+    expected = "sha1=" + hmac.new(secret.encode(), delivery.body, hashlib.sha1).hexdigest()
+    return delivery.headers.get("x-kong-signature") == expected
+
+
+def test_the_demo_configuration_delivers(start_envoy, receiver, tls_receiver, upstream):
+
+    envoy = start_envoy(demo_config(upstream.port, receiver.port, tls_receiver.port))
+    port = envoy.listener_port("proxy")
+
+    assert http_get(port, "/orders/42?status=503")[0] == 503
+    delivery = receiver.wait_for(lambda d: d.path == "/hooks")
+    assert signed_by("hunter2", delivery)
+    assert delivery.headers["x-team"] == "payments"
+    assert delivery.json()["request"]["path"] == "/orders/42"
+
+    # The refused connection goes to the TLS receiver, through Envoy's verified TLS.
+    assert http_get(port, "/down/anything")[0] == 503
+    alert = tls_receiver.wait_for(lambda d: d.path == "/alerts")
+    assert signed_by("hunter2", alert)
+    assert alert.headers["host"] == "receiver.local:9443"
+    assert alert.json()["response"]["flags"] == "UF"
+
+
+def test_the_demo_tls_cluster_refuses_a_certificate_from_another_ca(start_envoy, receiver, upstream, demo_certs, tmp_path: Path):
+    other = tmp_path / "other-ca"
+    subprocess.run([str(ROOT / "demo" / "certs.sh"), str(other)], check=True, capture_output=True)
+    impostor = Receiver(tls=(str(other / "receiver.pem"), str(other / "receiver-key.pem")))
+    try:
+        envoy = start_envoy(demo_config(upstream.port, receiver.port, impostor.port))
+        port = envoy.listener_port("proxy")
+        assert http_get(port, "/down/anything")[0] == 503
+        wait_until(
+            lambda: "cluster.receiver_tls.ssl.fail_verify_error: 1" in envoy.get_admin("/stats"),
+            what="Envoy to refuse the receiver's certificate",
+        )
+        wait_until(
+            lambda: "hook upstream-unreachable: delivery of webhook-id" in envoy.log(),
+            what="the failed delivery in Envoy's log",
+        )
+        assert "failed: answered 503: upstream connect error" in envoy.log()
+        assert impostor.deliveries == []
+    finally:
+        impostor.close()
