@@ -48,7 +48,15 @@ def wait_ready(envoy: subprocess.Popen, deadline: float) -> bool:
     return False
 
 
+def stop(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    # Stop cleanly on Ctrl-C or a plain kill, even when started with SIGINT ignored (as a
+    # background job of a non-interactive shell is).
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     os.chdir(ROOT)
     for needed, how in ((ENVOY, "make envoy"), (WASM, "make build"), (ROOT / "envoy/certs/ca.pem", "make certs")):
         if not needed.exists():

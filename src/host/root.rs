@@ -41,6 +41,13 @@ impl Root {
     fn runtimes(&self) -> impl Iterator<Item = &Rc<Runtime>> {
         self.runtime.iter().chain(self.retiring.iter())
     }
+
+    /// Forgets earlier runtimes once nothing is left to send and no HTTP context (a stream
+    /// that began before the reload) can hand them another event.
+    fn prune_retiring(&mut self) {
+        self.retiring
+            .retain(|runtime| !runtime.is_idle() || Rc::strong_count(runtime) > 1);
+    }
 }
 
 /// Dispatches through the host's HTTP callout.
@@ -113,7 +120,7 @@ impl Context for Root {
         if let Some(owner) = self.runtimes().find(|runtime| runtime.owns(token)) {
             owner.complete(token, response, &body, now, &mut transport, &HostLog);
         }
-        self.retiring.retain(|runtime| !runtime.is_idle());
+        self.prune_retiring();
     }
 }
 
@@ -159,16 +166,15 @@ impl RootContext for Root {
             ),
         );
         if let Some(previous) = self.runtime.replace(runtime) {
-            if !previous.is_idle() {
-                if self.retiring.len() >= MAX_RETIRING {
-                    self.retiring.remove(0);
-                    abi::log(
-                        Level::Warn,
-                        "configuration reloaded repeatedly: the oldest undelivered events were dropped",
-                    );
-                }
-                self.retiring.push(previous);
+            if self.retiring.len() >= MAX_RETIRING {
+                self.retiring.remove(0);
+                abi::log(
+                    Level::Warn,
+                    "configuration reloaded repeatedly: the oldest configuration's undelivered events were dropped",
+                );
             }
+            self.retiring.push(previous);
+            self.prune_retiring();
         }
         if !self.ticking {
             match abi::set_tick_period_ms(interval) {
@@ -193,7 +199,7 @@ impl RootContext for Root {
         for runtime in self.runtimes() {
             runtime.flush(now, &mut transport, &HostLog);
         }
-        self.retiring.retain(|runtime| !runtime.is_idle());
+        self.prune_retiring();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

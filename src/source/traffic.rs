@@ -4,6 +4,7 @@
 //! log-phase properties in `on_log` into a [`Capture`]; [`event`] turns that plain data into the
 //! event. A field the host does not give is absent, never invented.
 
+use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
@@ -252,9 +253,16 @@ pub fn client_ip(address: &str) -> Option<String> {
     (!ip.is_empty()).then(|| ip.to_string())
 }
 
-/// RFC 3339 UTC with milliseconds, from unix nanoseconds.
+/// RFC 3339 UTC with milliseconds, from unix nanoseconds. Formatted with `write!`, which
+/// reports an unformattable time as an error (empty text) where `to_string` would panic.
 pub fn rfc3339(unix_ns: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_nanos(unix_ns)).to_string()
+    let mut text = String::new();
+    if let Some(time) = UNIX_EPOCH.checked_add(Duration::from_nanos(unix_ns)) {
+        if write!(text, "{}", humantime::format_rfc3339_millis(time)).is_err() {
+            text.clear();
+        }
+    }
+    text
 }
 
 /// Header names in filter paths must be lowercase, as the event has them.
@@ -394,6 +402,12 @@ mod tests {
         assert_eq!(data["response"]["status"], 404);
         assert_eq!(data["latency_ms"], 250);
         assert_eq!(data["started_at"], "1970-01-01T00:00:01.000Z");
+    }
+
+    #[test]
+    fn every_u64_time_formats() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(u64::MAX), "2554-07-21T23:34:33.709Z");
     }
 
     #[test]
