@@ -19,8 +19,8 @@ use sha2::{Digest, Sha256};
 use crate::event::{Event, lookup};
 use crate::hooks::Hook;
 
-/// The most (hook, event) keys remembered.
-pub const MAX_KEYS: usize = 4_096;
+/// The most (hook, event) keys remembered (a configuration has at most 10,000 hooks).
+pub const MAX_KEYS: usize = 65_536;
 /// The most per-digest windows remembered per key (snooze with on_change).
 pub const MAX_DIGESTS: usize = 1_024;
 
@@ -55,7 +55,7 @@ impl Controls {
         let state = self.keys.entry(key).or_default();
         if !hook.on_change {
             return match state.window_start {
-                Some(start) if now_ms.saturating_sub(start) < window_ms => false,
+                Some(start) if within(start, now_ms, window_ms) => false,
                 _ => {
                     state.window_start = Some(now_ms);
                     true
@@ -71,14 +71,14 @@ impl Controls {
             return true;
         }
         if let Some(&start) = state.windows.get(&digest) {
-            if now_ms.saturating_sub(start) < window_ms {
+            if within(start, now_ms, window_ms) {
                 return false;
             }
         }
         if state.windows.len() >= MAX_DIGESTS && !state.windows.contains_key(&digest) {
             state
                 .windows
-                .retain(|_, start| now_ms.saturating_sub(*start) < window_ms);
+                .retain(|_, start| within(*start, now_ms, window_ms));
             if state.windows.len() >= MAX_DIGESTS {
                 if let Some(oldest) = state
                     .windows
@@ -93,6 +93,12 @@ impl Controls {
         state.windows.insert(digest, now_ms);
         true
     }
+}
+
+/// Whether `now_ms` falls in the window of `window_ms` that began at `start`. A clock that
+/// stepped back before the start ends the window rather than stretching it.
+fn within(start: u64, now_ms: u64, window_ms: u64) -> bool {
+    now_ms >= start && now_ms - start < window_ms
 }
 
 /// A stable digest of the event as the hook sees it: its unique fields, or all of its data.
@@ -196,6 +202,16 @@ mod tests {
                 (81, "B".into())
             ]
         );
+    }
+
+    #[test]
+    fn a_clock_stepping_back_ends_the_window() {
+        let hook = hook(60, false);
+        let mut controls = Controls::default();
+        assert!(controls.admit(0, &hook, &event("a"), 10_000_000));
+        assert!(!controls.admit(0, &hook, &event("a"), 10_030_000));
+        // The clock steps back an hour: the window does not last an hour longer.
+        assert!(controls.admit(0, &hook, &event("a"), 10_000_000 - 3_600_000));
     }
 
     #[test]

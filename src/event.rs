@@ -3,6 +3,8 @@
 //! A dotted path addresses nested objects (`response.status` is `{"response": {"status": 500}}`);
 //! a numeric segment indexes an array. Numbers stay numbers.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use crate::source::Source;
@@ -62,6 +64,22 @@ impl Redaction {
 
     pub fn names(&self) -> &[String] {
         &self.names
+    }
+
+    /// Whether `path` holds redacted header values: the event itself, `request`, `response`,
+    /// or their `headers` maps.
+    fn contains<S: AsRef<str>>(&self, path: &[S]) -> bool {
+        if self.names.is_empty() {
+            return false;
+        }
+        match path {
+            [] => true,
+            [side] => matches!(side.as_ref(), "request" | "response"),
+            [side, headers] => {
+                matches!(side.as_ref(), "request" | "response") && headers.as_ref() == "headers"
+            }
+            _ => false,
+        }
     }
 
     /// Whether `path` is a redacted header value.
@@ -126,17 +144,21 @@ impl Event {
         }
     }
 
-    /// The value at `path` as a hook with `redaction` sees it.
+    /// The value at `path` as a hook with `redaction` sees it. Borrowed, except for a path
+    /// above redacted header values (a whole `request.headers` map), which is copied redacted.
     pub fn lookup<'a, S: AsRef<str>>(
         &'a self,
         path: &[S],
         redaction: &'a Redaction,
-    ) -> Option<&'a Value> {
+    ) -> Option<Cow<'a, Value>> {
         let value = lookup(&self.data, path)?;
         if redaction.covers(path) {
-            Some(&redaction.placeholder)
+            Some(Cow::Borrowed(&redaction.placeholder))
+        } else if redaction.contains(path) {
+            let redacted = self.data_for(redaction);
+            lookup(&redacted, path).cloned().map(Cow::Owned)
         } else {
-            Some(value)
+            Some(Cow::Borrowed(value))
         }
     }
 
@@ -194,10 +216,27 @@ mod tests {
         }));
         let redaction = Redaction::default();
         let auth = split_path("request.headers.authorization");
-        assert_eq!(e.lookup(&auth, &redaction), Some(&json!(REDACTED)));
         assert_eq!(
-            e.lookup(&split_path("request.headers.x-team"), &redaction),
+            e.lookup(&auth, &redaction).as_deref(),
+            Some(&json!(REDACTED))
+        );
+        assert_eq!(
+            e.lookup(&split_path("request.headers.x-team"), &redaction)
+                .as_deref(),
             Some(&json!("pay"))
+        );
+        // A whole map, or the event itself, is seen redacted too.
+        assert_eq!(
+            e.lookup(&split_path("request.headers"), &redaction)
+                .as_deref(),
+            Some(&json!({"authorization": REDACTED, "x-team": "pay"}))
+        );
+        let empty: [&str; 0] = [];
+        assert!(
+            !e.lookup(&empty, &redaction)
+                .unwrap()
+                .to_string()
+                .contains("s3cr3t")
         );
         let payload = e.kong_payload(&redaction);
         assert_eq!(payload["request"]["headers"]["authorization"], REDACTED);
@@ -215,7 +254,8 @@ mod tests {
         let custom = Redaction::headers(["X-Api-Key".to_string()]);
         assert_eq!(custom.names(), ["x-api-key"]);
         assert_eq!(
-            e.lookup(&split_path("request.headers.authorization"), &custom),
+            e.lookup(&split_path("request.headers.authorization"), &custom)
+                .as_deref(),
             Some(&json!("Bearer t"))
         );
     }

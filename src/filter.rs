@@ -88,7 +88,7 @@ impl Filter {
     pub fn matches(&self, event: &Event, redaction: &Redaction) -> bool {
         self.entries
             .iter()
-            .all(|(path, condition)| condition.holds(event.lookup(path, redaction)))
+            .all(|(path, condition)| condition.holds(event.lookup(path, redaction).as_deref()))
     }
 }
 

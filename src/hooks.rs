@@ -3,6 +3,8 @@
 //! For an event, the hooks of its source are tried in configuration order: the hook's `event`
 //! (absent: every event of the source), its filter, then its snooze/on-change controls.
 
+use std::rc::Rc;
+
 use crate::control::Controls;
 use crate::delivery::Job;
 use crate::event::{Event, Redaction};
@@ -96,6 +98,8 @@ impl HookSet {
         ids: &mut IdGen,
     ) -> Vec<Job> {
         let mut jobs = Vec::new();
+        // Hooks that see the event alike send the same bytes: build them once.
+        let mut payloads: Vec<(&Redaction, Rc<[u8]>)> = Vec::new();
         for &index in self.of_source(event.source) {
             let Some(hook) = self.hooks.get(index) else {
                 continue;
@@ -109,10 +113,18 @@ impl HookSet {
             if !controls.admit(index, hook, event, now_ms) {
                 continue;
             }
+            let payload = match payloads.iter().find(|(seen, _)| **seen == hook.redaction) {
+                Some((_, payload)) => Rc::clone(payload),
+                None => {
+                    let payload: Rc<[u8]> = hook.handler.payload(event, &hook.redaction).into();
+                    payloads.push((&hook.redaction, Rc::clone(&payload)));
+                    payload
+                }
+            };
             jobs.push(Job {
                 hook: index,
                 webhook_id: ids.next(now_ms),
-                payload: hook.handler.payload(event, &hook.redaction),
+                payload,
                 accepted_ms: now_ms,
             });
         }
@@ -154,6 +166,8 @@ mod tests {
             vec![0, 1]
         );
         assert_ne!(jobs[0].webhook_id, jobs[1].webhook_id);
+        // Both hooks see the event alike: one payload, shared.
+        assert!(Rc::ptr_eq(&jobs[0].payload, &jobs[1].payload));
         let body: Value = serde_json::from_slice(&jobs[0].payload).unwrap();
         assert_eq!(body["response"]["status"], 502);
         assert_eq!(body["source"], "traffic");

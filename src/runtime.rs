@@ -82,6 +82,7 @@ impl Runtime {
     /// Sends what is queued, up to the in-flight limit.
     pub fn flush(&self, now_ms: u64, transport: &mut dyn Transport, log: &dyn Log) {
         if let Ok(mut delivery) = self.delivery.try_borrow_mut() {
+            delivery.tick(&self.hooks, now_ms, log);
             delivery.pump(&self.hooks, now_ms, transport, log);
         }
     }
@@ -109,6 +110,29 @@ impl Runtime {
         }
     }
 
+    /// Deliveries queued or in flight.
+    pub fn outstanding(&self) -> usize {
+        self.delivery
+            .try_borrow()
+            .map_or(0, |delivery| delivery.depth() + delivery.in_flight())
+    }
+
+    /// How long to keep delivering after the host asks the filter to stop: twice the call
+    /// timeout, and at least 30 s.
+    pub fn drain_ms(&self) -> u64 {
+        self.delivery.try_borrow().map_or(30_000, |delivery| {
+            delivery.settings().timeout_ms.saturating_mul(2).max(30_000)
+        })
+    }
+
+    /// Notes for the log when the configuration loads: what the filter cannot enforce itself.
+    pub fn notes(&self) -> Vec<String> {
+        self.hooks
+            .iter()
+            .filter_map(|hook| hook.handler.note(&hook.name))
+            .collect()
+    }
+
     /// Nothing queued and nothing in flight.
     pub fn is_idle(&self) -> bool {
         self.delivery
@@ -121,7 +145,7 @@ impl Runtime {
 mod tests {
     use super::*;
     use crate::config;
-    use crate::delivery::Request;
+    use crate::delivery::{Request, SendError};
     use crate::log::Lines;
     use crate::source::traffic::{Capture, Properties, event};
     use serde_json::{Value, json};
@@ -132,7 +156,7 @@ mod tests {
     }
 
     impl Transport for Recorder {
-        fn send(&mut self, request: &Request, _timeout_ms: u64) -> Result<u32, String> {
+        fn send(&mut self, request: &Request, _timeout_ms: u64) -> Result<u32, SendError> {
             self.sent.push(request.clone());
             Ok(self.sent.len() as u32)
         }

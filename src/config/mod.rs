@@ -30,6 +30,7 @@ const HOOK_KEYS: &[&str] = &[
 ];
 const DELIVERY_KEYS: &[&str] = &[
     "queue_size",
+    "max_queue_bytes",
     "max_in_flight",
     "timeout_ms",
     "flush_interval_ms",
@@ -39,6 +40,8 @@ const DELIVERY_KEYS: &[&str] = &[
 pub const MAX_HOOKS: usize = 10_000;
 /// The longest hook name.
 pub const MAX_NAME_LEN: usize = 128;
+/// The largest per-VM byte budget of the delivery queue (the VM's memory is finite).
+pub const MAX_QUEUE_BYTES: u64 = 256 * 1024 * 1024;
 /// The longest snooze: one year, in seconds.
 pub const MAX_SNOOZE: u64 = 365 * 24 * 3600;
 
@@ -259,11 +262,13 @@ fn read_delivery(value: &Value, path: &str, problems: &Problems) -> Option<Setti
     let delivery = Object::new(value, path, DELIVERY_KEYS, problems)?;
     let defaults = Settings::default();
     let size = |key: &str, default: usize, max: u64| {
-        let value = delivery.optional_u64(key, default as u64, 1, max);
+        let min = if key == "max_queue_bytes" { 65_536 } else { 1 };
+        let value = delivery.optional_u64(key, default as u64, min, max);
         usize::try_from(value).unwrap_or(default)
     };
     Some(Settings {
         queue_size: size("queue_size", defaults.queue_size, 1_000_000),
+        max_queue_bytes: size("max_queue_bytes", defaults.max_queue_bytes, MAX_QUEUE_BYTES),
         max_in_flight: size("max_in_flight", defaults.max_in_flight, 10_000),
         timeout_ms: delivery.optional_u64("timeout_ms", defaults.timeout_ms, 1, 600_000),
         flush_interval_ms: delivery.optional_u64(

@@ -56,6 +56,7 @@ fn the_contract_example_parses() {
         config.delivery,
         Settings {
             queue_size: 10_000,
+            max_queue_bytes: 32 * 1024 * 1024,
             max_in_flight: 64,
             timeout_ms: 5_000,
             flush_interval_ms: 100
@@ -105,7 +106,8 @@ fn every_problem_is_reported_with_its_path() {
             {"name": "dup", "source": "traffic", "handler": "webhook", "config": {"url": "http://r/"}},
             {"name": "dup", "source": "traffic", "handler": "webhook", "config": {"url": "http://r/"}}
         ],
-        "delivery": {"queue_size": 0, "max_in_flight": 1.5, "flush_interval_ms": 5, "retries": 1},
+        "delivery": {"queue_size": 0, "max_in_flight": 1.5, "flush_interval_ms": 5, "retries": 1,
+                     "max_queue_bytes": 1024},
         "surprise": true
     }));
     assert_eq!(
@@ -122,8 +124,9 @@ fn every_problem_is_reported_with_its_path() {
             "hooks[1].on_change: expected true or false, found a string",
             "hooks[2]: expected an object, found a string",
             "hooks[4].name: duplicate name \"dup\", also used by hooks[3]",
-            "delivery.retries: unknown field; expected one of: queue_size, max_in_flight, timeout_ms, flush_interval_ms",
+            "delivery.retries: unknown field; expected one of: queue_size, max_queue_bytes, max_in_flight, timeout_ms, flush_interval_ms",
             "delivery.queue_size: must be between 1 and 1000000",
+            "delivery.max_queue_bytes: must be between 65536 and 268435456",
             "delivery.max_in_flight: expected a whole number between 1 and 10000, found a fractional number",
             "delivery.flush_interval_ms: must be between 10 and 60000",
         ]

@@ -5,11 +5,16 @@
 //! [`Delivery::complete`] from `on_http_call_response`. The host's HTTP callout is behind
 //! [`Transport`] and the clock is passed in, so all of this is tested natively.
 //!
+//! Memory is bounded twice: by the number of jobs (`queue_size`) and by the bytes their
+//! payloads hold, queued or in flight (`max_queue_bytes`). When either is full, the newest job
+//! is dropped and counted.
+//!
 //! Per hook, at any moment: `accepted = delivered + failed + dropped + pending`.
 
 pub mod outcome;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
 
 use crate::hooks::HookSet;
 use crate::log::{Level, Log};
@@ -22,8 +27,9 @@ pub struct Job {
     pub hook: usize,
     /// Unique per delivered event, the same on every attempt.
     pub webhook_id: String,
-    /// The handler's payload (for webhooks, the exact body bytes).
-    pub payload: Vec<u8>,
+    /// The handler's payload (for webhooks, the exact body bytes), shared by the hooks that
+    /// send the same bytes for one event.
+    pub payload: Rc<[u8]>,
     /// When the job was accepted, unix milliseconds.
     pub accepted_ms: u64,
 }
@@ -42,7 +48,7 @@ pub struct Destination {
 pub struct Request {
     pub destination: Destination,
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    pub body: Rc<[u8]>,
 }
 
 /// `delivery` settings.
@@ -50,6 +56,8 @@ pub struct Request {
 pub struct Settings {
     /// Jobs waiting to be sent, per VM (per worker).
     pub queue_size: usize,
+    /// Payload bytes held by queued and in-flight jobs, per VM.
+    pub max_queue_bytes: usize,
     /// Calls in flight at once, per VM.
     pub max_in_flight: usize,
     /// How long the host waits for an answer.
@@ -62,6 +70,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             queue_size: 10_000,
+            max_queue_bytes: 32 * 1024 * 1024,
             max_in_flight: 64,
             timeout_ms: 5_000,
             flush_interval_ms: 100,
@@ -69,10 +78,20 @@ impl Default for Settings {
     }
 }
 
+/// Why the host did not start a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The call can never be made as asked (Envoy: `BadArgument`, an unknown cluster).
+    Refused(String),
+    /// The call cannot start now (Envoy: `InternalFailure`, e.g. the cluster's circuit breaker
+    /// is open or it has no healthy host); the job waits for the next round.
+    Busy(String),
+}
+
 /// The host's asynchronous HTTP callout.
 pub trait Transport {
-    /// Starts a call; returns the host's token for its response, or why the host refused it.
-    fn send(&mut self, request: &Request, timeout_ms: u64) -> Result<u32, String>;
+    /// Starts a call; returns the host's token for its response.
+    fn send(&mut self, request: &Request, timeout_ms: u64) -> Result<u32, SendError>;
 }
 
 /// What the host reported for a call.
@@ -80,6 +99,10 @@ pub trait Transport {
 pub enum Response {
     /// An HTTP answer with this status.
     Status(u16),
+    /// The host answered for the receiver without sending the call: the cluster's circuit
+    /// breaker overflowed (Envoy: 503 with `x-envoy-overloaded`). The job waits for the next
+    /// round.
+    Overloaded,
     /// No HTTP answer: connection failure, reset or timeout; the host's detail when it gives one.
     NoAnswer(Option<String>),
 }
@@ -94,18 +117,17 @@ pub struct HookStats {
     pub pending: u64,
 }
 
-#[derive(Debug)]
-struct InFlight {
-    job: Job,
-}
-
 /// The delivery state of one VM.
 pub struct Delivery {
     settings: Settings,
     queue: VecDeque<Job>,
-    in_flight: BTreeMap<u32, InFlight>,
+    in_flight: BTreeMap<u32, Job>,
+    /// Payload bytes of queued and in-flight jobs.
+    bytes: usize,
     stats: Vec<HookStats>,
     warnings: Throttle,
+    /// Clusters that reported overload, skipped until the next tick.
+    overloaded: Vec<String>,
 }
 
 impl Delivery {
@@ -114,8 +136,10 @@ impl Delivery {
             settings,
             queue: VecDeque::new(),
             in_flight: BTreeMap::new(),
+            bytes: 0,
             stats: vec![HookStats::default(); hooks],
             warnings: Throttle::new(hooks, 1_000),
+            overloaded: Vec::new(),
         }
     }
 
@@ -133,6 +157,11 @@ impl Delivery {
         self.in_flight.len()
     }
 
+    /// Payload bytes held by queued and in-flight jobs.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Whether call `token` is one of this queue's.
     pub fn owns(&self, token: u32) -> bool {
         self.in_flight.contains_key(&token)
@@ -146,20 +175,28 @@ impl Delivery {
         self.stats.get_mut(hook)
     }
 
-    /// Queues `job`. When the queue is full the job (the newest) is dropped and counted.
+    /// Queues `job`. When the queue is full, by count or by bytes, the job (the newest) is
+    /// dropped and counted.
     pub fn accept(&mut self, job: Job, hooks: &HookSet, now_ms: u64, log: &dyn Log) -> bool {
         let hook = job.hook;
         if let Some(stat) = self.stat(hook) {
             stat.accepted = stat.accepted.saturating_add(1);
         }
-        if self.queue.len() >= self.settings.queue_size {
+        let size = job.payload.len();
+        let full = if self.queue.len() >= self.settings.queue_size {
+            Some(format!("{} jobs", self.settings.queue_size))
+        } else if self.bytes.saturating_add(size) > self.settings.max_queue_bytes {
+            Some(format!("{} bytes", self.settings.max_queue_bytes))
+        } else {
+            None
+        };
+        if let Some(limit) = full {
             if let Some(stat) = self.stat(hook) {
                 stat.dropped = stat.dropped.saturating_add(1);
             }
-            let size = self.settings.queue_size;
             self.warn(hook, now_ms, log, || {
                 format!(
-                    "hook {}: delivery queue full ({size} jobs), dropped webhook-id {}",
+                    "hook {}: delivery queue full ({limit}), dropped webhook-id {}",
                     hooks.name(hook),
                     job.webhook_id
                 )
@@ -169,11 +206,14 @@ impl Delivery {
         if let Some(stat) = self.stat(hook) {
             stat.pending = stat.pending.saturating_add(1);
         }
+        self.bytes = self.bytes.saturating_add(size);
         self.queue.push_back(job);
         true
     }
 
-    /// Sends queued jobs while fewer than `max_in_flight` calls are under way.
+    /// Sends queued jobs, in order, while fewer than `max_in_flight` calls are under way. A
+    /// destination the host reports busy is skipped for the rest of this round; its jobs keep
+    /// their place.
     pub fn pump(
         &mut self,
         hooks: &HookSet,
@@ -181,38 +221,51 @@ impl Delivery {
         transport: &mut dyn Transport,
         log: &dyn Log,
     ) {
+        let mut held: Vec<Job> = Vec::new();
+        let mut busy: Vec<String> = self.overloaded.clone();
         while self.in_flight.len() < self.settings.max_in_flight {
             let Some(job) = self.queue.pop_front() else {
                 break;
             };
             let Some(hook) = hooks.get(job.hook) else {
                 // Cannot happen: jobs only name hooks of this configuration. Count it, never panic.
-                self.finish(&job, Outcome::Failed, now_ms, log, hooks, "unknown hook");
+                self.finish(job, Outcome::Failed, now_ms, log, hooks, "unknown hook");
                 continue;
             };
+            let cluster = hook.handler.cluster();
+            if busy.iter().any(|name| name == cluster) {
+                held.push(job);
+                continue;
+            }
             let request = hook.handler.request(&job, now_ms);
             match transport.send(&request, self.settings.timeout_ms) {
                 Ok(token) => {
-                    if let Some(previous) = self.in_flight.insert(token, InFlight { job }) {
+                    if let Some(previous) = self.in_flight.insert(token, job) {
                         // A host reusing a live token: the earlier call's answer is lost.
-                        self.finish(
-                            &previous.job,
-                            Outcome::Failed,
-                            now_ms,
-                            log,
-                            hooks,
-                            "the host reused its call token",
-                        );
+                        let detail = "the host reused its call token";
+                        self.finish(previous, Outcome::Failed, now_ms, log, hooks, detail);
                     }
                 }
-                Err(why) => {
+                Err(SendError::Busy(why)) => {
+                    let name = hooks.name(job.hook).to_string();
+                    self.warn(job.hook, now_ms, log, || {
+                        format!(
+                            "hook {name}: cluster {cluster} cannot take a call now ({why}: its circuit breaker is open or it has no healthy host); deliveries wait"
+                        )
+                    });
+                    busy.push(cluster.to_string());
+                    held.push(job);
+                }
+                Err(SendError::Refused(why)) => {
                     let detail = format!(
-                        "the host refused the call to cluster {} ({why}); is the cluster defined?",
-                        request.destination.cluster
+                        "the host refused the call to cluster {cluster} ({why}); is the cluster defined?"
                     );
-                    self.finish(&job, Outcome::Failed, now_ms, log, hooks, &detail);
+                    self.finish(job, Outcome::Failed, now_ms, log, hooks, &detail);
                 }
             }
+        }
+        for job in held.into_iter().rev() {
+            self.queue.push_front(job);
         }
     }
 
@@ -227,34 +280,67 @@ impl Delivery {
         now_ms: u64,
         log: &dyn Log,
     ) {
-        let Some(InFlight { job }) = self.in_flight.remove(&token) else {
+        let Some(job) = self.in_flight.remove(&token) else {
             return;
         };
+        if response == Response::Overloaded {
+            let cluster = hooks
+                .get(job.hook)
+                .map_or("?", |hook| hook.handler.cluster())
+                .to_string();
+            let name = hooks.name(job.hook).to_string();
+            self.warn(job.hook, now_ms, log, || {
+                format!("hook {name}: cluster {cluster} is overloaded (its circuit breaker overflowed); deliveries wait")
+            });
+            if !self.overloaded.contains(&cluster) {
+                self.overloaded.push(cluster);
+            }
+            self.queue.push_front(job);
+            return;
+        }
         let outcome = outcome::classify(&response);
         let detail = match &response {
             Response::Status(status) => match excerpt(body) {
-                // Envoy answers a call it could not make with its own 503 and the reason in
-                // the body ("upstream connect error ... reset reason: ..."): show it.
+                // Envoy answers a call it could not make with its own 503 (504 on a timeout)
+                // and the reason in the body: show it.
                 Some(text) => format!("answered {status}: {text}"),
                 None => format!("answered {status}"),
             },
+            Response::Overloaded => "overloaded".to_string(),
             Response::NoAnswer(Some(detail)) => format!("no answer ({detail})"),
             Response::NoAnswer(None) => {
                 "no answer (connection failure, reset or timeout)".to_string()
             }
         };
-        self.finish(&job, outcome, now_ms, log, hooks, &detail);
+        self.finish(job, outcome, now_ms, log, hooks, &detail);
+    }
+
+    /// Called on every tick: clusters that reported overload may be tried again, and the
+    /// warnings held back by the throttle are reported once their interval has passed, so a
+    /// burst that ends is still reported.
+    pub fn tick(&mut self, hooks: &HookSet, now_ms: u64, log: &dyn Log) {
+        self.overloaded.clear();
+        for (hook, held) in self.warnings.overdue(now_ms) {
+            log.log(
+                Level::Warn,
+                &format!(
+                    "hook {}: {held} more delivery warnings since the last one written",
+                    hooks.name(hook)
+                ),
+            );
+        }
     }
 
     fn finish(
         &mut self,
-        job: &Job,
+        job: Job,
         outcome: Outcome,
         now_ms: u64,
         log: &dyn Log,
         hooks: &HookSet,
         detail: &str,
     ) {
+        self.bytes = self.bytes.saturating_sub(job.payload.len());
         if let Some(stat) = self.stat(job.hook) {
             stat.pending = stat.pending.saturating_sub(1);
             match outcome {
@@ -282,12 +368,8 @@ impl Delivery {
     }
 
     fn warn(&mut self, hook: usize, now_ms: u64, log: &dyn Log, message: impl FnOnce() -> String) {
-        if let Some(suppressed) = self.warnings.allow(hook, now_ms) {
-            let mut line = message();
-            if suppressed > 0 {
-                line.push_str(&format!(" ({suppressed} similar warnings suppressed)"));
-            }
-            log.log(Level::Warn, &line);
+        if self.warnings.allow(hook, now_ms) {
+            log.log(Level::Warn, &message());
         }
     }
 }
@@ -313,7 +395,8 @@ pub fn excerpt(body: &[u8]) -> Option<String> {
     })
 }
 
-/// At most one warning per hook per interval, counting what it holds back.
+/// At most one warning per hook per interval; the ones held back are counted and reported
+/// when the interval has passed.
 struct Throttle {
     interval_ms: u64,
     /// Per hook: when the last warning was written, and how many were held back since.
@@ -328,22 +411,40 @@ impl Throttle {
         }
     }
 
-    /// `Some(suppressed)` when a warning may be written now.
-    fn allow(&mut self, hook: usize, now_ms: u64) -> Option<u64> {
+    /// Whether a warning written at `last` leaves the slot open at `now_ms`. A clock that
+    /// stepped back opens it rather than silencing it.
+    fn is_open(last: Option<u64>, now_ms: u64, interval_ms: u64) -> bool {
+        last.is_none_or(|at| now_ms < at || now_ms - at >= interval_ms)
+    }
+
+    /// Whether a warning may be written now; counts it as held back if not.
+    fn allow(&mut self, hook: usize, now_ms: u64) -> bool {
         let interval = self.interval_ms;
-        let Some((last, suppressed)) = self.slots.get_mut(hook) else {
-            return Some(0);
-        };
-        match last {
-            Some(at) if now_ms.saturating_sub(*at) < interval => {
-                *suppressed = suppressed.saturating_add(1);
-                None
-            }
-            _ => {
+        let open = self
+            .slots
+            .get(hook)
+            .is_none_or(|(last, _)| Self::is_open(*last, now_ms, interval));
+        if let Some((last, held)) = self.slots.get_mut(hook) {
+            if open {
                 *last = Some(now_ms);
-                Some(std::mem::take(suppressed))
+            } else {
+                *held = held.saturating_add(1);
             }
         }
+        open
+    }
+
+    /// The hooks whose held-back warnings are due for a summary, with their counts (reset).
+    fn overdue(&mut self, now_ms: u64) -> Vec<(usize, u64)> {
+        let mut due = Vec::new();
+        let interval = self.interval_ms;
+        for (hook, (last, held)) in self.slots.iter_mut().enumerate() {
+            if *held > 0 && Self::is_open(*last, now_ms, interval) {
+                due.push((hook, std::mem::take(held)));
+                *last = Some(now_ms);
+            }
+        }
+        due
     }
 }
 

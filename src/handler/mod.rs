@@ -41,4 +41,18 @@ impl Handler {
             }
         }
     }
+
+    /// A note for the log when the configuration loads, if the handler has one.
+    pub fn note(&self, hook: &str) -> Option<String> {
+        match self {
+            Handler::Webhook(webhook) => webhook.note(hook),
+        }
+    }
+
+    /// The Envoy cluster this handler's calls go to.
+    pub fn cluster(&self) -> &str {
+        match self {
+            Handler::Webhook(webhook) => &webhook.cluster,
+        }
+    }
 }

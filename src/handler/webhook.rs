@@ -5,6 +5,8 @@
 //! `user-agent: event-hooks/<version>`, `webhook-id`, `webhook-timestamp`, and
 //! `x-kong-signature` when a secret is set.
 
+use std::rc::Rc;
+
 use serde_json::Value;
 
 use crate::config::reader::{Object, Problems};
@@ -14,21 +16,21 @@ use crate::signing::{self, Secret};
 
 const KEYS: &[&str] = &["url", "headers", "secret", "ssl_verify", "cluster"];
 
-/// Headers the handler sets itself; a hook may not configure them.
-const RESERVED_HEADERS: &[&str] = &[
+/// Headers the handler sets itself, or that HTTP reserves for the connection; a hook may not
+/// configure them. Every `webhook-*` name is reserved too (the Standard Webhooks namespace).
+pub const RESERVED_HEADERS: &[&str] = &[
     "host",
     "content-length",
     "content-type",
+    "user-agent",
     "transfer-encoding",
     "connection",
     "keep-alive",
     "upgrade",
     "te",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
     signing::KONG_SIGNATURE_HEADER,
 ];
+pub const RESERVED_HEADER_PREFIX: &str = "webhook-";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
@@ -40,7 +42,7 @@ pub enum Scheme {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
     pub scheme: Scheme,
-    /// Lowercase host name or IP address (IPv6 without brackets).
+    /// Host name or IP address exactly as written (IPv6 without brackets).
     pub host: String,
     pub port: Option<u16>,
     /// Path and query, always starting with `/`.
@@ -49,7 +51,7 @@ pub struct Url {
 
 impl Url {
     /// Parses a URL strictly: `http(s)://host[:port][/path][?query]`. No credentials, no
-    /// fragment, no spaces or control characters.
+    /// fragment; the path and query hold only URL characters (RFC 3986) and `%XX` escapes.
     pub fn parse(text: &str) -> Result<Url, String> {
         let lower = text.get(..8).unwrap_or(text).to_ascii_lowercase();
         let (scheme, rest) = if lower.starts_with("https://") {
@@ -73,6 +75,12 @@ impl Url {
             return Err("must not contain credentials; send them in `headers`".to_string());
         }
         let (host, port) = split_host_port(authority)?;
+        if !is_url_text(path) {
+            return Err(
+                "has characters a URL cannot carry in its path or query (percent-encode them)"
+                    .to_string(),
+            );
+        }
         let path = match path.chars().next() {
             None => "/".to_string(),
             Some('?') => format!("/{path}"),
@@ -111,6 +119,27 @@ impl Url {
             format!("{}:{port}", self.host)
         }
     }
+}
+
+/// RFC 3986 path and query characters: unreserved, sub-delims, `:@/?`, and `%XX` escapes.
+fn is_url_text(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        if byte == b'%' {
+            let hex = |at: usize| bytes.get(at).is_some_and(u8::is_ascii_hexdigit);
+            if !(hex(index + 1) && hex(index + 2)) {
+                return false;
+            }
+            index += 3;
+            continue;
+        }
+        if !(byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/?".contains(&byte)) {
+            return false;
+        }
+        index += 1;
+    }
+    true
 }
 
 fn split_host_port(authority: &str) -> Result<(String, Option<u16>), String> {
@@ -155,7 +184,7 @@ fn split_host_port(authority: &str) -> Result<(String, Option<u16>), String> {
             _ => return Err("has an invalid port (1 to 65535)".to_string()),
         },
     };
-    Ok((host.to_ascii_lowercase(), port))
+    Ok((host.to_string(), port))
 }
 
 /// A configured `webhook` handler.
@@ -169,8 +198,6 @@ pub struct Webhook {
     pub secret: Option<Secret>,
     /// Accepted for Kong compatibility; TLS verification belongs to the host (see README).
     pub ssl_verify: bool,
-    /// Whether a configured header replaces the default `user-agent`.
-    custom_user_agent: bool,
 }
 
 impl Webhook {
@@ -203,14 +230,24 @@ impl Webhook {
             other => other.map(str::to_string),
         };
         let url = url?;
-        let custom_user_agent = headers.iter().any(|(name, _)| name == "user-agent");
         Some(Webhook {
             cluster: cluster.unwrap_or_else(|| url.host.clone()),
             url,
             headers,
             secret,
             ssl_verify,
-            custom_user_agent,
+        })
+    }
+
+    /// TLS is the cluster's transport socket, not the URL's scheme: say so for `https` URLs and
+    /// for `ssl_verify`, which the filter cannot enforce.
+    pub fn note(&self, hook: &str) -> Option<String> {
+        (self.url.scheme == Scheme::Https || self.ssl_verify).then(|| {
+            format!(
+                "hook {hook}: TLS to {} is what cluster {} does: give it a TLS transport socket that verifies the certificate (the filter cannot)",
+                self.url.authority(),
+                self.cluster
+            )
         })
     }
 
@@ -221,16 +258,14 @@ impl Webhook {
     }
 
     /// The request for one attempt, signed over the exact `body` bytes.
-    pub fn request(&self, webhook_id: &str, body: &[u8], now_secs: u64) -> Request {
+    pub fn request(&self, webhook_id: &str, body: &Rc<[u8]>, now_secs: u64) -> Request {
         let mut headers = Vec::with_capacity(self.headers.len() + 8);
         headers.push((":method".to_string(), "POST".to_string()));
         headers.push((":path".to_string(), self.url.path.clone()));
         headers.push((":authority".to_string(), self.url.authority()));
         headers.extend(self.headers.iter().cloned());
         headers.push(("content-type".to_string(), "application/json".to_string()));
-        if !self.custom_user_agent {
-            headers.push(("user-agent".to_string(), crate::USER_AGENT.to_string()));
-        }
+        headers.push(("user-agent".to_string(), crate::USER_AGENT.to_string()));
         headers.push(("webhook-id".to_string(), webhook_id.to_string()));
         headers.push(("webhook-timestamp".to_string(), now_secs.to_string()));
         if let Some(secret) = &self.secret {
@@ -246,7 +281,7 @@ impl Webhook {
                 tls: self.url.scheme == Scheme::Https,
             },
             headers,
-            body: body.to_vec(),
+            body: Rc::clone(body),
         }
     }
 }
@@ -259,7 +294,9 @@ fn parse_headers(config: &Object<'_, '_>, problems: &Problems) -> Vec<(String, S
         let lower = name.to_ascii_lowercase();
         if lower.is_empty() || !lower.bytes().all(is_token_byte) {
             problems.add(&here, "is not a valid header name");
-        } else if RESERVED_HEADERS.contains(&lower.as_str()) {
+        } else if RESERVED_HEADERS.contains(&lower.as_str())
+            || lower.starts_with(RESERVED_HEADER_PREFIX)
+        {
             problems.add(
                 &here,
                 "is set by the webhook handler and cannot be configured",
@@ -317,9 +354,11 @@ mod tests {
         let url = Url::parse("HTTPS://Hooks.Slack.com").unwrap();
         assert_eq!(
             (url.scheme, url.host.as_str(), url.path.as_str()),
-            (Scheme::Https, "hooks.slack.com", "/")
+            (Scheme::Https, "Hooks.Slack.com", "/")
         );
-        assert_eq!(url.host_port(), "hooks.slack.com:443");
+        assert_eq!(url.host_port(), "Hooks.Slack.com:443");
+        let url = Url::parse("http://h/a%20b/c-d_e.f~g!$&'()*+,;=:@?q=%2F&r=/?").unwrap();
+        assert_eq!(url.path, "/a%20b/c-d_e.f~g!$&'()*+,;=:@?q=%2F&r=/?");
         assert_eq!(Url::parse("http://h?q=1").unwrap().path, "/?q=1");
         let v6 = Url::parse("http://[::1]:8080/x").unwrap();
         assert_eq!(
@@ -337,6 +376,13 @@ mod tests {
             "http://host/#frag",
             "http://[::1/",
             "http://ho$t/",
+            "http://h/caf\u{e9}",
+            "http://h/{x}",
+            "http://h/a\"b",
+            "http://h/a<b>",
+            "http://h/%zz",
+            "http://h/%2",
+            "http://h/?q=a|b",
         ] {
             assert!(Url::parse(bad).is_err(), "{bad}");
         }
@@ -351,7 +397,7 @@ mod tests {
             "secret": "hunter2"
         }))
         .unwrap();
-        let request = webhook.request("id-1", b"foobar", 1_700_000_000);
+        let request = webhook.request("id-1", &Rc::from(&b"foobar"[..]), 1_700_000_000);
         let header = |name: &str| {
             request
                 .headers
@@ -372,14 +418,14 @@ mod tests {
             Some("sha1=47632029fcc7936dc59ff90b5bb736a44c74ab62")
         );
         assert_eq!(request.destination.cluster, "receiver");
-        assert_eq!(request.body, b"foobar");
+        assert_eq!(&request.body[..], b"foobar");
     }
 
     #[test]
     fn cluster_defaults_to_url_host_and_no_secret_means_no_signature() {
         let webhook = parse(json!({"url": "https://hooks.example.com:8443/x"})).unwrap();
         assert_eq!(webhook.cluster, "hooks.example.com");
-        let request = webhook.request("id", b"{}", 1);
+        let request = webhook.request("id", &Rc::from(&b"{}"[..]), 1);
         assert!(request.destination.tls);
         assert_eq!(request.destination.host_port, "hooks.example.com:8443");
         assert!(!request.headers.iter().any(|(n, _)| n == "x-kong-signature"));
@@ -432,18 +478,53 @@ mod tests {
     }
 
     #[test]
-    fn a_configured_user_agent_replaces_ours() {
-        let webhook =
-            parse(json!({"url": "http://r/", "headers": {"User-Agent": "mine/1"}})).unwrap();
-        let request = webhook.request("id", b"", 1);
-        let agents: Vec<_> = request
-            .headers
-            .iter()
-            .filter(|(n, _)| n == "user-agent")
-            .collect();
+    fn https_and_ssl_verify_get_a_note_about_the_cluster() {
+        let note = parse(json!({"url": "https://h.example/", "cluster": "h"}))
+            .unwrap()
+            .note("n");
         assert_eq!(
-            agents,
-            vec![&("user-agent".to_string(), "mine/1".to_string())]
+            note.as_deref(),
+            Some(
+                "hook n: TLS to h.example is what cluster h does: give it a TLS transport socket that verifies the certificate (the filter cannot)"
+            )
         );
+        assert!(
+            parse(json!({"url": "http://h/", "ssl_verify": true}))
+                .unwrap()
+                .note("n")
+                .is_some()
+        );
+        assert!(
+            parse(json!({"url": "http://h/"}))
+                .unwrap()
+                .note("n")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_default_cluster_is_the_host_exactly_as_written() {
+        let webhook = parse(json!({"url": "http://Receiver-A:9000/"})).unwrap();
+        assert_eq!(webhook.cluster, "Receiver-A");
+        assert_eq!(webhook.url.authority(), "Receiver-A:9000");
+    }
+
+    #[test]
+    fn reserved_headers_are_refused() {
+        for name in [
+            "User-Agent",
+            "webhook-foo",
+            "Webhook-Id",
+            "X-Kong-Signature",
+            "TE",
+        ] {
+            let errors = parse(json!({"url": "http://r/", "headers": {name: "x"}})).unwrap_err();
+            assert_eq!(
+                errors,
+                vec![format!(
+                    "config.headers.{name}: is set by the webhook handler and cannot be configured"
+                )]
+            );
+        }
     }
 }

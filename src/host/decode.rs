@@ -39,13 +39,19 @@ pub fn header_map(bytes: &[u8]) -> Option<Vec<(String, String)>> {
         let sizes = index.checked_mul(8)?.checked_add(4)?;
         let key_size = usize::try_from(read_u32(bytes, sizes)?).ok()?;
         let value_size = usize::try_from(read_u32(bytes, sizes.checked_add(4)?)?).ok()?;
-        let key = bytes.get(data..data.checked_add(key_size)?)?;
-        data = data.checked_add(key_size)?.checked_add(1)?;
-        let value = bytes.get(data..data.checked_add(value_size)?)?;
-        data = data.checked_add(value_size)?.checked_add(1)?;
+        let (key, after_key) = terminated(bytes, data, key_size)?;
+        let (value, after_value) = terminated(bytes, after_key, value_size)?;
+        data = after_value;
         pairs.push((string(key), string(value)));
     }
     Some(pairs)
+}
+
+/// The `size` bytes at `at`, which must be followed by a NUL; and where the next item starts.
+fn terminated(bytes: &[u8], at: usize, size: usize) -> Option<(&[u8], usize)> {
+    let end = at.checked_add(size)?;
+    let item = bytes.get(at..end)?;
+    (*bytes.get(end)? == 0).then_some((item, end.checked_add(1)?))
 }
 
 fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
@@ -118,12 +124,16 @@ mod tests {
     #[test]
     fn malformed_header_maps_are_none() {
         let good = serialize(&[(b"k", b"v")]);
-        for cut in 1..good.len() - 1 {
+        for cut in 1..good.len() {
             assert_eq!(header_map(&good[..cut]), None, "cut at {cut}");
         }
         assert_eq!(header_map(&[0xff, 0xff, 0xff, 0xff]), None);
         let mut lying = good.clone();
         lying[4] = 200; // key size beyond the buffer
         assert_eq!(header_map(&lying), None);
+        let mut unterminated = good.clone();
+        let last = unterminated.len() - 1;
+        unterminated[last] = b'x'; // the value's NUL replaced
+        assert_eq!(header_map(&unterminated), None);
     }
 }

@@ -50,6 +50,14 @@ const RESPONSE_FLAGS: &[&str] = &[
     "UDO",
 ];
 
+/// The longest text an event takes from the host (a header value, the path): longer text is
+/// cut at a character boundary and ends with [`TRUNCATED`].
+pub const MAX_TEXT_BYTES: usize = 4096;
+/// Marks text cut at [`MAX_TEXT_BYTES`].
+pub const TRUNCATED: &str = "...[truncated]";
+/// The most headers an event keeps per map (Envoy's default `max_headers_count`).
+pub const MAX_HEADERS: usize = 100;
+
 /// Log-phase properties, as the host gave them (decoded).
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Properties {
@@ -105,12 +113,10 @@ pub fn event(capture: &Capture, now_ns: u64) -> Event {
     if let Some(full) = pseudo(request_headers, ":path").or_else(|| props.path.clone()) {
         match full.split_once('?') {
             Some((path, query)) => {
-                request.insert("path".into(), Value::String(path.to_string()));
-                request.insert("query".into(), Value::String(query.to_string()));
+                put(&mut request, "path", Some(path.to_string()));
+                put(&mut request, "query", Some(query.to_string()));
             }
-            None => {
-                request.insert("path".into(), Value::String(full));
-            }
+            None => put(&mut request, "path", Some(full)),
         }
     }
     put(
@@ -204,12 +210,25 @@ pub fn event(capture: &Capture, now_ns: u64) -> Event {
 
 fn put(map: &mut Map<String, Value>, key: &str, value: Option<String>) {
     if let Some(value) = value {
-        map.insert(key.to_string(), Value::String(value));
+        map.insert(key.to_string(), Value::String(capped(value)));
     }
 }
 
+/// `text` cut to at most [`MAX_TEXT_BYTES`] (plus the [`TRUNCATED`] marker).
+pub fn capped(mut text: String) -> String {
+    if text.len() > MAX_TEXT_BYTES {
+        let mut cut = MAX_TEXT_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str(TRUNCATED);
+    }
+    text
+}
+
 /// Headers as a JSON object: lowercase names, pseudo-headers left out, repeated headers joined
-/// with `", "`.
+/// with `", "`; at most [`MAX_HEADERS`] names, each value capped like all text.
 fn header_map(headers: &[(String, String)]) -> Map<String, Value> {
     let mut map = Map::new();
     for (name, value) in headers {
@@ -217,13 +236,18 @@ fn header_map(headers: &[(String, String)]) -> Map<String, Value> {
             continue;
         }
         let name = name.to_ascii_lowercase();
+        let full = map.len() >= MAX_HEADERS;
         match map.get_mut(&name) {
             Some(Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(value);
+                if existing.len() < MAX_TEXT_BYTES {
+                    existing.push_str(", ");
+                    existing.push_str(value);
+                    *existing = capped(std::mem::take(existing));
+                }
             }
+            _ if full => {}
             _ => {
-                map.insert(name, Value::String(value.clone()));
+                map.insert(name, Value::String(capped(value.clone())));
             }
         }
     }
@@ -418,6 +442,40 @@ mod tests {
         assert_eq!(response_flags(0x800), "RL");
         assert_eq!(response_flags(1 << 29), "UDO");
         assert_eq!(response_flags(1 << 40), "");
+    }
+
+    #[test]
+    fn text_from_the_host_is_capped() {
+        let long = "é".repeat(3000); // 6000 bytes, 2-byte characters
+        let mut many: Vec<(&str, String)> = vec![(":path", format!("/{long}?{long}"))];
+        let names: Vec<String> = (0..150).map(|n| format!("x-{n}")).collect();
+        for name in &names {
+            many.push((name.as_str(), long.clone()));
+        }
+        many.push(("x-0", "again".into()));
+        let capture = Capture {
+            request_headers: Some(
+                many.iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+            ),
+            ..Capture::default()
+        };
+        let data = event(&capture, 0).data;
+        let path = data["request"]["path"].as_str().unwrap();
+        assert!(path.ends_with(TRUNCATED) && path.len() <= MAX_TEXT_BYTES + TRUNCATED.len());
+        assert!(
+            data["request"]["query"]
+                .as_str()
+                .unwrap()
+                .ends_with(TRUNCATED)
+        );
+        let headers = data["request"]["headers"].as_object().unwrap();
+        assert_eq!(headers.len(), MAX_HEADERS);
+        for value in headers.values() {
+            assert!(value.as_str().unwrap().len() <= MAX_TEXT_BYTES + TRUNCATED.len());
+        }
+        assert_eq!(capped("short".into()), "short");
     }
 
     #[test]
