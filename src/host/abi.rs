@@ -35,6 +35,7 @@ unsafe extern "C" {
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
+    fn proxy_done() -> u32;
 }
 
 const OK: u32 = 0;
@@ -96,6 +97,15 @@ pub fn set_tick_period_ms(period_ms: u64) -> Result<(), HostError> {
     let period = u32::try_from(period_ms).unwrap_or(u32::MAX);
     // SAFETY: no pointers.
     match unsafe { proxy_set_tick_period_milliseconds(period) } {
+        OK => Ok(()),
+        status => Err(HostError(status)),
+    }
+}
+
+/// Tells the host that a root context which answered `false` to `on_done` has finished.
+pub fn done() -> Result<(), HostError> {
+    // SAFETY: no pointers.
+    match unsafe { proxy_done() } {
         OK => Ok(()),
         status => Err(HostError(status)),
     }

@@ -8,12 +8,12 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, MapType};
+use proxy_wasm::types::{BufferType, ContextType, MapType, Status};
 
 use super::abi::{self, HostLog};
 use super::http::Http;
 use crate::config;
-use crate::delivery::{EXCERPT_BYTES, Request, Response, Transport};
+use crate::delivery::{EXCERPT_BYTES, Request, Response, SendError, Transport};
 use crate::log::Level;
 use crate::runtime::Runtime;
 use crate::source::Source;
@@ -27,6 +27,8 @@ pub struct Root {
     retiring: Vec<Rc<Runtime>>,
     /// `set_tick_period` is called once: Kong traps on a second call.
     ticking: bool,
+    /// After `on_done` answered false: until when (unix ms) to keep delivering.
+    draining_until: Option<u64>,
 }
 
 impl Root {
@@ -35,6 +37,41 @@ impl Root {
             runtime: None,
             retiring: Vec::new(),
             ticking: false,
+            draining_until: None,
+        }
+    }
+
+    /// Deliveries still queued or in flight, in every runtime.
+    fn outstanding(&self) -> usize {
+        self.runtimes().map(|runtime| runtime.outstanding()).sum()
+    }
+
+    /// While draining: tells the host the root context is done once nothing is outstanding or
+    /// the deadline has passed (logging what is lost).
+    fn finish_draining(&mut self, now: u64) {
+        let Some(until) = self.draining_until else {
+            return;
+        };
+        let outstanding = self.outstanding();
+        if outstanding > 0 && now < until {
+            return;
+        }
+        if outstanding > 0 {
+            abi::log(
+                Level::Warn,
+                &format!(
+                    "stopping with {outstanding} deliveries undelivered (queued or in flight)"
+                ),
+            );
+        }
+        self.draining_until = None;
+        self.runtime = None;
+        self.retiring.clear();
+        if let Err(error) = abi::done() {
+            abi::log(
+                Level::Error,
+                &format!("the host refused proxy_done ({error})"),
+            );
         }
     }
 
@@ -54,7 +91,7 @@ impl Root {
 struct HostTransport;
 
 impl Transport for HostTransport {
-    fn send(&mut self, request: &Request, timeout_ms: u64) -> Result<u32, String> {
+    fn send(&mut self, request: &Request, timeout_ms: u64) -> Result<u32, SendError> {
         let headers: Vec<(&str, &str)> = request
             .headers
             .iter()
@@ -67,7 +104,12 @@ impl Transport for HostTransport {
             Vec::new(),
             Duration::from_millis(timeout_ms),
         )
-        .map_err(|status| format!("{status:?}"))
+        .map_err(|status| match status {
+            // Envoy: the call would fail at once (circuit breaker open, no healthy host).
+            Status::InternalFailure => SendError::Busy(format!("{status:?}")),
+            // Envoy: an unknown cluster or missing pseudo-headers.
+            _ => SendError::Refused(format!("{status:?}")),
+        })
     }
 }
 
@@ -102,6 +144,8 @@ impl Context for Root {
                 .map(|(_, value)| value.clone())
         };
         let response = match header(":status").and_then(|status| status.parse::<u16>().ok()) {
+            // Envoy's own answer when the cluster's circuit breaker overflowed: never sent.
+            Some(503) if header("x-envoy-overloaded").is_some() => Response::Overloaded,
             Some(status) => Response::Status(status),
             // Kong reports why a call failed in `:dispatch_status`; Envoy sends no headers.
             None => Response::NoAnswer(header(":dispatch_status")),
@@ -121,6 +165,29 @@ impl Context for Root {
             owner.complete(token, response, &body, now, &mut transport, &HostLog);
         }
         self.prune_retiring();
+        self.finish_draining(now);
+    }
+
+    /// The host is removing this filter configuration (a configuration change, or shutdown):
+    /// keep delivering what is outstanding, for up to the runtime's drain time.
+    fn on_done(&mut self) -> bool {
+        let outstanding = self.outstanding();
+        if outstanding == 0 {
+            return true;
+        }
+        let drain_ms = self
+            .runtimes()
+            .map(|runtime| runtime.drain_ms())
+            .max()
+            .unwrap_or(30_000);
+        abi::log(
+            Level::Info,
+            &format!(
+                "delivering {outstanding} outstanding deliveries before stopping (up to {drain_ms} ms)"
+            ),
+        );
+        self.draining_until = Some(now_ms().saturating_add(drain_ms));
+        false
     }
 }
 
@@ -165,6 +232,9 @@ impl RootContext for Root {
                 runtime.hooks().len()
             ),
         );
+        for note in runtime.notes() {
+            abi::log(Level::Info, &note);
+        }
         if let Some(previous) = self.runtime.replace(runtime) {
             if self.retiring.len() >= MAX_RETIRING {
                 self.retiring.remove(0);
@@ -200,6 +270,7 @@ impl RootContext for Root {
             runtime.flush(now, &mut transport, &HostLog);
         }
         self.prune_retiring();
+        self.finish_draining(now);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
