@@ -63,6 +63,7 @@ class Receiver:
     def __init__(self, tls: tuple[str, str] | None = None):
         self.deliveries: list[Delivery] = []
         self.status = 200
+        self.delay = 0.0  # seconds to wait before answering
         self._changed = threading.Condition()
         receiver = self
 
@@ -73,6 +74,8 @@ class Receiver:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length)
                 headers = {name.lower(): value for name, value in self.headers.items()}
+                if receiver.delay:
+                    time.sleep(receiver.delay)  # the receiver under test is slow, on purpose
                 with receiver._changed:
                     receiver.deliveries.append(Delivery(self.command, self.path, headers, body))
                     receiver._changed.notify_all()
@@ -192,38 +195,58 @@ def wasm_filter(configuration: dict | str) -> dict:
     }
 
 
-def envoy_config(filter_configuration: dict | str, routes: list[dict], clusters: list[dict]) -> dict:
+ROUTER = {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
+
+
+def listener(filter_configuration: dict | str, routes: list[dict], before: list[dict] = ()) -> dict:
+    """The `proxy` listener on port 0: the given filters, then event_hooks, then the router."""
+    return {
+        "name": "proxy",
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
+        "filter_chains": [{"filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "proxy",
+                # The client is the peer, not whatever x-forwarded-for claims.
+                "use_remote_address": True,
+                "route_config": {"name": "proxy", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
+                "http_filters": [*before, wasm_filter(filter_configuration), ROUTER],
+            },
+        }]}],
+    }
+
+
+def envoy_config(filter_configuration: dict | str, routes: list[dict], clusters: list[dict], before: list[dict] = ()) -> dict:
     """A bootstrap with admin and one listener on port 0, the filter, and the given routes."""
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {
-            "listeners": [
-                {
-                    "name": "proxy",
-                    "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-                    "filter_chains": [{"filters": [{
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "proxy",
-                            "route_config": {"name": "proxy", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
-                            "http_filters": [
-                                wasm_filter(filter_configuration),
-                                {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
-                            ],
-                        },
-                    }]}],
-                }
-            ],
-            "clusters": clusters,
-        },
+        "static_resources": {"listeners": [listener(filter_configuration, routes, before)], "clusters": clusters},
     }
+
+
+def lds_config(lds_path: Path, clusters: list[dict]) -> dict:
+    """A bootstrap whose listeners come from `lds_path` (Envoy reloads it when it is replaced)."""
+    return {
+        "node": {"id": "event-hooks-test", "cluster": "test"},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
+        "dynamic_resources": {"lds_config": {"path_config_source": {"path": str(lds_path)}}},
+        "static_resources": {"clusters": clusters},
+    }
+
+
+def write_lds(lds_path: Path, listeners: list[dict]):
+    """Replaces the LDS file atomically, as Envoy's file watcher expects."""
+    resources = [{"@type": "type.googleapis.com/envoy.config.listener.v3.Listener", **item} for item in listeners]
+    staging = lds_path.with_suffix(".next")
+    staging.write_text(json.dumps({"resources": resources}))
+    os.replace(staging, lds_path)
 
 
 class Envoy:
     """One Envoy process; `start()` returns once it is ready, or raises with its log."""
 
-    def __init__(self, config: dict | str | Path, workdir: Path, concurrency: int = 1, cwd: Path = ROOT):
+    def __init__(self, config: dict | str | Path, workdir: Path, concurrency: int = 1, cwd: Path = ROOT, extra: tuple[str, ...] = ()):
         self.workdir = workdir
         self.log_path = workdir / f"envoy-{uuid.uuid4().hex[:8]}.log"
         self.admin_path = workdir / f"admin-{uuid.uuid4().hex[:8]}.txt"
@@ -234,6 +257,7 @@ class Envoy:
             self.config_path.write_text(config if isinstance(config, str) else json.dumps(config, indent=1))
         self.concurrency = concurrency
         self.cwd = cwd
+        self.extra = tuple(extra)
         self.process: subprocess.Popen | None = None
         self.admin = ""
 
@@ -242,7 +266,7 @@ class Envoy:
             str(ENVOY), "-c", str(self.config_path), "--concurrency", str(self.concurrency),
             "--disable-hot-restart", "--admin-address-path", str(self.admin_path),
             "--log-level", "warn", "--component-log-level", "wasm:debug", "--log-path", str(self.log_path),
-            "--file-flush-interval-msec", "50", *extra,
+            "--file-flush-interval-msec", "50", *self.extra, *extra,
         ]
 
     def start(self) -> "Envoy":
@@ -290,6 +314,15 @@ class Envoy:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def stat(envoy: "Envoy", name: str) -> int:
+    """One counter or gauge from Envoy's admin /stats (0 when absent)."""
+    for line in envoy.get_admin(f"/stats?filter=^{name}$").splitlines():
+        key, _, value = line.partition(": ")
+        if key == name:
+            return int(value)
+    return 0
 
 
 def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:

@@ -77,7 +77,9 @@ def test_a_5xx_delivers_a_signed_kong_webhook_and_a_200_does_not(start_envoy, re
     # A 503 on /orders, with credentials that must not leak.
     before = int(time.time())
     status, body = http_get(
-        port, "/orders/2?status=503&x=1", {"x-test-id": "err-1", "authorization": "Bearer top-secret", "cookie": "sid=1"}
+        port,
+        "/orders/2?status=503&x=1",
+        {"x-test-id": "err-1", "authorization": "Bearer top-secret", "cookie": "sid=1", "x-forwarded-for": "1.2.3.4"},
     )
     assert (status, body) == (503, b"upstream 503\n")
     delivery = receiver.wait_for(lambda d: d.path == "/hooks" and tagged("err-1")(d), what="the 503's delivery")
@@ -120,7 +122,7 @@ def test_a_5xx_delivers_a_signed_kong_webhook_and_a_200_does_not(start_envoy, re
     assert data["upstream"] == {"address": f"127.0.0.1:{upstream.port}", "cluster": "upstream"}
     assert data["route"] == "orders_route"
     assert isinstance(data["latency_ms"], int) and 0 <= data["latency_ms"] < 10_000
-    assert data["client"] == {"ip": "127.0.0.1"}
+    assert data["client"] == {"ip": "127.0.0.1"}  # the peer, not x-forwarded-for
     started = datetime.fromisoformat(data["started_at"].replace("Z", "+00:00"))
     assert abs(started.timestamp() - before) < 5 and started.tzinfo == timezone.utc
 
