@@ -4,6 +4,7 @@
 //! a numeric segment indexes an array. Numbers stay numbers.
 
 use std::borrow::Cow;
+use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
@@ -183,6 +184,38 @@ impl Event {
     }
 }
 
+/// The Kong-shaped bodies of one event, serialized once per distinct redaction and shared by
+/// every hook that sends the same bytes.
+pub struct Bodies<'e> {
+    event: &'e Event,
+    built: Vec<(Redaction, Rc<[u8]>)>,
+}
+
+impl<'e> Bodies<'e> {
+    pub fn new(event: &'e Event) -> Self {
+        Bodies {
+            event,
+            built: Vec::new(),
+        }
+    }
+
+    pub fn event(&self) -> &'e Event {
+        self.event
+    }
+
+    /// Kong's body (the event data plus `source` and `event`) as JSON bytes.
+    pub fn kong(&mut self, redaction: &Redaction) -> Rc<[u8]> {
+        if let Some((_, body)) = self.built.iter().find(|(seen, _)| seen == redaction) {
+            return Rc::clone(body);
+        }
+        // Serializing a serde_json::Value to a Vec cannot fail.
+        let bytes = serde_json::to_vec(&self.event.kong_payload(redaction)).unwrap_or_default();
+        let body: Rc<[u8]> = bytes.into();
+        self.built.push((redaction.clone(), Rc::clone(&body)));
+        body
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +277,19 @@ mod tests {
         assert_eq!(payload["source"], "traffic");
         assert_eq!(payload["event"], "request");
         assert!(!payload.to_string().contains("s3cr3t"));
+    }
+
+    #[test]
+    fn bodies_are_built_once_per_redaction() {
+        let e = event(json!({"request": {"headers": {"authorization": "Bearer t"}}}));
+        let mut bodies = Bodies::new(&e);
+        let a = bodies.kong(&Redaction::default());
+        let b = bodies.kong(&Redaction::default());
+        let c = bodies.kong(&Redaction::none());
+        assert!(Rc::ptr_eq(&a, &b));
+        assert!(!Rc::ptr_eq(&a, &c));
+        let parsed: Value = serde_json::from_slice(&a).unwrap();
+        assert_eq!(parsed, e.kong_payload(&Redaction::default()));
     }
 
     #[test]

@@ -1,16 +1,19 @@
-//! Hooks and routing: which hooks an event matches, and the jobs that follow.
+//! Hooks and routing: which hooks an event matches, and what follows.
 //!
-//! For an event, the hooks of its source are tried in configuration order: the hook's `event`
-//! (absent: every event of the source), its filter, then its snooze/on-change controls.
+//! For an event, the enabled hooks of its source are tried in configuration order: the hook's
+//! `event` (absent: every event of the source), its filter, then its snooze/on-change
+//! controls. A hook that passes runs its handler; each call the handler drafts becomes a
+//! [`Job`] with its own webhook id.
 
 use std::rc::Rc;
 
 use crate::control::Controls;
 use crate::delivery::Job;
-use crate::event::{Event, Redaction};
+use crate::event::{Bodies, Event, Redaction};
 use crate::filter::Filter;
-use crate::handler::Handler;
+use crate::handler::{Handler, Output};
 use crate::id::IdGen;
+use crate::log::Level;
 use crate::source::Source;
 
 /// One configured hook.
@@ -26,6 +29,17 @@ pub struct Hook {
     pub snooze: u64,
     pub on_change: bool,
     pub redaction: Redaction,
+    /// A disabled hook is kept (its name, its place) but matches nothing.
+    pub enabled: bool,
+}
+
+/// What routing an event produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// A call to queue for delivery.
+    Deliver(Job),
+    /// A line for the proxy's log.
+    Log(Level, String),
 }
 
 /// Every hook of a configuration, indexed by source.
@@ -88,23 +102,23 @@ impl HookSet {
         !self.of_source(source).is_empty()
     }
 
-    /// The jobs `event` produces at `now_ms`: one per matching hook that its controls let
-    /// through.
+    /// What `event` produces at `now_ms`: the outputs of every matching hook that its
+    /// controls let through.
     pub fn route(
         &self,
         event: &Event,
         now_ms: u64,
         controls: &mut Controls,
         ids: &mut IdGen,
-    ) -> Vec<Job> {
-        let mut jobs = Vec::new();
-        // Hooks that see the event alike send the same bytes: build them once.
-        let mut payloads: Vec<(&Redaction, Rc<[u8]>)> = Vec::new();
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        // Hooks that see the event alike send the same bytes: bodies are built once.
+        let mut bodies = Bodies::new(event);
         for &index in self.of_source(event.source) {
             let Some(hook) = self.hooks.get(index) else {
                 continue;
             };
-            if hook.event.as_ref().is_some_and(|name| *name != event.name) {
+            if !hook.enabled || hook.event.as_ref().is_some_and(|name| *name != event.name) {
                 continue;
             }
             if !hook.filter.matches(event, &hook.redaction) {
@@ -113,22 +127,19 @@ impl HookSet {
             if !controls.admit(index, hook, event, now_ms) {
                 continue;
             }
-            let payload = match payloads.iter().find(|(seen, _)| **seen == hook.redaction) {
-                Some((_, payload)) => Rc::clone(payload),
-                None => {
-                    let payload: Rc<[u8]> = hook.handler.payload(event, &hook.redaction).into();
-                    payloads.push((&hook.redaction, Rc::clone(&payload)));
-                    payload
-                }
-            };
-            jobs.push(Job {
-                hook: index,
-                webhook_id: ids.next(now_ms),
-                payload,
-                accepted_ms: now_ms,
-            });
+            for output in hook.handler.prepare(&mut bodies, &hook.redaction) {
+                actions.push(match output {
+                    Output::Draft(draft) => Action::Deliver(Job {
+                        hook: index,
+                        webhook_id: ids.next(now_ms),
+                        draft: Rc::new(draft),
+                        accepted_ms: now_ms,
+                    }),
+                    Output::Log(level, line) => Action::Log(level, line),
+                });
+            }
         }
-        jobs
+        actions
     }
 }
 
@@ -140,6 +151,30 @@ mod tests {
 
     fn hooks(config: Value) -> HookSet {
         config::parse(config.to_string().as_bytes()).unwrap().hooks
+    }
+
+    fn deliveries(actions: Vec<Action>) -> Vec<Job> {
+        actions
+            .into_iter()
+            .map(|action| match action {
+                Action::Deliver(job) => job,
+                Action::Log(_, line) => panic!("unexpected log line {line}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn disabled_hooks_match_nothing() {
+        let set = hooks(json!({"hooks": [
+            {"source": "traffic", "enabled": false, "handler": "webhook", "config": {"url": "http://r/"}}
+        ]}));
+        let actions = set.route(
+            &traffic(500, "/"),
+            0,
+            &mut Controls::default(),
+            &mut IdGen::new(1),
+        );
+        assert!(actions.is_empty());
     }
 
     fn traffic(status: u64, path: &str) -> Event {
@@ -160,18 +195,24 @@ mod tests {
         ]}));
         let mut controls = Controls::default();
         let mut ids = IdGen::new(3);
-        let jobs = set.route(&traffic(502, "/orders/7"), 1_000, &mut controls, &mut ids);
+        let jobs =
+            deliveries(set.route(&traffic(502, "/orders/7"), 1_000, &mut controls, &mut ids));
         assert_eq!(
             jobs.iter().map(|job| job.hook).collect::<Vec<_>>(),
             vec![0, 1]
         );
         assert_ne!(jobs[0].webhook_id, jobs[1].webhook_id);
-        // Both hooks see the event alike: one payload, shared.
-        assert!(Rc::ptr_eq(&jobs[0].payload, &jobs[1].payload));
-        let body: Value = serde_json::from_slice(&jobs[0].payload).unwrap();
+        // Both hooks see the event alike: one body, shared.
+        assert!(Rc::ptr_eq(&jobs[0].draft.body, &jobs[1].draft.body));
+        assert_eq!(
+            (jobs[0].draft.path.as_str(), jobs[1].draft.path.as_str()),
+            ("/a", "/b")
+        );
+        let body: Value = serde_json::from_slice(&jobs[0].draft.body).unwrap();
         assert_eq!(body["response"]["status"], 502);
         assert_eq!(body["source"], "traffic");
-        let jobs = set.route(&traffic(200, "/orders/7"), 1_000, &mut controls, &mut ids);
+        let jobs =
+            deliveries(set.route(&traffic(200, "/orders/7"), 1_000, &mut controls, &mut ids));
         assert_eq!(jobs.iter().map(|job| job.hook).collect::<Vec<_>>(), vec![1]);
         assert_eq!(set.name(1), "hook-1");
         assert_eq!(set.position("orders-5xx"), Some(0));

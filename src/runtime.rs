@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::control::Controls;
 use crate::delivery::{Delivery, Response, Transport};
 use crate::event::Event;
-use crate::hooks::HookSet;
+use crate::hooks::{Action, HookSet};
 use crate::id::IdGen;
 use crate::log::{Level, Log};
 use crate::source::Source;
@@ -74,8 +74,13 @@ impl Runtime {
             );
             return;
         };
-        for job in self.hooks.route(event, now_ms, &mut controls, &mut ids) {
-            delivery.accept(job, &self.hooks, now_ms, log);
+        for action in self.hooks.route(event, now_ms, &mut controls, &mut ids) {
+            match action {
+                Action::Deliver(job) => {
+                    delivery.accept(job, &self.hooks, now_ms, log);
+                }
+                Action::Log(level, line) => log.log(level, &line),
+            }
         }
     }
 

@@ -9,6 +9,8 @@ use std::fmt::Write as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha1::Sha1;
 
+use crate::config::reader::{Object, Problems};
+
 /// The header carrying Kong's signature.
 pub const KONG_SIGNATURE_HEADER: &str = "x-kong-signature";
 
@@ -29,6 +31,54 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
+    }
+}
+
+/// How a hook signs its deliveries: today Kong's scheme when a `secret` is set.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Signing {
+    kong: Option<Secret>,
+}
+
+impl Signing {
+    /// Signs nothing.
+    pub const NONE: Signing = Signing { kong: None };
+
+    /// Reads `secret` from a handler's `config`.
+    pub fn parse(config: &Object<'_, '_>, problems: &Problems) -> Signing {
+        let kong = match config.optional_str("secret") {
+            Some("") => {
+                problems.add(
+                    &config.path_of("secret"),
+                    "must not be empty; remove it to send unsigned deliveries",
+                );
+                None
+            }
+            Some(secret) => Some(Secret::new(secret)),
+            None => None,
+        };
+        Signing { kong }
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.kong.is_some()
+    }
+
+    /// The signature headers of one attempt, computed over the exact `body` bytes sent.
+    pub fn headers(
+        &self,
+        _webhook_id: &str,
+        _timestamp: u64,
+        body: &[u8],
+    ) -> Vec<(String, String)> {
+        let mut headers = Vec::new();
+        if let Some(secret) = &self.kong {
+            headers.push((
+                KONG_SIGNATURE_HEADER.to_string(),
+                kong_signature(secret, body),
+            ));
+        }
+        headers
     }
 }
 

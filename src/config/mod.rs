@@ -19,6 +19,7 @@ use reader::{Object, Problem, Problems, child, element, kind};
 const TOP_KEYS: &[&str] = &["hooks", "delivery"];
 const HOOK_KEYS: &[&str] = &[
     "name",
+    "enabled",
     "source",
     "event",
     "filter",
@@ -198,6 +199,7 @@ fn read_hook(value: &Value, index: usize, path: &str, problems: &Problems) -> Op
     };
     let snooze = hook.optional_u64("snooze", 0, 0, MAX_SNOOZE);
     let on_change = hook.optional_bool("on_change", false);
+    let enabled = hook.optional_bool("enabled", true);
     let redaction = read_redaction(&hook, problems);
     Some(Hook {
         name,
@@ -208,6 +210,7 @@ fn read_hook(value: &Value, index: usize, path: &str, problems: &Problems) -> Op
         snooze,
         on_change,
         redaction: redaction?,
+        enabled,
     })
 }
 

@@ -1,6 +1,6 @@
 use super::*;
 use crate::event::DEFAULT_REDACTED_HEADERS;
-use crate::handler::webhook::Scheme;
+use crate::handler::endpoint::Scheme;
 use serde_json::json;
 
 fn errors(config: Value) -> Vec<String> {
@@ -44,14 +44,14 @@ fn the_contract_example_parses() {
     assert_eq!((hook.snooze, hook.on_change), (0, false));
     assert_eq!(hook.redaction.names(), DEFAULT_REDACTED_HEADERS);
     let Handler::Webhook(webhook) = &hook.handler;
-    assert_eq!(webhook.url.scheme, Scheme::Http);
-    assert_eq!(webhook.url.authority(), "receiver:9000");
-    assert_eq!(webhook.cluster, "receiver");
+    assert_eq!(webhook.endpoint.url.scheme, Scheme::Http);
+    assert_eq!(webhook.endpoint.url.authority(), "receiver:9000");
+    assert_eq!(webhook.endpoint.cluster, "receiver");
     assert_eq!(
         webhook.headers,
         vec![("x-team".to_string(), "payments".to_string())]
     );
-    assert!(webhook.secret.is_some());
+    assert!(webhook.signing.is_set());
     assert_eq!(
         config.delivery,
         Settings {
@@ -114,7 +114,7 @@ fn every_problem_is_reported_with_its_path() {
         found,
         vec![
             "surprise: unknown field; expected one of: hooks, delivery",
-            "hooks[0].extra: unknown field; expected one of: name, source, event, filter, handler, snooze, on_change, config, redact_headers",
+            "hooks[0].extra: unknown field; expected one of: name, enabled, source, event, filter, handler, snooze, on_change, config, redact_headers",
             "hooks[0].name: must be 1 to 128 characters of A-Z a-z 0-9 _ . -",
             "hooks[0].source: unknown source \"trafic\"; expected one of: traffic",
             "hooks[0].handler: unknown handler \"webhok\"; expected one of: webhook",

@@ -18,6 +18,7 @@ use std::rc::Rc;
 
 use crate::hooks::HookSet;
 use crate::log::{Level, Log};
+use crate::signing::Signing;
 use outcome::Outcome;
 
 /// One event to deliver for one hook.
@@ -27,11 +28,63 @@ pub struct Job {
     pub hook: usize,
     /// Unique per delivered event, the same on every attempt.
     pub webhook_id: String,
-    /// The handler's payload (for webhooks, the exact body bytes), shared by the hooks that
-    /// send the same bytes for one event.
-    pub payload: Rc<[u8]>,
+    /// The call, as the hook's handler prepared it for this event.
+    pub draft: Rc<Draft>,
     /// When the job was accepted, unix milliseconds.
     pub accepted_ms: u64,
+}
+
+impl Job {
+    /// The memory the job holds, as the byte budget counts it.
+    pub fn size(&self) -> usize {
+        self.draft.size()
+    }
+}
+
+/// What a handler prepared for one event: the whole call except the headers of each attempt
+/// (`user-agent`, `webhook-id`, `webhook-timestamp`, signatures), which [`Draft::attempt`] adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draft {
+    pub destination: Destination,
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    pub authority: String,
+    /// The configured headers, and those rendered for this event.
+    pub headers: Vec<(String, String)>,
+    /// The exact bytes sent, shared by the hooks that send the same body for one event.
+    pub body: Rc<[u8]>,
+}
+
+impl Draft {
+    /// The bytes this draft holds (its body counted whole even when shared).
+    pub fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.len())
+            .sum();
+        self.body.len() + headers + self.path.len() + self.authority.len() + self.method.len()
+    }
+
+    /// The request of one attempt at `now_secs`: pseudo-headers, the draft's headers, then
+    /// `user-agent`, `webhook-id`, `webhook-timestamp` and the signatures over the exact body.
+    pub fn attempt(&self, webhook_id: &str, now_secs: u64, signing: &Signing) -> Request {
+        let mut headers = Vec::with_capacity(self.headers.len() + 8);
+        headers.push((":method".to_string(), self.method.clone()));
+        headers.push((":path".to_string(), self.path.clone()));
+        headers.push((":authority".to_string(), self.authority.clone()));
+        headers.extend(self.headers.iter().cloned());
+        headers.push(("user-agent".to_string(), crate::USER_AGENT.to_string()));
+        headers.push(("webhook-id".to_string(), webhook_id.to_string()));
+        headers.push(("webhook-timestamp".to_string(), now_secs.to_string()));
+        headers.extend(signing.headers(webhook_id, now_secs, &self.body));
+        Request {
+            destination: self.destination.clone(),
+            headers,
+            body: Rc::clone(&self.body),
+        }
+    }
 }
 
 /// Where a call goes. Envoy dispatches to a cluster; Kong to a literal `host:port`.
@@ -182,7 +235,7 @@ impl Delivery {
         if let Some(stat) = self.stat(hook) {
             stat.accepted = stat.accepted.saturating_add(1);
         }
-        let size = job.payload.len();
+        let size = job.size();
         let full = if self.queue.len() >= self.settings.queue_size {
             Some(format!("{} jobs", self.settings.queue_size))
         } else if self.bytes.saturating_add(size) > self.settings.max_queue_bytes {
@@ -232,12 +285,15 @@ impl Delivery {
                 self.finish(job, Outcome::Failed, now_ms, log, hooks, "unknown hook");
                 continue;
             };
-            let cluster = hook.handler.cluster();
+            let draft = Rc::clone(&job.draft);
+            let cluster = draft.destination.cluster.as_str();
             if busy.iter().any(|name| name == cluster) {
                 held.push(job);
                 continue;
             }
-            let request = hook.handler.request(&job, now_ms);
+            let request = job
+                .draft
+                .attempt(&job.webhook_id, now_ms / 1000, hook.handler.signing());
             match transport.send(&request, self.settings.timeout_ms) {
                 Ok(token) => {
                     if let Some(previous) = self.in_flight.insert(token, job) {
@@ -284,10 +340,7 @@ impl Delivery {
             return;
         };
         if response == Response::Overloaded {
-            let cluster = hooks
-                .get(job.hook)
-                .map_or("?", |hook| hook.handler.cluster())
-                .to_string();
+            let cluster = job.draft.destination.cluster.clone();
             let name = hooks.name(job.hook).to_string();
             self.warn(job.hook, now_ms, log, || {
                 format!("hook {name}: cluster {cluster} is overloaded (its circuit breaker overflowed); deliveries wait")
@@ -340,7 +393,7 @@ impl Delivery {
         hooks: &HookSet,
         detail: &str,
     ) {
-        self.bytes = self.bytes.saturating_sub(job.payload.len());
+        self.bytes = self.bytes.saturating_sub(job.size());
         if let Some(stat) = self.stat(job.hook) {
             stat.pending = stat.pending.saturating_sub(1);
             match outcome {

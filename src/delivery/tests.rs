@@ -46,11 +46,27 @@ fn job(n: u32) -> Job {
     sized_job(n, b"foobar")
 }
 
-fn sized_job(n: u32, payload: &[u8]) -> Job {
+/// A job for hook 0 (cluster receiver) whose body is `body`.
+fn sized_job(n: u32, body: &[u8]) -> Job {
+    job_to(n, 0, "receiver", body)
+}
+
+fn job_to(n: u32, hook: usize, cluster: &str, body: &[u8]) -> Job {
     Job {
-        hook: 0,
+        hook,
         webhook_id: format!("id-{n}"),
-        payload: payload.into(),
+        draft: Rc::new(Draft {
+            destination: Destination {
+                cluster: cluster.to_string(),
+                host_port: format!("{cluster}:80"),
+                tls: false,
+            },
+            method: "POST".to_string(),
+            path: "/hooks".to_string(),
+            authority: "receiver:9000".to_string(),
+            headers: vec![("content-type".to_string(), "application/json".to_string())],
+            body: body.into(),
+        }),
         accepted_ms: 0,
     }
 }
@@ -102,6 +118,8 @@ fn queue_is_bounded_by_bytes_queued_or_in_flight() {
     let log = Lines::default();
     let mut transport = FakeTransport::default();
     let big = vec![b'x'; 30_000];
+    let one = sized_job(0, &big).size();
+    assert!(one > 30_000 && one < 30_200, "{one}"); // the body, and the headers and path
     assert!(delivery.accept(sized_job(0, &big), &hooks, 0, &log));
     assert!(delivery.accept(sized_job(1, &big), &hooks, 0, &log));
     assert!(!delivery.accept(sized_job(2, &big), &hooks, 0, &log));
@@ -109,16 +127,16 @@ fn queue_is_bounded_by_bytes_queued_or_in_flight() {
         log.text()
             .contains("delivery queue full (65536 bytes), dropped webhook-id id-2")
     );
-    assert_eq!(delivery.bytes(), 60_000);
+    assert_eq!(delivery.bytes(), 2 * one);
     // Sending does not free the bytes; the answer does.
     delivery.pump(&hooks, 0, &mut transport, &log);
     assert_eq!(
         (delivery.depth(), delivery.in_flight(), delivery.bytes()),
-        (1, 1, 60_000)
+        (1, 1, 2 * one)
     );
     assert!(!delivery.accept(sized_job(3, &big), &hooks, 0, &log));
     delivery.complete(1, Response::Status(200), b"", &hooks, 0, &log);
-    assert_eq!(delivery.bytes(), 30_000);
+    assert_eq!(delivery.bytes(), one);
     assert!(delivery.accept(sized_job(4, &big), &hooks, 0, &log));
     check_accounting(&delivery);
 }
@@ -278,8 +296,8 @@ fn a_busy_destination_does_not_hold_up_others() {
         }
     }
     for n in 0..4 {
-        let mut next = job(n);
-        next.hook = (n % 2) as usize;
+        let hook = (n % 2) as usize;
+        let next = job_to(n, hook, ["busy", "free"][hook], b"{}");
         delivery.accept(next, &hooks, 0, &log);
     }
     let mut transport = OneBusy(Vec::new());

@@ -1,12 +1,19 @@
-//! Handlers: what a hook does with a matching event. One module per handler.
+//! Handlers: what a hook does with a matching event. One module per handler; [`endpoint`]
+//! holds what the handlers that make HTTP calls share.
+//!
+//! A handler turns an event into [`Output`]s: drafts of HTTP calls, which the delivery queue
+//! sends (signed, per attempt), and log lines, written at once.
 
+pub mod endpoint;
 pub mod webhook;
 
 use serde_json::Value;
 
 use crate::config::reader::Problems;
-use crate::delivery::{Job, Request};
-use crate::event::{Event, Redaction};
+use crate::delivery::Draft;
+use crate::event::{Bodies, Redaction};
+use crate::log::Level;
+use crate::signing::Signing;
 
 /// The handler names a hook may use.
 pub const HANDLERS: &[&str] = &["webhook"];
@@ -14,6 +21,15 @@ pub const HANDLERS: &[&str] = &["webhook"];
 #[derive(Debug, Clone, PartialEq)]
 pub enum Handler {
     Webhook(webhook::Webhook),
+}
+
+/// What a handler makes of one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// An HTTP call to queue for delivery.
+    Draft(Draft),
+    /// A line for the proxy's log.
+    Log(Level, String),
 }
 
 impl Handler {
@@ -26,33 +42,24 @@ impl Handler {
         }
     }
 
-    /// The payload queued for delivery when `event` matched.
-    pub fn payload(&self, event: &Event, redaction: &Redaction) -> Vec<u8> {
+    /// What the handler makes of the event in `bodies`, as a hook with `redaction` sees it.
+    pub fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Vec<Output> {
         match self {
-            Handler::Webhook(webhook) => webhook.body(event, redaction),
+            Handler::Webhook(webhook) => vec![Output::Draft(webhook.prepare(bodies, redaction))],
         }
     }
 
-    /// The request for one delivery attempt of `job` at `now_ms`.
-    pub fn request(&self, job: &Job, now_ms: u64) -> Request {
+    /// How the handler's calls are signed.
+    pub fn signing(&self) -> &Signing {
         match self {
-            Handler::Webhook(webhook) => {
-                webhook.request(&job.webhook_id, &job.payload, now_ms / 1000)
-            }
+            Handler::Webhook(webhook) => &webhook.signing,
         }
     }
 
     /// A note for the log when the configuration loads, if the handler has one.
     pub fn note(&self, hook: &str) -> Option<String> {
         match self {
-            Handler::Webhook(webhook) => webhook.note(hook),
-        }
-    }
-
-    /// The Envoy cluster this handler's calls go to.
-    pub fn cluster(&self) -> &str {
-        match self {
-            Handler::Webhook(webhook) => &webhook.cluster,
+            Handler::Webhook(webhook) => webhook.endpoint.note(hook),
         }
     }
 }
