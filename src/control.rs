@@ -1,4 +1,4 @@
-//! `snooze` and `on_change`, with Kong's exact semantics.
+//! `snooze` and `on_change`, with Kong's exact semantics, shared by every worker.
 //!
 //! Key = (hook, source, event). Digest = a hash of the event's `unique` fields, or of the whole
 //! data (as the hook sees it) when the event has none.
@@ -8,91 +8,70 @@
 //! * `on_change` alone: an event whose digest equals the last one sent is dropped.
 //! * both: each distinct digest gets its own N-second window; different data goes through.
 //!
-//! This state is per VM (per worker). Memory is bounded: at most [`MAX_KEYS`] keys and
-//! [`MAX_DIGESTS`] windows per key; expired windows are pruned first, then the oldest.
-
-use std::collections::HashMap;
+//! The state lives in the proxy's shared data ([`crate::shared`]), one entry per hook holding a
+//! table of at most [`MAX_ENTRIES`] slots, updated with compare-and-swap: whichever worker sees
+//! an event, the decision is the same as if one worker had seen them all. Expired windows are
+//! dropped first when the table is full, then the least recently used slot.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::event::{Event, lookup};
 use crate::hooks::Hook;
+use crate::shared::{Change, Shared, update};
 
-/// The most (hook, event) keys remembered (a configuration has at most 10,000 hooks).
-pub const MAX_KEYS: usize = 65_536;
-/// The most per-digest windows remembered per key (snooze with on_change).
-pub const MAX_DIGESTS: usize = 1_024;
+/// The most slots (events, or event and data with both controls) remembered per hook.
+pub const MAX_ENTRIES: usize = 256;
+/// Bytes of one slot: its key and its value, two little-endian u64.
+const ENTRY: usize = 16;
 
-#[derive(Debug, Default)]
-struct KeyState {
-    /// Snooze alone: when the current window started.
-    window_start: Option<u64>,
-    /// on_change alone: the digest last sent.
-    last_digest: Option<u64>,
-    /// Both: digest -> when its window started.
-    windows: HashMap<u64, u64>,
+/// The shared-data key of a hook's controls.
+pub fn key(hook: &Hook) -> String {
+    format!("event_hooks.control.{}", hook.name)
 }
 
-/// The controls' state of one VM.
-#[derive(Debug, Default)]
-pub struct Controls {
-    keys: HashMap<(usize, String), KeyState>,
-}
-
-impl Controls {
-    /// Whether `event` may go through `hook` (at index `index`) at `now_ms`; records it if so.
-    pub fn admit(&mut self, index: usize, hook: &Hook, event: &Event, now_ms: u64) -> bool {
-        if hook.snooze == 0 && !hook.on_change {
-            return true;
-        }
-        let window_ms = hook.snooze.saturating_mul(1_000);
-        let key = (index, event.name.clone());
-        if !self.keys.contains_key(&key) && self.keys.len() >= MAX_KEYS {
-            // Forget everything rather than grow: at worst one extra event goes through.
-            self.keys.clear();
-        }
-        let state = self.keys.entry(key).or_default();
-        if !hook.on_change {
-            return match state.window_start {
-                Some(start) if within(start, now_ms, window_ms) => false,
-                _ => {
-                    state.window_start = Some(now_ms);
-                    true
-                }
-            };
-        }
-        let digest = digest(event, hook);
-        if hook.snooze == 0 {
-            if state.last_digest == Some(digest) {
-                return false;
-            }
-            state.last_digest = Some(digest);
-            return true;
-        }
-        if let Some(&start) = state.windows.get(&digest) {
-            if within(start, now_ms, window_ms) {
-                return false;
-            }
-        }
-        if state.windows.len() >= MAX_DIGESTS && !state.windows.contains_key(&digest) {
-            state
-                .windows
-                .retain(|_, start| within(*start, now_ms, window_ms));
-            if state.windows.len() >= MAX_DIGESTS {
-                if let Some(oldest) = state
-                    .windows
-                    .iter()
-                    .min_by_key(|(_, start)| **start)
-                    .map(|(digest, _)| *digest)
-                {
-                    state.windows.remove(&oldest);
-                }
-            }
-        }
-        state.windows.insert(digest, now_ms);
-        true
+/// Whether `event` may go through `hook` at `now_ms`, recording it if so. Hooks without
+/// controls never touch the store.
+pub fn admit(store: &dyn Shared, hook: &Hook, event: &Event, now_ms: u64) -> Result<bool, String> {
+    if hook.snooze == 0 && !hook.on_change {
+        return Ok(true);
     }
+    let window_ms = hook.snooze.saturating_mul(1_000);
+    let digest = hook.on_change.then(|| digest(event, hook));
+    let slot = match digest {
+        Some(digest) if hook.snooze > 0 => hash(&[event.name.as_bytes(), &digest.to_le_bytes()]),
+        _ => hash(&[event.name.as_bytes()]),
+    };
+    update(store, &key(hook), |value| {
+        let mut entries = decode(value.unwrap_or_default());
+        let found = entries.iter().position(|(key, _)| *key == slot);
+        let blocked = match (found.and_then(|at| entries.get(at)), digest) {
+            // on_change alone: the slot holds the digest last sent.
+            (Some((_, last)), Some(digest)) if hook.snooze == 0 => *last == digest,
+            // a window: the slot holds when it began.
+            (Some((_, start)), _) if hook.snooze > 0 => within(*start, now_ms, window_ms),
+            _ => false,
+        };
+        if blocked {
+            return Change::Keep(false);
+        }
+        let value = match digest {
+            Some(digest) if hook.snooze == 0 => digest,
+            _ => now_ms,
+        };
+        if let Some(at) = found {
+            entries.remove(at);
+        } else if entries.len() >= MAX_ENTRIES {
+            if hook.snooze > 0 {
+                entries.retain(|(_, start)| within(*start, now_ms, window_ms));
+            }
+            if entries.len() >= MAX_ENTRIES {
+                entries.remove(0);
+            }
+        }
+        entries.push((slot, value));
+        Change::Write(encode(&entries), true)
+    })
 }
 
 /// Whether `now_ms` falls in the window of `window_ms` that began at `start`. A clock that
@@ -101,11 +80,47 @@ fn within(start: u64, now_ms: u64, window_ms: u64) -> bool {
     now_ms >= start && now_ms - start < window_ms
 }
 
-/// A stable digest of the event as the hook sees it: its unique fields, or all of its data.
+fn decode(bytes: &[u8]) -> Vec<(u64, u64)> {
+    bytes
+        .chunks_exact(ENTRY)
+        .filter_map(|chunk| {
+            let (key, value) = chunk.split_at(ENTRY / 2);
+            Some((
+                u64::from_le_bytes(key.try_into().ok()?),
+                u64::from_le_bytes(value.try_into().ok()?),
+            ))
+        })
+        .collect()
+}
+
+fn encode(entries: &[(u64, u64)]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(entries.len() * ENTRY);
+    for (key, value) in entries {
+        bytes.extend_from_slice(&key.to_le_bytes());
+        bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    bytes
+}
+
+/// A stable 64-bit hash (the same in every worker): the first 8 bytes of SHA-256.
+fn hash(parts: &[&[u8]]) -> u64 {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    let digest = hasher.finalize();
+    digest
+        .iter()
+        .take(8)
+        .fold(0u64, |acc, byte| (acc << 8) | u64::from(*byte))
+}
+
+/// The event as the hook sees it, for `on_change`: its unique fields, or all of its data.
 fn digest(event: &Event, hook: &Hook) -> u64 {
     let unique = event
         .source
-        .event(&event.name)
+        .spec(&event.name)
         .map_or(&[][..], |spec| spec.unique);
     let subject = if unique.is_empty() {
         event.data_for(&hook.redaction)
@@ -121,17 +136,14 @@ fn digest(event: &Event, hook: &Hook) -> u64 {
         )
     };
     // serde_json objects are sorted by key, so equal data serializes to equal bytes.
-    let bytes = serde_json::to_vec(&subject).unwrap_or_default();
-    let hash = Sha256::digest(&bytes);
-    hash.iter()
-        .take(8)
-        .fold(0u64, |acc, byte| (acc << 8) | u64::from(*byte))
+    hash(&[&serde_json::to_vec(&subject).unwrap_or_default()])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config;
+    use crate::shared::Memory;
     use crate::source::Source;
     use serde_json::json;
 
@@ -151,12 +163,13 @@ mod tests {
         Event::new(Source::Traffic, "request", data)
     }
 
-    /// Which of `events` (seconds, tag) go through.
+    /// Which of `events` (seconds, tag) go through, each seen by worker `n % workers` (all
+    /// workers share one store, as in a proxy).
     fn sent(hook: &Hook, events: &[(u64, &str)]) -> Vec<(u64, String)> {
-        let mut controls = Controls::default();
+        let store = Memory::default();
         events
             .iter()
-            .filter(|(at, tag)| controls.admit(0, hook, &event(tag), at * 1_000))
+            .filter(|(at, tag)| admit(&store, hook, &event(tag), at * 1_000).unwrap())
             .map(|(at, tag)| (*at, tag.to_string()))
             .collect()
     }
@@ -205,33 +218,46 @@ mod tests {
     }
 
     #[test]
+    fn neither_admits_everything_and_touches_nothing() {
+        let hook = hook(0, false);
+        let store = Memory::default();
+        assert!(admit(&store, &hook, &event("A"), 0).unwrap());
+        assert!(admit(&store, &hook, &event("A"), 0).unwrap());
+        assert!(store.is_empty());
+    }
+
+    #[test]
+    fn workers_share_one_window() {
+        // Two VMs, one store: what one worker sent snoozes the other.
+        let hook = hook(60, false);
+        let store = Memory::default();
+        assert!(admit(&store, &hook, &event("a"), 0).unwrap());
+        assert!(!admit(&store, &hook, &event("a"), 30_000).unwrap());
+        assert!(admit(&store, &hook, &event("a"), 60_000).unwrap());
+    }
+
+    #[test]
     fn a_clock_stepping_back_ends_the_window() {
         let hook = hook(60, false);
-        let mut controls = Controls::default();
-        assert!(controls.admit(0, &hook, &event("a"), 10_000_000));
-        assert!(!controls.admit(0, &hook, &event("a"), 10_030_000));
+        let store = Memory::default();
+        assert!(admit(&store, &hook, &event("a"), 10_000_000).unwrap());
+        assert!(!admit(&store, &hook, &event("a"), 10_030_000).unwrap());
         // The clock steps back an hour: the window does not last an hour longer.
-        assert!(controls.admit(0, &hook, &event("a"), 10_000_000 - 3_600_000));
+        assert!(admit(&store, &hook, &event("a"), 10_000_000 - 3_600_000).unwrap());
     }
 
     #[test]
-    fn neither_admits_everything() {
-        let hook = hook(0, false);
-        assert_eq!(sent(&hook, &[(0, "A"), (0, "A")]).len(), 2);
-    }
-
-    #[test]
-    fn memory_is_bounded() {
+    fn the_table_is_bounded() {
         let hook = hook(60, true);
-        let mut controls = Controls::default();
-        for n in 0..(MAX_DIGESTS * 3) {
-            assert!(controls.admit(0, &hook, &event(&n.to_string()), 0));
+        let store = Memory::default();
+        for n in 0..(MAX_ENTRIES * 3) {
+            assert!(admit(&store, &hook, &event(&n.to_string()), 0).unwrap());
         }
-        let state = controls.keys.values().next().unwrap();
-        assert!(state.windows.len() <= MAX_DIGESTS);
-        for n in 0..(MAX_KEYS + 10) {
-            controls.admit(n, &hook, &event("x"), 0);
-        }
-        assert!(controls.keys.len() <= MAX_KEYS);
+        let (bytes, _) = store.get(&key(&hook)).unwrap().unwrap();
+        assert_eq!(bytes.len(), MAX_ENTRIES * ENTRY);
+        assert_eq!(store.len(), 1);
+        // The most recent ones are remembered.
+        let last = (MAX_ENTRIES * 3 - 1).to_string();
+        assert!(!admit(&store, &hook, &event(&last), 1_000).unwrap());
     }
 }

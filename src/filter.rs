@@ -279,7 +279,7 @@ mod tests {
         if problems.is_empty() {
             Ok(filter)
         } else {
-            Err(problems.into_vec().iter().map(|p| p.to_string()).collect())
+            Err(problems.messages())
         }
     }
 

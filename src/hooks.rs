@@ -7,13 +7,14 @@
 
 use std::rc::Rc;
 
-use crate::control::Controls;
+use crate::control;
 use crate::delivery::Job;
 use crate::event::{Bodies, Event, Redaction};
 use crate::filter::Filter;
 use crate::handler::{Handler, Output};
 use crate::id::IdGen;
 use crate::log::Level;
+use crate::shared::Shared;
 use crate::source::Source;
 
 /// One configured hook.
@@ -108,7 +109,7 @@ impl HookSet {
         &self,
         event: &Event,
         now_ms: u64,
-        controls: &mut Controls,
+        store: &dyn Shared,
         ids: &mut IdGen,
     ) -> Vec<Action> {
         let mut actions = Vec::new();
@@ -124,8 +125,17 @@ impl HookSet {
             if !hook.filter.matches(event, &hook.redaction) {
                 continue;
             }
-            if !controls.admit(index, hook, event, now_ms) {
-                continue;
+            match control::admit(store, hook, event, now_ms) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                // The shared state is unusable: let the event through rather than lose it.
+                Err(why) => actions.push(Action::Log(
+                    Level::Warn,
+                    format!(
+                        "hook {}: snooze/on_change state unavailable ({why}); event let through",
+                        hook.name
+                    ),
+                )),
             }
             for output in hook.handler.prepare(&mut bodies, &hook.redaction) {
                 actions.push(match output {
@@ -171,7 +181,7 @@ mod tests {
         let actions = set.route(
             &traffic(500, "/"),
             0,
-            &mut Controls::default(),
+            &crate::shared::Memory::default(),
             &mut IdGen::new(1),
         );
         assert!(actions.is_empty());
@@ -193,10 +203,9 @@ mod tests {
              "handler": "webhook", "config": {"url": "http://r:9/a"}},
             {"source": "traffic", "handler": "webhook", "config": {"url": "http://r:9/b"}}
         ]}));
-        let mut controls = Controls::default();
+        let store = crate::shared::Memory::default();
         let mut ids = IdGen::new(3);
-        let jobs =
-            deliveries(set.route(&traffic(502, "/orders/7"), 1_000, &mut controls, &mut ids));
+        let jobs = deliveries(set.route(&traffic(502, "/orders/7"), 1_000, &store, &mut ids));
         assert_eq!(
             jobs.iter().map(|job| job.hook).collect::<Vec<_>>(),
             vec![0, 1]
@@ -211,8 +220,7 @@ mod tests {
         let body: Value = serde_json::from_slice(&jobs[0].draft.body).unwrap();
         assert_eq!(body["response"]["status"], 502);
         assert_eq!(body["source"], "traffic");
-        let jobs =
-            deliveries(set.route(&traffic(200, "/orders/7"), 1_000, &mut controls, &mut ids));
+        let jobs = deliveries(set.route(&traffic(200, "/orders/7"), 1_000, &store, &mut ids));
         assert_eq!(jobs.iter().map(|job| job.hook).collect::<Vec<_>>(), vec![1]);
         assert_eq!(set.name(1), "hook-1");
         assert_eq!(set.position("orders-5xx"), Some(0));

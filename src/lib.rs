@@ -23,6 +23,7 @@ pub mod host;
 pub mod id;
 pub mod log;
 pub mod runtime;
+pub mod shared;
 pub mod signing;
 pub mod source;
 

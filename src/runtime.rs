@@ -1,42 +1,58 @@
-//! The per-VM state a root context owns for one configuration: the hooks, the controls'
-//! state, the id generator and the delivery queue. It is what the host adapter calls into:
-//! [`Runtime::emit`] from `on_log` (through the HTTP context), [`Runtime::flush`] from
-//! `on_tick`, and [`Runtime::complete`] from `on_http_call_response`.
+//! The per-VM state a root context owns for one configuration: the hooks, the sources'
+//! settings, the shared store, the id generator and the delivery queue. It is what the host
+//! adapter calls into: [`Runtime::observe`] from `on_log` (through the HTTP context),
+//! [`Runtime::flush`] from `on_tick`, and [`Runtime::complete`] from `on_http_call_response`.
 //!
 //! Callbacks of one VM run one at a time, so the inner `RefCell`s are never borrowed twice; a
 //! borrow that fails anyway is logged and the event counted as dropped, never a panic.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 
 use crate::config::Config;
-use crate::control::Controls;
 use crate::delivery::{Delivery, Response, Transport};
-use crate::event::Event;
+use crate::event::{Event, Redaction};
 use crate::hooks::{Action, HookSet};
 use crate::id::IdGen;
 use crate::log::{Level, Log};
-use crate::source::Source;
+use crate::shared::Shared;
+use crate::source::traffic::{self, Capture};
+use crate::source::{self, Source, crud, health, rate_limit};
+
+/// What the runtime counted since it started (per VM).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Events emitted, per source, in [`Source::ALL`]'s order.
+    pub emitted: [u64; 5],
+    /// `crud` events whose entity is absent: the body was larger than `max_body_bytes`.
+    pub crud_body_too_large: u64,
+    /// `crud` events whose entity is absent: the body was not JSON.
+    pub crud_body_not_json: u64,
+    /// Shared-state operations that failed (the event went through or was skipped).
+    pub shared_errors: u64,
+    /// Events lost to a re-entrant callback (should stay 0).
+    pub busy: u64,
+}
 
 pub struct Runtime {
     hooks: HookSet,
+    sources: source::Settings,
+    store: Box<dyn Shared>,
     delivery: RefCell<Delivery>,
-    controls: RefCell<Controls>,
     ids: RefCell<IdGen>,
-    /// Events emitted per source since start (for status and metrics).
-    emitted: Cell<u64>,
-    /// Events lost to a failed borrow (should stay 0).
-    busy: Cell<u64>,
+    tracked: RefCell<health::Tracked>,
+    counters: RefCell<Counters>,
 }
 
 impl Runtime {
-    pub fn new(config: Config, seed: u64) -> Self {
+    pub fn new(config: Config, seed: u64, store: Box<dyn Shared>) -> Self {
         Runtime {
             delivery: RefCell::new(Delivery::new(config.delivery, config.hooks.len())),
             hooks: config.hooks,
-            controls: RefCell::new(Controls::default()),
+            sources: config.sources,
+            store,
             ids: RefCell::new(IdGen::new(seed)),
-            emitted: Cell::new(0),
-            busy: Cell::new(0),
+            tracked: RefCell::new(health::Tracked::default()),
+            counters: RefCell::new(Counters::default()),
         }
     }
 
@@ -44,9 +60,46 @@ impl Runtime {
         &self.hooks
     }
 
-    /// Whether any hook listens to `source` (when none does, HTTP contexts capture nothing).
-    pub fn listens_to(&self, source: Source) -> bool {
-        self.hooks.listens_to(source)
+    pub fn counters(&self) -> Counters {
+        self.counters
+            .try_borrow()
+            .map(|counters| counters.clone())
+            .unwrap_or_default()
+    }
+
+    fn count(&self, change: impl FnOnce(&mut Counters)) {
+        if let Ok(mut counters) = self.counters.try_borrow_mut() {
+            change(&mut counters);
+        }
+    }
+
+    /// Whether any hook listens to one of the sources built from proxied requests (when none
+    /// does, HTTP contexts capture nothing).
+    pub fn observes_requests(&self) -> bool {
+        Source::ALL
+            .iter()
+            .any(|source| self.hooks.listens_to(*source))
+    }
+
+    fn listens_to_crud(&self) -> bool {
+        self.hooks.listens_to(Source::Crud) || self.hooks.listens_to(Source::DaoCrud)
+    }
+
+    /// The most response-body bytes to read for a request seen so far (its headers and
+    /// response status), when it may be an entity write that `crud.match` selects.
+    pub fn crud_body_limit(&self, capture: &Capture) -> Option<usize> {
+        let settings = self
+            .sources
+            .crud
+            .as_ref()
+            .filter(|_| self.listens_to_crud())?;
+        let event = traffic::event(capture, 0);
+        let method = crate::event::lookup(&event.data, &["request", "method"])?.as_str()?;
+        let status = crate::event::lookup(&event.data, &["response", "status"])?.as_u64()?;
+        (crud::is_write_method(method)
+            && (200..300).contains(&status)
+            && settings.matcher.matches(&event, &Redaction::none()))
+        .then_some(settings.max_body_bytes)
     }
 
     pub fn flush_interval_ms(&self) -> u64 {
@@ -55,26 +108,115 @@ impl Runtime {
             .map_or(100, |delivery| delivery.settings().flush_interval_ms)
     }
 
-    pub fn emitted(&self) -> u64 {
-        self.emitted.get()
+    /// Builds every event one finished request gives (traffic, crud, rate limiting, health)
+    /// and routes each to its hooks.
+    pub fn observe(&self, capture: &Capture, now_ns: u64, log: &dyn Log) {
+        let now_ms = now_ns / 1_000_000;
+        let traffic = traffic::event(capture, now_ns);
+        if self.hooks.listens_to(Source::Traffic) {
+            self.emit(&traffic, now_ms, log);
+        }
+        if self.listens_to_crud() {
+            self.observe_crud(capture, &traffic, now_ms, log);
+        }
+        if self.hooks.listens_to(Source::RateLimiting) {
+            if let Some(event) = rate_limit::event(&self.sources.rate_limit, &traffic) {
+                self.emit(&event, now_ms, log);
+            }
+        }
+        if self.hooks.listens_to(Source::Balancer) {
+            self.observe_health(&traffic, now_ms, log);
+        }
     }
 
-    /// Routes `event` to its hooks and queues the resulting jobs.
-    pub fn emit(&self, event: &Event, now_ms: u64, log: &dyn Log) {
-        self.emitted.set(self.emitted.get().saturating_add(1));
-        let (Ok(mut controls), Ok(mut ids), Ok(mut delivery)) = (
-            self.controls.try_borrow_mut(),
-            self.ids.try_borrow_mut(),
-            self.delivery.try_borrow_mut(),
+    fn observe_crud(&self, capture: &Capture, traffic: &Event, now_ms: u64, log: &dyn Log) {
+        let Some(settings) = &self.sources.crud else {
+            return;
+        };
+        let text = |path: &[&str]| crate::event::lookup(&traffic.data, path)?.as_str();
+        let (Some(method), Some(path), Some(status)) = (
+            text(&["request", "method"]),
+            capture.path(),
+            crate::event::lookup(&traffic.data, &["response", "status"]).and_then(|s| s.as_u64()),
         ) else {
-            self.busy.set(self.busy.get().saturating_add(1));
+            return;
+        };
+        if !settings.matcher.matches(traffic, &Redaction::none()) {
+            return;
+        }
+        let Some(write) = crud::map(method, path, status, &settings.prefix) else {
+            return;
+        };
+        let (events, missing) = crud::events(&write, &capture.response_body);
+        match missing {
+            Some(crud::Missing::TooLarge) => self.count(|c| c.crud_body_too_large += 1),
+            Some(crud::Missing::NotJson) => self.count(|c| c.crud_body_not_json += 1),
+            None => {}
+        }
+        for event in &events {
+            self.emit(event, now_ms, log);
+        }
+    }
+
+    fn observe_health(&self, traffic: &Event, now_ms: u64, log: &dyn Log) {
+        let Ok(mut tracked) = self.tracked.try_borrow_mut() else {
+            return;
+        };
+        let was_full = tracked.full;
+        let observed = health::observe(
+            self.store.as_ref(),
+            &self.sources.health,
+            &mut tracked,
+            traffic,
+        );
+        if tracked.full && !was_full {
+            log.log(
+                Level::Warn,
+                &format!(
+                    "health: tracking the first {} upstream hosts of this worker only",
+                    health::MAX_HOSTS
+                ),
+            );
+        }
+        drop(tracked);
+        match observed {
+            Ok(Some(event)) => self.emit(&event, now_ms, log),
+            Ok(None) => {}
+            Err(why) => {
+                self.count(|c| c.shared_errors += 1);
+                log.log(
+                    Level::Warn,
+                    &format!("health: shared state unavailable ({why})"),
+                );
+            }
+        }
+    }
+
+    /// Routes `event` to its hooks, queues the calls and writes the log lines that follow.
+    pub fn emit(&self, event: &Event, now_ms: u64, log: &dyn Log) {
+        let source = Source::ALL
+            .iter()
+            .position(|source| *source == event.source)
+            .unwrap_or(0);
+        self.count(|c| {
+            if let Some(count) = c.emitted.get_mut(source) {
+                *count = count.saturating_add(1);
+            }
+        });
+        let (Ok(mut ids), Ok(mut delivery)) =
+            (self.ids.try_borrow_mut(), self.delivery.try_borrow_mut())
+        else {
+            self.count(|c| c.busy += 1);
             log.log(
                 Level::Error,
                 "event dropped: runtime state busy (re-entrant callback)",
             );
             return;
         };
-        for action in self.hooks.route(event, now_ms, &mut controls, &mut ids) {
+        for action in self
+            .hooks
+            .route(event, now_ms, self.store.as_ref(), &mut ids)
+        {
             match action {
                 Action::Deliver(job) => {
                     delivery.accept(job, &self.hooks, now_ms, log);
@@ -140,94 +282,9 @@ impl Runtime {
 
     /// Nothing queued and nothing in flight.
     pub fn is_idle(&self) -> bool {
-        self.delivery
-            .try_borrow()
-            .is_ok_and(|delivery| delivery.depth() == 0 && delivery.in_flight() == 0)
+        self.outstanding() == 0
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config;
-    use crate::delivery::{Request, SendError};
-    use crate::log::Lines;
-    use crate::source::traffic::{Capture, Properties, event};
-    use serde_json::{Value, json};
-
-    #[derive(Default)]
-    struct Recorder {
-        sent: Vec<Request>,
-    }
-
-    impl Transport for Recorder {
-        fn send(&mut self, request: &Request, _timeout_ms: u64) -> Result<u32, SendError> {
-            self.sent.push(request.clone());
-            Ok(self.sent.len() as u32)
-        }
-    }
-
-    fn runtime() -> Runtime {
-        let config = json!({"hooks": [{
-            "name": "orders-5xx", "source": "traffic", "event": "request",
-            "filter": {"response.status": {"gte": 500}, "request.path": {"prefix": "/orders"}},
-            "handler": "webhook",
-            "config": {"url": "http://receiver:9000/hooks", "secret": "hunter2"}
-        }]});
-        Runtime::new(config::parse(config.to_string().as_bytes()).unwrap(), 42)
-    }
-
-    fn request(status: u64, path: &str) -> Event {
-        let capture = Capture {
-            request_headers: Some(vec![
-                (":method".into(), "GET".into()),
-                (":path".into(), path.into()),
-                ("authorization".into(), "Bearer secret-token".into()),
-            ]),
-            properties: Properties {
-                status: Some(status),
-                ..Properties::default()
-            },
-            ..Capture::default()
-        };
-        event(&capture, 0)
-    }
-
-    #[test]
-    fn a_5xx_on_orders_is_delivered_signed_and_a_200_is_not() {
-        let runtime = runtime();
-        let log = Lines::default();
-        let mut transport = Recorder::default();
-        runtime.emit(&request(200, "/orders/1"), 1_000, &log);
-        runtime.emit(&request(503, "/orders/2"), 1_000, &log);
-        runtime.flush(2_000, &mut transport, &log);
-        assert_eq!(transport.sent.len(), 1);
-        let sent = &transport.sent[0];
-        let body: Value = serde_json::from_slice(&sent.body).unwrap();
-        assert_eq!(body["response"]["status"], 503);
-        assert_eq!(body["request"]["path"], "/orders/2");
-        assert_eq!(body["request"]["headers"]["authorization"], "[redacted]");
-        assert_eq!(
-            (body["source"].as_str(), body["event"].as_str()),
-            (Some("traffic"), Some("request"))
-        );
-        let signature = sent
-            .headers
-            .iter()
-            .find(|(name, _)| name == "x-kong-signature")
-            .map(|(_, value)| value.clone())
-            .unwrap();
-        // Computed here with the hmac crate directly, over the exact bytes sent.
-        use hmac::{Hmac, KeyInit, Mac};
-        let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(b"hunter2").unwrap();
-        mac.update(&sent.body);
-        let expected = crate::signing::hex(&mac.finalize().into_bytes());
-        assert_eq!(signature, format!("sha1={expected}"));
-        assert!(!runtime.is_idle());
-        assert!(runtime.owns(1));
-        runtime.complete(1, Response::Status(200), b"", 2_100, &mut transport, &log);
-        assert!(runtime.is_idle());
-        assert_eq!(runtime.emitted(), 2);
-        assert!(!log.text().contains("secret-token"));
-    }
-}
+mod tests;

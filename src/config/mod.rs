@@ -13,10 +13,10 @@ use crate::event::Redaction;
 use crate::filter::Filter;
 use crate::handler::{HANDLERS, Handler};
 use crate::hooks::{Hook, HookSet};
-use crate::source::Source;
+use crate::source::{self, Source};
 use reader::{Object, Problem, Problems, child, element, kind};
 
-const TOP_KEYS: &[&str] = &["hooks", "delivery"];
+const TOP_KEYS: &[&str] = &["hooks", "delivery", "crud", "health", "rate_limit"];
 const HOOK_KEYS: &[&str] = &[
     "name",
     "enabled",
@@ -51,6 +51,7 @@ pub const MAX_SNOOZE: u64 = 365 * 24 * 3600;
 pub struct Config {
     pub hooks: HookSet,
     pub delivery: Settings,
+    pub sources: source::Settings,
 }
 
 /// Parses and validates a configuration.
@@ -84,10 +85,50 @@ fn read(document: &Value, problems: &Problems) -> Option<Config> {
         Some(value) => read_delivery(value, &top.path_of("delivery"), problems),
         None => Some(Settings::default()),
     };
+    let sources = read_sources(&top, problems);
+    if let Some(hooks) = &hooks {
+        if sources.crud.is_none() {
+            for (index, hook) in hooks.iter().enumerate() {
+                if matches!(hook.source, Source::Crud | Source::DaoCrud) {
+                    problems.add(
+                        &child(&element(&top.path_of("hooks"), index), "source"),
+                        format!(
+                            "source {} needs the top-level crud settings (crud.match selects the admin API's requests)",
+                            hook.source.name()
+                        ),
+                    );
+                }
+            }
+        }
+    }
     Some(Config {
         hooks: HookSet::new(hooks?),
         delivery: delivery?,
+        sources,
     })
+}
+
+/// The sources' top-level settings; a bad one is reported and replaced by its default (the
+/// configuration is refused anyway).
+fn read_sources(top: &Object<'_, '_>, problems: &Problems) -> source::Settings {
+    let crud = top
+        .get("crud")
+        .and_then(|value| source::crud::Settings::parse(value, &top.path_of("crud"), problems));
+    let health = top
+        .get("health")
+        .and_then(|value| source::health::Settings::parse(value, &top.path_of("health"), problems))
+        .unwrap_or_default();
+    let rate_limit = top
+        .get("rate_limit")
+        .and_then(|value| {
+            source::rate_limit::Settings::parse(value, &top.path_of("rate_limit"), problems)
+        })
+        .unwrap_or_default();
+    source::Settings {
+        crud,
+        health,
+        rate_limit,
+    }
 }
 
 fn read_hooks(top: &Object<'_, '_>, problems: &Problems) -> Option<Vec<Hook>> {
@@ -151,15 +192,14 @@ fn read_hook(value: &Value, index: usize, path: &str, problems: &Problems) -> Op
     });
     let event = hook.optional_str("event").map(str::to_string);
     if let (Some(source), Some(event)) = (source, &event) {
-        if source.event(event).is_none() {
-            let known: Vec<&str> = source.events().iter().map(|spec| spec.name).collect();
+        if source.spec(event).is_none() {
             problems.add(
                 &hook.path_of("event"),
                 format!(
-                    "unknown event {} of source {}; expected one of: {}",
+                    "unknown event {} of source {}; expected {}",
                     quoted(event),
                     source.name(),
-                    known.join(", ")
+                    source.event_names()
                 ),
             );
         }
@@ -231,26 +271,22 @@ fn check_name(name: &str, path: &str, problems: &Problems) {
 /// `redact_headers`: `true` (the default list), `false` (nothing), or a list of header names
 /// that replaces the default list.
 fn read_redaction(hook: &Object<'_, '_>, problems: &Problems) -> Option<Redaction> {
-    let path = hook.path_of("redact_headers");
     match hook.get("redact_headers") {
         None | Some(Value::Bool(true)) => Some(Redaction::default()),
         Some(Value::Bool(false)) => Some(Redaction::none()),
-        Some(Value::Array(items)) => {
-            let mut names = Vec::with_capacity(items.len());
-            for (index, item) in items.iter().enumerate() {
-                match item {
-                    Value::String(name) if !name.is_empty() => names.push(name.clone()),
-                    other => problems.add(
-                        &element(&path, index),
-                        format!("expected a header name, found {}", kind(other)),
-                    ),
-                }
-            }
-            Some(Redaction::headers(names))
-        }
+        Some(Value::Array(_)) => Some(Redaction::headers(hook.optional_list(
+            "redact_headers",
+            Vec::new,
+            |item| {
+                item.as_str()
+                    .filter(|name| !name.is_empty())
+                    .map(str::to_string)
+                    .ok_or("a header name")
+            },
+        ))),
         Some(other) => {
             problems.add(
-                &path,
+                &hook.path_of("redact_headers"),
                 format!(
                     "expected true, false or a list of header names, found {}",
                     kind(other)

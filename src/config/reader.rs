@@ -45,6 +45,11 @@ impl Problems {
     pub fn into_vec(self) -> Vec<Problem> {
         self.0.into_inner()
     }
+
+    /// Every problem as its log line (`path: message`).
+    pub fn messages(self) -> Vec<String> {
+        self.into_vec().iter().map(ToString::to_string).collect()
+    }
 }
 
 /// The path of a key below `parent`.
@@ -96,10 +101,12 @@ impl<'a, 'p> Object<'a, 'p> {
         };
         for key in map.keys() {
             if !allowed.contains(&key.as_str()) {
-                problems.add(
-                    &child(path, key),
-                    format!("unknown field; expected one of: {}", allowed.join(", ")),
-                );
+                let message = if allowed.is_empty() {
+                    "unknown field; this object takes no fields".to_string()
+                } else {
+                    format!("unknown field; expected one of: {}", allowed.join(", "))
+                };
+                problems.add(&child(path, key), message);
             }
         }
         Some(Object {
@@ -201,6 +208,39 @@ impl<'a, 'p> Object<'a, 'p> {
         }
     }
 
+    /// An optional array, `default()` when absent. `each` reads one element, or says what it
+    /// expected (`an HTTP status`); bad elements are reported and left out.
+    pub fn optional_list<T>(
+        &self,
+        key: &str,
+        default: impl FnOnce() -> Vec<T>,
+        each: impl Fn(&Value) -> Result<T, &'static str>,
+    ) -> Vec<T> {
+        let path = self.path_of(key);
+        match self.map.get(key) {
+            None => default(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(index, item)| match each(item) {
+                    Ok(value) => Some(value),
+                    Err(expected) => {
+                        self.problems.add(
+                            &element(&path, index),
+                            format!("expected {expected}, found {}", kind(item)),
+                        );
+                        None
+                    }
+                })
+                .collect(),
+            Some(other) => {
+                self.problems
+                    .add(&path, format!("expected an array, found {}", kind(other)));
+                Vec::new()
+            }
+        }
+    }
+
     /// An optional map of strings to strings (such as `headers`), in document order.
     pub fn optional_string_map(&self, key: &str) -> Vec<(String, &'a str)> {
         let Some(value) = self.map.get(key) else {
@@ -253,7 +293,7 @@ mod tests {
         let value = json!({"a": 1, "zz": 2, "yy": 3});
         let object = Object::new(&value, "root", &["a", "b"], &problems).unwrap();
         assert!(object.required_str("b").is_none());
-        let found: Vec<String> = problems.into_vec().iter().map(|p| p.to_string()).collect();
+        let found = problems.messages();
         assert_eq!(
             found,
             vec![
@@ -273,7 +313,7 @@ mod tests {
         object.optional_u64("n", 1, 1, 10);
         object.optional_u64("f", 1, 1, 10);
         object.optional_string_map("m");
-        let text: Vec<String> = problems.into_vec().iter().map(|p| p.to_string()).collect();
+        let text = problems.messages();
         assert_eq!(
             text,
             vec![

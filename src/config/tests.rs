@@ -43,7 +43,9 @@ fn the_contract_example_parses() {
     assert_eq!(hook.event.as_deref(), Some("request"));
     assert_eq!((hook.snooze, hook.on_change), (0, false));
     assert_eq!(hook.redaction.names(), DEFAULT_REDACTED_HEADERS);
-    let Handler::Webhook(webhook) = &hook.handler;
+    let Handler::Webhook(webhook) = &hook.handler else {
+        panic!("not a webhook")
+    };
     assert_eq!(webhook.endpoint.url.scheme, Scheme::Http);
     assert_eq!(webhook.endpoint.url.authority(), "receiver:9000");
     assert_eq!(webhook.endpoint.cluster, "receiver");
@@ -113,12 +115,12 @@ fn every_problem_is_reported_with_its_path() {
     assert_eq!(
         found,
         vec![
-            "surprise: unknown field; expected one of: hooks, delivery",
+            "surprise: unknown field; expected one of: hooks, delivery, crud, health, rate_limit",
             "hooks[0].extra: unknown field; expected one of: name, enabled, source, event, filter, handler, snooze, on_change, config, redact_headers",
             "hooks[0].name: must be 1 to 128 characters of A-Z a-z 0-9 _ . -",
-            "hooks[0].source: unknown source \"trafic\"; expected one of: traffic",
-            "hooks[0].handler: unknown handler \"webhok\"; expected one of: webhook",
-            "hooks[1].event: unknown event \"response\" of source traffic; expected one of: request",
+            "hooks[0].source: unknown source \"trafic\"; expected one of: traffic, crud, dao:crud, balancer, rate-limiting-advanced",
+            "hooks[0].handler: unknown handler \"webhok\"; expected one of: webhook, log",
+            "hooks[1].event: unknown event \"response\" of source traffic; expected request",
             "hooks[1].filter.response.status.between: unknown operator; expected one of: eq, ne, in, prefix, suffix, contains, gt, gte, lt, lte, exists, not",
             "hooks[1].snooze: expected a whole number between 0 and 31536000, found a negative number",
             "hooks[1].on_change: expected true or false, found a string",
@@ -228,6 +230,41 @@ fn filters_on_header_names_must_be_lowercase() {
         ),
         vec![
             "hooks[0].filter.request.headers.X-Team: header names are lowercase in events: use request.headers.x-team"
+        ]
+    );
+}
+
+#[test]
+fn every_source_and_its_settings() {
+    let config = json!({
+        "hooks": [
+            {"source": "crud", "event": "consumers:create", "handler": "webhook", "config": {"url": "http://r/"}},
+            {"source": "dao:crud", "event": "delete", "handler": "webhook", "config": {"url": "http://r/"}},
+            {"source": "balancer", "event": "health", "handler": "webhook", "config": {"url": "http://r/"}},
+            {"source": "rate-limiting-advanced", "event": "rate-limit-exceeded", "handler": "webhook", "config": {"url": "http://r/"}}
+        ],
+        "crud": {"match": {"upstream.cluster": "kong_admin"}},
+        "health": {"unhealthy_after": 5},
+        "rate_limit": {"consumer_headers": ["x-user"]}
+    });
+    let config = parse(config.to_string().as_bytes()).unwrap();
+    assert_eq!(config.hooks.len(), 4);
+    assert_eq!(config.sources.crud.unwrap().prefix, "/");
+    assert_eq!(config.sources.health.unhealthy_after, 5);
+    assert_eq!(config.sources.rate_limit.consumer_headers, vec!["x-user"]);
+}
+
+#[test]
+fn crud_hooks_need_crud_settings_and_valid_event_names() {
+    assert_eq!(
+        errors(json!({"hooks": [
+            {"source": "crud", "event": "consumers:upsert", "handler": "webhook", "config": {"url": "http://r/"}},
+            {"source": "dao:crud", "handler": "webhook", "config": {"url": "http://r/"}}
+        ]})),
+        vec![
+            "hooks[0].event: unknown event \"consumers:upsert\" of source crud; expected <schema> or <schema>:create, :update, :delete (a schema is A-Z a-z 0-9 _ -)",
+            "hooks[0].source: source crud needs the top-level crud settings (crud.match selects the admin API's requests)",
+            "hooks[1].source: source dao:crud needs the top-level crud settings (crud.match selects the admin API's requests)",
         ]
     );
 }

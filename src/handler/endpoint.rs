@@ -293,11 +293,7 @@ mod tests {
         if problems.is_empty() {
             Ok((parsed.unwrap(), headers))
         } else {
-            Err(problems
-                .into_vec()
-                .iter()
-                .map(ToString::to_string)
-                .collect())
+            Err(problems.messages())
         }
     }
 

@@ -5,6 +5,7 @@
 //! sends (signed, per attempt), and log lines, written at once.
 
 pub mod endpoint;
+pub mod log;
 pub mod webhook;
 
 use serde_json::Value;
@@ -16,11 +17,12 @@ use crate::log::Level;
 use crate::signing::Signing;
 
 /// The handler names a hook may use.
-pub const HANDLERS: &[&str] = &["webhook"];
+pub const HANDLERS: &[&str] = &["webhook", "log"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Handler {
     Webhook(webhook::Webhook),
+    Log(log::LogHandler),
 }
 
 /// What a handler makes of one event.
@@ -38,6 +40,7 @@ impl Handler {
     pub fn parse(name: &str, config: &Value, path: &str, problems: &Problems) -> Option<Handler> {
         match name {
             "webhook" => webhook::Webhook::parse(config, path, problems).map(Handler::Webhook),
+            "log" => log::LogHandler::parse(config, path, problems).map(Handler::Log),
             _ => None,
         }
     }
@@ -46,6 +49,12 @@ impl Handler {
     pub fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Vec<Output> {
         match self {
             Handler::Webhook(webhook) => vec![Output::Draft(webhook.prepare(bodies, redaction))],
+            Handler::Log(handler) => {
+                vec![Output::Log(
+                    Level::Info,
+                    handler.line(bodies.event(), redaction),
+                )]
+            }
         }
     }
 
@@ -53,6 +62,7 @@ impl Handler {
     pub fn signing(&self) -> &Signing {
         match self {
             Handler::Webhook(webhook) => &webhook.signing,
+            Handler::Log(_) => &Signing::NONE,
         }
     }
 
@@ -60,6 +70,7 @@ impl Handler {
     pub fn note(&self, hook: &str) -> Option<String> {
         match self {
             Handler::Webhook(webhook) => webhook.endpoint.note(hook),
+            Handler::Log(_) => None,
         }
     }
 }

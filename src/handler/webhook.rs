@@ -65,7 +65,7 @@ mod tests {
         if problems.is_empty() {
             Ok(webhook.unwrap())
         } else {
-            Err(problems.into_vec().iter().map(|p| p.to_string()).collect())
+            Err(problems.messages())
         }
     }
 

@@ -68,7 +68,7 @@ impl std::fmt::Display for HostError {
 /// # Safety
 /// `data` must be null or point to `size` bytes allocated by this module's allocator for the
 /// host's reply.
-unsafe fn take(data: *mut u8, size: usize) -> Vec<u8> {
+pub unsafe fn take(data: *mut u8, size: usize) -> Vec<u8> {
     if data.is_null() {
         Vec::new()
     } else {

@@ -4,6 +4,7 @@
 //!   integers; Kong: decimal strings) and serialized header maps. Pure, so tested natively.
 //! * `abi` (wasm32 only): checked bindings to the host calls the filter uses. The SDK's own
 //!   wrappers panic on unexpected statuses and on non-UTF-8 header values; these return errors.
+//! * `shared` (wasm32 only): the proxy's shared data, for state every worker sees.
 //! * `root` and `http` (wasm32 only): the root context, which owns the per-VM queue and alone
 //!   dispatches calls, and the HTTP context, which captures a request and hands its event over
 //!   in `on_log`.
@@ -16,6 +17,8 @@ mod abi;
 mod http;
 #[cfg(target_arch = "wasm32")]
 mod root;
+#[cfg(target_arch = "wasm32")]
+mod shared;
 
 // The module's entry point: register the root context, and log any panic before the VM aborts
 // (there should be none; the lints forbid the usual causes).

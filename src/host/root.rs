@@ -12,11 +12,11 @@ use proxy_wasm::types::{BufferType, ContextType, MapType, Status};
 
 use super::abi::{self, HostLog};
 use super::http::Http;
+use super::shared::HostShared;
 use crate::config;
 use crate::delivery::{EXCERPT_BYTES, Request, Response, SendError, Transport};
 use crate::log::Level;
 use crate::runtime::Runtime;
-use crate::source::Source;
 
 /// Runtimes of earlier configurations still delivering what they had accepted.
 const MAX_RETIRING: usize = 4;
@@ -223,7 +223,7 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let runtime = Rc::new(Runtime::new(config, seed()));
+        let runtime = Rc::new(Runtime::new(config, seed(), Box::new(HostShared)));
         let interval = runtime.flush_interval_ms();
         abi::log(
             Level::Info,
@@ -275,11 +275,11 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         // Returning None would make the SDK panic: always return a context, an idle one when
-        // no hook listens to traffic.
+        // no hook listens to a source built from requests.
         let runtime = self
             .runtime
             .as_ref()
-            .filter(|runtime| runtime.listens_to(Source::Traffic))
+            .filter(|runtime| runtime.observes_requests())
             .cloned();
         Some(Box::new(Http::new(runtime)))
     }

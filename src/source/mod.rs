@@ -1,15 +1,36 @@
 //! Event sources: what emits events, which events each one has, and their fields.
 //!
 //! The catalog here is what a hook's `source` and `event` are validated against, and what the
-//! sources admin endpoint lists (Kong's `GET /event-hooks/sources` shape).
+//! sources admin endpoint lists (Kong's `GET /event-hooks/sources` shape). Every source builds
+//! its events from what the filter saw of one request ([`traffic::Capture`]).
 
+pub mod crud;
+pub mod health;
+pub mod rate_limit;
 pub mod traffic;
+
+/// The sources' top-level settings (`crud`, `health`, `rate_limit`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    /// `None`: no `crud` settings, so no `crud` or `dao:crud` events.
+    pub crud: Option<crud::Settings>,
+    pub health: health::Settings,
+    pub rate_limit: rate_limit::Settings,
+}
 
 /// A source of events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
     /// One event per completed proxied request.
     Traffic,
+    /// Entity changes seen as admin API calls: `<schema>` and `<schema>:<operation>`.
+    Crud,
+    /// The same changes, one event per operation: `create`, `update`, `delete`.
+    DaoCrud,
+    /// Upstream hosts turning unhealthy or healthy, from passive checks on live traffic.
+    Balancer,
+    /// Requests refused with 429 by any rate limiter.
+    RateLimiting,
 }
 
 /// One event of a source: its name, the fields of its data, and the fields that identify it
@@ -23,11 +44,21 @@ pub struct EventSpec {
 }
 
 impl Source {
-    pub const ALL: &'static [Source] = &[Source::Traffic];
+    pub const ALL: &'static [Source] = &[
+        Source::Traffic,
+        Source::Crud,
+        Source::DaoCrud,
+        Source::Balancer,
+        Source::RateLimiting,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Source::Traffic => "traffic",
+            Source::Crud => "crud",
+            Source::DaoCrud => "dao:crud",
+            Source::Balancer => "balancer",
+            Source::RateLimiting => "rate-limiting-advanced",
         }
     }
 
@@ -38,14 +69,40 @@ impl Source {
             .find(|source| source.name() == name)
     }
 
+    /// The events the source lists. `crud`'s events are named after the entities (any
+    /// schema); its list shows the forms with `<schema>` and Kong's entities.
     pub fn events(self) -> &'static [EventSpec] {
         match self {
             Source::Traffic => traffic::EVENTS,
+            Source::Crud => crud::CRUD_EVENTS,
+            Source::DaoCrud => crud::DAO_EVENTS,
+            Source::Balancer => health::EVENTS,
+            Source::RateLimiting => rate_limit::EVENTS,
         }
     }
 
-    pub fn event(self, name: &str) -> Option<&'static EventSpec> {
-        self.events().iter().find(|spec| spec.name == name)
+    /// The spec of event `name` of this source, if the source has it.
+    pub fn spec(self, name: &str) -> Option<&'static EventSpec> {
+        match self {
+            Source::Crud => crud::crud_spec(name),
+            _ => self.events().iter().find(|spec| spec.name == name),
+        }
+    }
+
+    /// What a hook's `event` may be, for messages.
+    pub fn event_names(self) -> String {
+        match self {
+            Source::Crud => {
+                "<schema> or <schema>:create, :update, :delete (a schema is A-Z a-z 0-9 _ -)"
+                    .to_string()
+            }
+            _ => self
+                .events()
+                .iter()
+                .map(|spec| spec.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
     }
 
     /// The names of every source, for messages.
@@ -69,6 +126,17 @@ mod tests {
             assert!(!source.events().is_empty());
         }
         assert_eq!(Source::from_name("nope"), None);
-        assert!(Source::Traffic.event("request").is_some());
+        assert!(Source::Traffic.spec("request").is_some());
+        assert!(Source::DaoCrud.spec("update").is_some());
+        assert!(Source::DaoCrud.spec("consumers").is_none());
+        assert!(Source::Crud.spec("consumers").is_some());
+        assert!(Source::Crud.spec("consumers:delete").is_some());
+        assert!(Source::Crud.spec("consumers:upsert").is_none());
+        assert_eq!(
+            Source::RateLimiting
+                .spec("rate-limit-exceeded")
+                .map(|s| s.unique),
+            Some(&["consumer", "ip", "service"][..])
+        );
     }
 }

@@ -89,6 +89,19 @@ pub struct Capture {
     /// When the filter saw the request headers, unix nanoseconds.
     pub seen_ns: Option<u64>,
     pub properties: Properties,
+    /// The response body, read for `crud` when the request may be an entity write.
+    pub response_body: crate::source::crud::Body,
+}
+
+impl Capture {
+    /// The request's path and query (`:path`, else the `request.path` property).
+    pub fn path(&self) -> Option<&str> {
+        self.request_headers
+            .as_deref()
+            .and_then(|headers| headers.iter().find(|(name, _)| name == ":path"))
+            .map(|(_, value)| value.as_str())
+            .or(self.properties.path.as_deref())
+    }
 }
 
 /// The traffic event for `capture`, finished at `now_ns`.
@@ -353,6 +366,7 @@ mod tests {
                 source_address: Some("10.1.2.3:55000".into()),
                 ..Properties::default()
             },
+            ..Capture::default()
         }
     }
 

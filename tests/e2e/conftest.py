@@ -42,6 +42,27 @@ def wait_until(condition, timeout: float = WAIT, what: str = "condition"):
         time.sleep(0.02)
 
 
+# --- servers ----------------------------------------------------------------------------
+
+
+class BackgroundServer:
+    """An HTTP server on 127.0.0.1 serving `handler` from a daemon thread (port 0 unless
+    given: the port it got is `self.port`)."""
+
+    def __init__(self, handler, port: int = 0, tls: tuple[str, str] | None = None):
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 # --- the webhook receiver ---------------------------------------------------------------
 
 
@@ -57,7 +78,7 @@ class Delivery:
         return json.loads(self.body)
 
 
-class Receiver:
+class Receiver(BackgroundServer):
     """Records every request it gets; answers `status` (200 by default)."""
 
     def __init__(self, tls: tuple[str, str] | None = None):
@@ -86,14 +107,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        if tls:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*tls)
-            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        super().__init__(Handler, tls=tls)
 
     def matching(self, predicate) -> list[Delivery]:
         with self._changed:
@@ -111,15 +125,11 @@ class Receiver:
                     raise AssertionError(f"timed out after {timeout}s waiting for {what}; got {len(self.deliveries)} deliveries")
                 self._changed.wait(remaining)
 
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
 
 # --- the stub upstream ------------------------------------------------------------------
 
 
-class Upstream:
+class Upstream(BackgroundServer):
     """Answers the status given in ?status=NNN (200 by default) with body `upstream <status>`."""
 
     def __init__(self):
@@ -144,13 +154,7 @@ class Upstream:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 # --- Envoy ------------------------------------------------------------------------------
@@ -198,8 +202,8 @@ def wasm_filter(configuration: dict | str) -> dict:
 ROUTER = {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
 
 
-def listener(filter_configuration: dict | str, routes: list[dict], before: list[dict] = ()) -> dict:
-    """The `proxy` listener on port 0: the given filters, then event_hooks, then the router."""
+def listener(filter_configuration: dict | str, routes: list[dict], before: list[dict] = (), after: list[dict] = ()) -> dict:
+    """The `proxy` listener on port 0: filters `before`, event_hooks, filters `after`, the router."""
     return {
         "name": "proxy",
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
@@ -211,17 +215,17 @@ def listener(filter_configuration: dict | str, routes: list[dict], before: list[
                 # The client is the peer, not whatever x-forwarded-for claims.
                 "use_remote_address": True,
                 "route_config": {"name": "proxy", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
-                "http_filters": [*before, wasm_filter(filter_configuration), ROUTER],
+                "http_filters": [*before, wasm_filter(filter_configuration), *after, ROUTER],
             },
         }]}],
     }
 
 
-def envoy_config(filter_configuration: dict | str, routes: list[dict], clusters: list[dict], before: list[dict] = ()) -> dict:
+def envoy_config(filter_configuration: dict | str, routes: list[dict], clusters: list[dict], before: list[dict] = (), after: list[dict] = ()) -> dict:
     """A bootstrap with admin and one listener on port 0, the filter, and the given routes."""
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {"listeners": [listener(filter_configuration, routes, before)], "clusters": clusters},
+        "static_resources": {"listeners": [listener(filter_configuration, routes, before, after)], "clusters": clusters},
     }
 
 
@@ -325,8 +329,8 @@ def stat(envoy: "Envoy", name: str) -> int:
     return 0
 
 
-def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
+def http_get(port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET", body: bytes | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {}, method=method, data=body)
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
             return answer.status, answer.read()

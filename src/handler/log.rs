@@ -1,0 +1,59 @@
+//! The `log` handler (Kong's): one line per event in the proxy's log, at info level:
+//! `log callback: ` then `{"event": ..., "source": ..., "data": ...}` as JSON (the data as the
+//! hook sees it, redacted). Its `config` takes no keys: `{}`.
+
+use serde_json::{Map, Value};
+
+use crate::config::reader::{Object, Problems};
+use crate::event::{Event, Redaction};
+
+/// The `log` handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogHandler;
+
+impl LogHandler {
+    pub fn parse(value: &Value, path: &str, problems: &Problems) -> Option<LogHandler> {
+        Object::new(value, path, &[], problems).map(|_| LogHandler)
+    }
+
+    /// The line for one event.
+    pub fn line(&self, event: &Event, redaction: &Redaction) -> String {
+        let mut entry = Map::new();
+        entry.insert("event".into(), Value::String(event.name.clone()));
+        entry.insert("source".into(), Value::String(event.source.name().into()));
+        entry.insert("data".into(), event.data_for(redaction));
+        format!("log callback: {}", Value::Object(entry))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::Source;
+    use serde_json::json;
+
+    #[test]
+    fn one_line_with_event_source_and_redacted_data() {
+        let data = json!({"request": {"headers": {"authorization": "Bearer t"}}});
+        let event = Event::new(
+            Source::Traffic,
+            "request",
+            data.as_object().unwrap().clone(),
+        );
+        assert_eq!(
+            LogHandler.line(&event, &Redaction::default()),
+            r#"log callback: {"data":{"request":{"headers":{"authorization":"[redacted]"}}},"event":"request","source":"traffic"}"#
+        );
+    }
+
+    #[test]
+    fn its_config_takes_no_keys() {
+        let problems = Problems::default();
+        assert!(LogHandler::parse(&json!({}), "config", &problems).is_some());
+        LogHandler::parse(&json!({"level": "debug"}), "config", &problems);
+        assert_eq!(
+            problems.into_vec()[0].to_string(),
+            "config.level: unknown field; this object takes no fields"
+        );
+    }
+}

@@ -1,0 +1,269 @@
+use std::rc::Rc;
+
+use super::*;
+use crate::config;
+use crate::delivery::{Request, SendError};
+use crate::log::Lines;
+use crate::shared::Memory;
+use crate::source::crud::Body;
+use crate::source::traffic::Properties;
+use serde_json::{Value, json};
+
+#[derive(Default)]
+struct Recorder {
+    sent: Vec<Request>,
+}
+
+impl Transport for Recorder {
+    fn send(&mut self, request: &Request, _timeout_ms: u64) -> Result<u32, SendError> {
+        self.sent.push(request.clone());
+        Ok(self.sent.len() as u32)
+    }
+}
+
+impl Recorder {
+    fn bodies(&self) -> Vec<Value> {
+        self.sent
+            .iter()
+            .map(|request| serde_json::from_slice(&request.body).unwrap())
+            .collect()
+    }
+}
+
+fn runtime_with(config: Value, store: Box<dyn Shared>) -> Runtime {
+    Runtime::new(
+        config::parse(config.to_string().as_bytes()).unwrap(),
+        42,
+        store,
+    )
+}
+
+fn runtime(config: Value) -> Runtime {
+    runtime_with(config, Box::new(Memory::default()))
+}
+
+fn request(method: &str, path: &str, status: u64) -> Capture {
+    Capture {
+        request_headers: Some(vec![
+            (":method".into(), method.into()),
+            (":path".into(), path.into()),
+            (":authority".into(), "admin.internal".into()),
+            ("authorization".into(), "Bearer secret-token".into()),
+        ]),
+        properties: Properties {
+            status: Some(status),
+            ..Properties::default()
+        },
+        ..Capture::default()
+    }
+}
+
+fn hook(source: &str, event: Option<&str>, path: &str) -> Value {
+    let mut hook = json!({"source": source, "handler": "webhook",
+                          "config": {"url": format!("http://receiver:9000{path}"), "secret": "hunter2"}});
+    if let Some(event) = event {
+        hook["event"] = json!(event);
+    }
+    hook
+}
+
+#[test]
+fn a_5xx_on_orders_is_delivered_signed_and_a_200_is_not() {
+    let runtime = runtime(json!({"hooks": [{
+        "name": "orders-5xx", "source": "traffic", "event": "request",
+        "filter": {"response.status": {"gte": 500}, "request.path": {"prefix": "/orders"}},
+        "handler": "webhook",
+        "config": {"url": "http://receiver:9000/hooks", "secret": "hunter2"}
+    }]}));
+    let log = Lines::default();
+    let mut transport = Recorder::default();
+    runtime.observe(&request("GET", "/orders/1", 200), 1_000_000_000, &log);
+    runtime.observe(&request("GET", "/orders/2", 503), 1_000_000_000, &log);
+    runtime.flush(2_000, &mut transport, &log);
+    assert_eq!(transport.sent.len(), 1);
+    let sent = &transport.sent[0];
+    let body = &transport.bodies()[0];
+    assert_eq!(body["response"]["status"], 503);
+    assert_eq!(body["request"]["path"], "/orders/2");
+    assert_eq!(body["request"]["headers"]["authorization"], "[redacted]");
+    assert_eq!(
+        (body["source"].as_str(), body["event"].as_str()),
+        (Some("traffic"), Some("request"))
+    );
+    let signature = sent
+        .headers
+        .iter()
+        .find(|(name, _)| name == "x-kong-signature")
+        .map(|(_, value)| value.clone())
+        .unwrap();
+    // Computed here with the hmac crate directly, over the exact bytes sent.
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(b"hunter2").unwrap();
+    mac.update(&sent.body);
+    let expected = crate::signing::hex(&mac.finalize().into_bytes());
+    assert_eq!(signature, format!("sha1={expected}"));
+    assert!(!runtime.is_idle());
+    assert!(runtime.owns(1));
+    runtime.complete(1, Response::Status(200), b"", 2_100, &mut transport, &log);
+    assert!(runtime.is_idle());
+    assert_eq!(runtime.counters().emitted[0], 2);
+    assert!(!log.text().contains("secret-token"));
+}
+
+#[test]
+fn an_admin_api_create_gives_crud_and_dao_crud_events() {
+    let runtime = runtime(json!({
+        "hooks": [
+            hook("crud", Some("consumers"), "/schema"),
+            hook("crud", Some("consumers:create"), "/create"),
+            hook("dao:crud", Some("create"), "/dao"),
+            hook("crud", Some("consumers:delete"), "/deleted")
+        ],
+        "crud": {"match": {"request.host": "admin.internal"}}
+    }));
+    let log = Lines::default();
+    let mut transport = Recorder::default();
+    let mut post = request("POST", "/consumers", 201);
+    // The host reads the body only for a request that may be an entity write.
+    assert_eq!(runtime.crud_body_limit(&post), Some(65_536));
+    assert_eq!(
+        runtime.crud_body_limit(&request("GET", "/consumers", 200)),
+        None
+    );
+    assert_eq!(
+        runtime.crud_body_limit(&request("POST", "/consumers", 409)),
+        None
+    );
+    post.response_body = Body::Complete(br#"{"id": "c1", "username": "bob"}"#.to_vec());
+    runtime.observe(&post, 0, &log);
+    runtime.flush(0, &mut transport, &log);
+    let paths: Vec<&str> = transport
+        .sent
+        .iter()
+        .map(|r| {
+            r.headers
+                .iter()
+                .find(|(n, _)| n == ":path")
+                .unwrap()
+                .1
+                .as_str()
+        })
+        .collect();
+    assert_eq!(paths, vec!["/schema", "/create", "/dao"]);
+    for body in transport.bodies() {
+        assert_eq!(body["entity"]["username"], "bob");
+        assert_eq!(body["operation"], "create");
+        assert_eq!(body["schema"], "consumers");
+        assert!(body["old_entity"].is_null());
+    }
+    assert_eq!(transport.bodies()[1]["event"], "consumers:create");
+    assert_eq!(transport.bodies()[2]["source"], "dao:crud");
+    // Another host's writes are not the admin API's.
+    let mut elsewhere = request("POST", "/consumers", 201);
+    elsewhere.request_headers.as_mut().unwrap()[2].1 = "shop.example".into();
+    assert_eq!(runtime.crud_body_limit(&elsewhere), None);
+    runtime.observe(&elsewhere, 0, &log);
+    runtime.flush(0, &mut transport, &log);
+    assert_eq!(transport.sent.len(), 3);
+}
+
+#[test]
+fn unusable_entity_bodies_are_counted() {
+    let runtime = runtime(json!({
+        "hooks": [hook("dao:crud", None, "/dao")],
+        "crud": {"match": {"request.host": "admin.internal"}}
+    }));
+    let log = Lines::default();
+    let mut too_large = request("PATCH", "/consumers/bob", 200);
+    too_large.response_body = Body::TooLarge;
+    runtime.observe(&too_large, 0, &log);
+    let mut html = request("PATCH", "/consumers/bob", 200);
+    html.response_body = Body::Complete(b"<html>".to_vec());
+    runtime.observe(&html, 0, &log);
+    let counters = runtime.counters();
+    assert_eq!(
+        (counters.crud_body_too_large, counters.crud_body_not_json),
+        (1, 1)
+    );
+    assert_eq!(counters.emitted[2], 2);
+}
+
+#[test]
+fn a_429_gives_a_rate_limit_event() {
+    let runtime = runtime(json!({"hooks": [hook("rate-limiting-advanced", None, "/rl")]}));
+    let log = Lines::default();
+    let mut transport = Recorder::default();
+    let mut limited = request("GET", "/orders", 429);
+    limited
+        .request_headers
+        .as_mut()
+        .unwrap()
+        .push(("x-consumer-username".into(), "bob".into()));
+    limited.response_headers = Some(vec![("x-ratelimit-limit".into(), "5, 5;w=60".into())]);
+    runtime.observe(&limited, 0, &log);
+    runtime.observe(&request("GET", "/orders", 200), 0, &log);
+    runtime.flush(0, &mut transport, &log);
+    let bodies = transport.bodies();
+    assert_eq!(bodies.len(), 1);
+    assert_eq!(bodies[0]["event"], "rate-limit-exceeded");
+    assert_eq!(bodies[0]["consumer"], "bob");
+    assert_eq!(
+        (bodies[0]["limit"].clone(), bodies[0]["window"].clone()),
+        (json!(5), json!(60))
+    );
+}
+
+#[test]
+fn two_workers_sharing_a_store_send_one_health_event_per_transition() {
+    let store = Rc::new(Memory::default());
+    let config = json!({"hooks": [hook("balancer", Some("health"), "/health")]});
+    let workers = [
+        runtime_with(config.clone(), Box::new(Rc::clone(&store))),
+        runtime_with(config, Box::new(Rc::clone(&store))),
+    ];
+    let log = Lines::default();
+    let upstream = |status: u64| {
+        let mut capture = request("GET", "/orders", status);
+        capture.properties.upstream_address = Some("10.0.0.1:8080".into());
+        capture.properties.cluster = Some("orders".into());
+        capture
+    };
+    let statuses = [200, 503, 503, 503, 503, 503, 200, 200, 200, 200];
+    for (n, status) in statuses.iter().enumerate() {
+        workers[n % 2].observe(&upstream(*status), 0, &log);
+    }
+    let mut sent = Vec::new();
+    for worker in &workers {
+        let mut transport = Recorder::default();
+        worker.flush(0, &mut transport, &log);
+        sent.extend(transport.bodies());
+    }
+    let health: Vec<&str> = sent.iter().map(|b| b["health"].as_str().unwrap()).collect();
+    assert_eq!(health.len(), 2);
+    assert!(health.contains(&"unhealthy") && health.contains(&"healthy"));
+    assert_eq!(sent[0]["upstream_id"], "orders");
+    assert_eq!(sent[0]["port"], 8080);
+}
+
+#[test]
+fn snooze_is_shared_by_workers() {
+    let store = Rc::new(Memory::default());
+    let mut snoozed = hook("traffic", None, "/t");
+    snoozed["snooze"] = json!(60);
+    snoozed["name"] = json!("snoozed");
+    let config = json!({"hooks": [snoozed]});
+    let workers = [
+        runtime_with(config.clone(), Box::new(Rc::clone(&store))),
+        runtime_with(config, Box::new(Rc::clone(&store))),
+    ];
+    let log = Lines::default();
+    workers[0].observe(&request("GET", "/a", 500), 1_000_000_000, &log);
+    workers[1].observe(&request("GET", "/b", 500), 2_000_000_000, &log);
+    let mut count = 0;
+    for worker in &workers {
+        let mut transport = Recorder::default();
+        worker.flush(0, &mut transport, &log);
+        count += transport.sent.len();
+    }
+    assert_eq!(count, 1);
+}

@@ -1,0 +1,465 @@
+//! The `crud` and `dao:crud` sources: entity changes, seen as the admin API calls that pass
+//! through the proxy (Kong's Admin API, or any REST API).
+//!
+//! Top-level settings: `"crud": {"match": <filter on traffic fields selecting the admin API
+//! requests>, "prefix": "/", "max_body_bytes": 65536}`. For a 2xx answer to a request that
+//! `match` selects, the path after `prefix` maps to a write:
+//!
+//! | request | operation |
+//! |---|---|
+//! | `POST {prefix}{schema}` | create |
+//! | `PUT {prefix}{schema}/{id}` | create when the status is 201, else update |
+//! | `PATCH {prefix}{schema}/{id}` | update |
+//! | `DELETE {prefix}{schema}/{id}` | delete |
+//!
+//! Nested paths (`/services/{s}/routes`, `/services/{s}/routes/{r}`) name the last collection
+//! as the schema. Event data: `operation`, `entity` (the response's JSON body; for a delete
+//! without a body, `{"id": "<id>"}`), `old_entity` (always null: the proxy never sees the
+//! entity before the change) and `schema`. Like Kong, each write emits the `crud` events
+//! `<schema>` and `<schema>:<operation>`, and the `dao:crud` event `<operation>`.
+
+use serde_json::{Map, Value};
+
+use super::EventSpec;
+use crate::config::reader::{Object, Problems};
+use crate::event::Event;
+use crate::filter::Filter;
+use crate::source::Source;
+
+pub const FIELDS: &[&str] = &["operation", "entity", "old_entity", "schema"];
+
+/// `crud`'s events, by form: any schema name works (`consumers`, `consumers:create`, ...).
+pub const CRUD_EVENTS: &[EventSpec] = &[
+    EventSpec {
+        name: "<schema>",
+        fields: FIELDS,
+        unique: &[],
+        description: "Any write to the entities of <schema> (consumers, services, routes, plugins, ...).",
+    },
+    EventSpec {
+        name: "<schema>:create",
+        fields: FIELDS,
+        unique: &[],
+        description: "An entity of <schema> was created.",
+    },
+    EventSpec {
+        name: "<schema>:update",
+        fields: FIELDS,
+        unique: &[],
+        description: "An entity of <schema> was updated.",
+    },
+    EventSpec {
+        name: "<schema>:delete",
+        fields: FIELDS,
+        unique: &[],
+        description: "An entity of <schema> was deleted.",
+    },
+];
+
+pub const DAO_EVENTS: &[EventSpec] = &[
+    EventSpec {
+        name: "create",
+        fields: FIELDS,
+        unique: &[],
+        description: "An entity was created.",
+    },
+    EventSpec {
+        name: "update",
+        fields: FIELDS,
+        unique: &[],
+        description: "An entity was updated.",
+    },
+    EventSpec {
+        name: "delete",
+        fields: FIELDS,
+        unique: &[],
+        description: "An entity was deleted.",
+    },
+];
+
+/// The spec of `crud` event `name`: `<schema>` or `<schema>:<operation>`, where a schema is
+/// made of `A-Z a-z 0-9 _ -`.
+pub fn crud_spec(name: &str) -> Option<&'static EventSpec> {
+    let (schema, operation) = match name.split_once(':') {
+        Some((schema, operation)) => (schema, Some(operation)),
+        None => (name, None),
+    };
+    if !is_schema(schema) {
+        return None;
+    }
+    let index = match operation {
+        None => 0,
+        Some("create") => 1,
+        Some("update") => 2,
+        Some("delete") => 3,
+        Some(_) => return None,
+    };
+    CRUD_EVENTS.get(index)
+}
+
+fn is_schema(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+}
+
+const KEYS: &[&str] = &["match", "prefix", "max_body_bytes"];
+/// The largest response body read for an entity.
+pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+
+/// The top-level `crud` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Selects the admin API's requests among all traffic.
+    pub matcher: Filter,
+    /// Where the admin API's paths start; always ends with `/`.
+    pub prefix: String,
+    /// The most bytes of a response body read for its entity.
+    pub max_body_bytes: usize,
+}
+
+impl Settings {
+    pub fn parse(value: &Value, path: &str, problems: &Problems) -> Option<Settings> {
+        let object = Object::new(value, path, KEYS, problems)?;
+        let matcher = object.required("match").map(|value| {
+            let here = object.path_of("match");
+            let filter = Filter::compile(value, &here, problems);
+            crate::source::traffic::check_filter(&filter, &here, problems);
+            filter
+        });
+        let prefix = match object.optional_str("prefix") {
+            None => "/".to_string(),
+            Some(prefix) if prefix.starts_with('/') => {
+                if prefix.ends_with('/') {
+                    prefix.to_string()
+                } else {
+                    format!("{prefix}/")
+                }
+            }
+            Some(_) => {
+                problems.add(&object.path_of("prefix"), "must start with /");
+                "/".to_string()
+            }
+        };
+        let max_body_bytes = object.optional_u64("max_body_bytes", 65_536, 1, MAX_BODY_BYTES);
+        Some(Settings {
+            matcher: matcher?,
+            prefix,
+            max_body_bytes: usize::try_from(max_body_bytes).unwrap_or(65_536),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+}
+
+impl Operation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Update => "update",
+            Operation::Delete => "delete",
+        }
+    }
+}
+
+/// An entity write, as the path and the status say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Write {
+    pub operation: Operation,
+    pub schema: String,
+    /// The entity's id from the path (for `PUT`, `PATCH`, `DELETE`).
+    pub id: Option<String>,
+}
+
+/// Whether a request with this method could be an entity write (its response body is then
+/// worth reading).
+pub fn is_write_method(method: &str) -> bool {
+    matches!(method, "POST" | "PUT" | "PATCH" | "DELETE")
+}
+
+/// The write a request made, if any: a 2xx answer to a write method on a path under `prefix`
+/// (`path` may carry a query, which is ignored).
+pub fn map(method: &str, path: &str, status: u64, prefix: &str) -> Option<Write> {
+    if !(200..300).contains(&status) {
+        return None;
+    }
+    let path = path.split_once('?').map_or(path, |(path, _)| path);
+    let rest = path
+        .strip_prefix(prefix)
+        .or_else(|| (format!("{path}/") == prefix).then_some(""))?;
+    let segments: Vec<&str> = rest
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .collect();
+    let is_collection = segments.len() % 2 == 1;
+    let (operation, schema, id) = match (method, is_collection) {
+        ("POST", true) => (Operation::Create, segments.last()?, None),
+        (_, true) | ("POST", false) => return None,
+        ("PUT", false) if status == 201 => (
+            Operation::Create,
+            segments.iter().rev().nth(1)?,
+            segments.last(),
+        ),
+        ("PUT" | "PATCH", false) => (
+            Operation::Update,
+            segments.iter().rev().nth(1)?,
+            segments.last(),
+        ),
+        ("DELETE", false) => (
+            Operation::Delete,
+            segments.iter().rev().nth(1)?,
+            segments.last(),
+        ),
+        _ => return None,
+    };
+    if !is_schema(schema) {
+        return None;
+    }
+    Some(Write {
+        operation,
+        schema: schema.to_string(),
+        id: id.map(|id| id.to_string()),
+    })
+}
+
+/// The response body as captured for an entity.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Body {
+    /// No body (or none read).
+    #[default]
+    Empty,
+    /// The whole body, within `max_body_bytes`.
+    Complete(Vec<u8>),
+    /// The body was larger than `max_body_bytes`.
+    TooLarge,
+}
+
+/// Why an event has no `entity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    TooLarge,
+    NotJson,
+}
+
+/// The `crud` and `dao:crud` events of one write: `<schema>`, `<schema>:<op>` and `<op>`;
+/// and why `entity` is absent, when it is.
+pub fn events(write: &Write, body: &Body) -> (Vec<Event>, Option<Missing>) {
+    let (entity, missing) = match body {
+        Body::Complete(bytes) if !bytes.iter().all(u8::is_ascii_whitespace) => {
+            match serde_json::from_slice::<Value>(bytes) {
+                Ok(entity) => (Some(entity), None),
+                Err(_) => (None, Some(Missing::NotJson)),
+            }
+        }
+        Body::TooLarge => (None, Some(Missing::TooLarge)),
+        _ => (
+            write
+                .id
+                .as_ref()
+                .filter(|_| write.operation == Operation::Delete)
+                .map(|id| {
+                    let mut entity = Map::new();
+                    entity.insert("id".into(), Value::String(id.clone()));
+                    Value::Object(entity)
+                }),
+            None,
+        ),
+    };
+    let mut data = Map::new();
+    data.insert(
+        "operation".into(),
+        Value::String(write.operation.name().into()),
+    );
+    if let Some(entity) = entity {
+        data.insert("entity".into(), entity);
+    }
+    data.insert("old_entity".into(), Value::Null);
+    data.insert("schema".into(), Value::String(write.schema.clone()));
+    let operation = write.operation.name();
+    let events = vec![
+        Event::new(Source::Crud, write.schema.clone(), data.clone()),
+        Event::new(
+            Source::Crud,
+            format!("{}:{operation}", write.schema),
+            data.clone(),
+        ),
+        Event::new(Source::DaoCrud, operation, data),
+    ];
+    (events, missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn write(operation: Operation, schema: &str, id: Option<&str>) -> Option<Write> {
+        Some(Write {
+            operation,
+            schema: schema.into(),
+            id: id.map(Into::into),
+        })
+    }
+
+    #[test]
+    fn kong_admin_paths_map_to_writes() {
+        use Operation::*;
+        let cases = [
+            ("POST", "/consumers", 201, write(Create, "consumers", None)),
+            ("POST", "/consumers/", 201, write(Create, "consumers", None)),
+            (
+                "POST",
+                "/consumers?x=1",
+                200,
+                write(Create, "consumers", None),
+            ),
+            (
+                "PUT",
+                "/consumers/bob",
+                201,
+                write(Create, "consumers", Some("bob")),
+            ),
+            (
+                "PUT",
+                "/consumers/bob",
+                200,
+                write(Update, "consumers", Some("bob")),
+            ),
+            (
+                "PATCH",
+                "/consumers/bob",
+                200,
+                write(Update, "consumers", Some("bob")),
+            ),
+            (
+                "DELETE",
+                "/consumers/bob",
+                204,
+                write(Delete, "consumers", Some("bob")),
+            ),
+            (
+                "POST",
+                "/services/s1/routes",
+                201,
+                write(Create, "routes", None),
+            ),
+            (
+                "PATCH",
+                "/services/s1/routes/r1",
+                200,
+                write(Update, "routes", Some("r1")),
+            ),
+            (
+                "DELETE",
+                "/services/s1/routes/r1",
+                204,
+                write(Delete, "routes", Some("r1")),
+            ),
+            // Not writes: reads, errors, an id where a collection belongs, the root.
+            ("GET", "/consumers", 200, None),
+            ("POST", "/consumers", 409, None),
+            ("DELETE", "/consumers/bob", 404, None),
+            ("POST", "/consumers/bob", 201, None),
+            ("PATCH", "/consumers", 200, None),
+            ("DELETE", "/consumers", 204, None),
+            ("POST", "/", 201, None),
+            ("POST", "/consumers/bob/plugins.json", 201, None),
+        ];
+        for (method, path, status, expected) in cases {
+            assert_eq!(
+                map(method, path, status, "/"),
+                expected,
+                "{method} {path} {status}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_prefix_is_stripped_first() {
+        assert_eq!(
+            map("POST", "/admin/consumers", 201, "/admin/"),
+            write(Operation::Create, "consumers", None)
+        );
+        assert_eq!(map("POST", "/consumers", 201, "/admin/"), None);
+        assert_eq!(map("POST", "/admin", 201, "/admin/"), None);
+    }
+
+    #[test]
+    fn each_write_emits_kong_s_three_events() {
+        let body = Body::Complete(br#"{"id": "c1", "username": "bob"}"#.to_vec());
+        let (events, missing) =
+            events(&write(Operation::Create, "consumers", None).unwrap(), &body);
+        assert_eq!(missing, None);
+        let names: Vec<(Source, &str)> =
+            events.iter().map(|e| (e.source, e.name.as_str())).collect();
+        assert_eq!(
+            names,
+            vec![
+                (Source::Crud, "consumers"),
+                (Source::Crud, "consumers:create"),
+                (Source::DaoCrud, "create")
+            ]
+        );
+        assert_eq!(
+            events[0].data,
+            json!({"operation": "create", "entity": {"id": "c1", "username": "bob"},
+                   "old_entity": null, "schema": "consumers"})
+        );
+    }
+
+    #[test]
+    fn entities_without_a_usable_body() {
+        let delete = write(Operation::Delete, "consumers", Some("bob")).unwrap();
+        let (events_, missing) = events(&delete, &Body::Empty);
+        assert_eq!(events_[0].data["entity"], json!({"id": "bob"}));
+        assert_eq!(missing, None);
+        let update = write(Operation::Update, "consumers", Some("bob")).unwrap();
+        let (events_, missing) = events(&update, &Body::TooLarge);
+        assert!(events_[0].data.get("entity").is_none());
+        assert_eq!(missing, Some(Missing::TooLarge));
+        let (events_, missing) = events(&update, &Body::Complete(b"<html>".to_vec()));
+        assert!(events_[0].data.get("entity").is_none());
+        assert_eq!(missing, Some(Missing::NotJson));
+        let (events_, missing) = events(&update, &Body::Empty);
+        assert!(events_[0].data.get("entity").is_none());
+        assert_eq!(missing, None);
+    }
+
+    #[test]
+    fn settings() {
+        let problems = Problems::default();
+        let parsed = Settings::parse(
+            &json!({"match": {"request.host": "admin"}, "prefix": "/admin"}),
+            "crud",
+            &problems,
+        )
+        .unwrap();
+        assert!(problems.is_empty());
+        assert_eq!(
+            (parsed.prefix.as_str(), parsed.max_body_bytes),
+            ("/admin/", 65_536)
+        );
+        let problems = Problems::default();
+        Settings::parse(
+            &json!({"prefix": "admin", "max_body_bytes": 0, "x": 1}),
+            "crud",
+            &problems,
+        );
+        assert_eq!(
+            problems.messages(),
+            vec![
+                "crud.x: unknown field; expected one of: match, prefix, max_body_bytes",
+                "crud.match: missing required field",
+                "crud.prefix: must start with /",
+                "crud.max_body_bytes: must be between 1 and 1048576",
+            ]
+        );
+    }
+}
