@@ -32,6 +32,9 @@ pub struct Hook {
     pub redaction: Redaction,
     /// A disabled hook is kept (its name, its place) but matches nothing.
     pub enabled: bool,
+    /// The hook as configured (with its name), every secret `"[redacted]"`: what the admin
+    /// listing shows.
+    pub shown: serde_json::Value,
 }
 
 /// What routing an event produced.

@@ -12,6 +12,7 @@
 //! Nothing outside tests may panic (see the clippy lints in `Cargo.toml`): a panic kills the VM
 //! and the proxy's traffic with it.
 
+pub mod admin;
 pub mod config;
 pub mod control;
 pub mod delivery;

@@ -8,6 +8,7 @@
 
 use std::cell::RefCell;
 
+use crate::admin;
 use crate::config::Config;
 use crate::delivery::{Delivery, Response, Transport};
 use crate::event::{Event, Redaction};
@@ -36,6 +37,7 @@ pub struct Counters {
 pub struct Runtime {
     hooks: HookSet,
     sources: source::Settings,
+    admin: Option<admin::Settings>,
     store: Box<dyn Shared>,
     delivery: RefCell<Delivery>,
     ids: RefCell<IdGen>,
@@ -49,6 +51,7 @@ impl Runtime {
             delivery: RefCell::new(Delivery::new(config.delivery, config.hooks.len())),
             hooks: config.hooks,
             sources: config.sources,
+            admin: config.admin,
             store,
             ids: RefCell::new(IdGen::new(seed)),
             tracked: RefCell::new(health::Tracked::default()),
@@ -58,6 +61,89 @@ impl Runtime {
 
     pub fn hooks(&self) -> &HookSet {
         &self.hooks
+    }
+
+    pub fn admin(&self) -> Option<&admin::Settings> {
+        self.admin.as_ref()
+    }
+
+    /// This worker's state, for `GET {prefix}/status`: the queue, the calls in flight, and per
+    /// hook `accepted = delivered + failed + dropped + pending`.
+    pub fn status(&self) -> serde_json::Value {
+        let counters = self.counters();
+        let emitted: serde_json::Map<String, serde_json::Value> = Source::ALL
+            .iter()
+            .zip(counters.emitted.iter())
+            .map(|(source, count)| (source.name().to_string(), (*count).into()))
+            .collect();
+        let (queue, hooks) = match self.delivery.try_borrow() {
+            Ok(delivery) => {
+                let hooks: serde_json::Map<String, serde_json::Value> = self
+                    .hooks
+                    .iter()
+                    .zip(delivery.stats())
+                    .map(|(hook, stats)| {
+                        (
+                            hook.name.clone(),
+                            serde_json::json!({
+                                "accepted": stats.accepted, "delivered": stats.delivered,
+                                "failed": stats.failed, "dropped": stats.dropped,
+                                "pending": stats.pending,
+                            }),
+                        )
+                    })
+                    .collect();
+                (
+                    serde_json::json!({
+                        "depth": delivery.depth(), "in_flight": delivery.in_flight(),
+                        "bytes": delivery.bytes(),
+                    }),
+                    hooks,
+                )
+            }
+            Err(_) => (serde_json::Value::Null, serde_json::Map::new()),
+        };
+        serde_json::json!({
+            "scope": "this worker",
+            "queue": queue,
+            "hooks": hooks,
+            "events": emitted,
+            "crud_body_too_large": counters.crud_body_too_large,
+            "crud_body_not_json": counters.crud_body_not_json,
+            "shared_errors": counters.shared_errors,
+        })
+    }
+
+    /// Queues calls a handler drafted outside routing (the admin `test` endpoint's extra calls).
+    pub fn enqueue(
+        &self,
+        hook: usize,
+        drafts: Vec<crate::delivery::Draft>,
+        now_ms: u64,
+        log: &dyn Log,
+    ) {
+        let (Ok(mut ids), Ok(mut delivery)) =
+            (self.ids.try_borrow_mut(), self.delivery.try_borrow_mut())
+        else {
+            return;
+        };
+        for draft in drafts {
+            let job = crate::delivery::Job {
+                hook,
+                webhook_id: ids.next(now_ms),
+                draft: std::rc::Rc::new(draft),
+                accepted_ms: now_ms,
+            };
+            delivery.accept(job, &self.hooks, now_ms, log);
+        }
+    }
+
+    /// A new webhook id (for the admin `test` and `ping` calls).
+    pub fn next_id(&self, now_ms: u64) -> String {
+        self.ids
+            .try_borrow_mut()
+            .map(|mut ids| ids.next(now_ms))
+            .unwrap_or_default()
     }
 
     pub fn counters(&self) -> Counters {
@@ -100,6 +186,13 @@ impl Runtime {
             && (200..300).contains(&status)
             && settings.matcher.matches(&event, &Redaction::none()))
         .then_some(settings.max_body_bytes)
+    }
+
+    /// How long the host waits for a call's answer.
+    pub fn timeout_ms(&self) -> u64 {
+        self.delivery
+            .try_borrow()
+            .map_or(5_000, |delivery| delivery.settings().timeout_ms)
     }
 
     pub fn flush_interval_ms(&self) -> u64 {

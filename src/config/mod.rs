@@ -8,6 +8,7 @@ pub mod reader;
 
 use serde_json::Value;
 
+use crate::admin;
 use crate::delivery::Settings;
 use crate::event::Redaction;
 use crate::filter::Filter;
@@ -16,7 +17,7 @@ use crate::hooks::{Hook, HookSet};
 use crate::source::{self, Source};
 use reader::{Object, Problem, Problems, child, element, kind};
 
-const TOP_KEYS: &[&str] = &["hooks", "delivery", "crud", "health", "rate_limit"];
+const TOP_KEYS: &[&str] = &["hooks", "delivery", "crud", "health", "rate_limit", "admin"];
 const HOOK_KEYS: &[&str] = &[
     "name",
     "enabled",
@@ -52,10 +53,21 @@ pub struct Config {
     pub hooks: HookSet,
     pub delivery: Settings,
     pub sources: source::Settings,
+    /// `None`: the admin endpoints are off.
+    pub admin: Option<admin::Settings>,
 }
 
-/// Parses and validates a configuration.
+/// Parses and validates a configuration; `*_env` keys read the process environment (in a
+/// proxy, the VM's: Envoy's `vm_config.environment_variables`).
 pub fn parse(bytes: &[u8]) -> Result<Config, Vec<Problem>> {
+    parse_with_env(bytes, &|name| std::env::var(name).ok())
+}
+
+/// Parses and validates a configuration, looking environment variables up with `env`.
+pub fn parse_with_env(
+    bytes: &[u8],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<Problem>> {
     let problems = Problems::default();
     if bytes.iter().all(u8::is_ascii_whitespace) {
         problems.add(
@@ -71,14 +83,18 @@ pub fn parse(bytes: &[u8]) -> Result<Config, Vec<Problem>> {
             return Err(problems.into_vec());
         }
     };
-    let config = read(&document, &problems);
+    let config = read(&document, &problems, env);
     match config {
         Some(config) if problems.is_empty() => Ok(config),
         _ => Err(problems.into_vec()),
     }
 }
 
-fn read(document: &Value, problems: &Problems) -> Option<Config> {
+fn read(
+    document: &Value,
+    problems: &Problems,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<Config> {
     let top = Object::new(document, "", TOP_KEYS, problems)?;
     let hooks = read_hooks(&top, problems);
     let delivery = match top.get("delivery") {
@@ -86,6 +102,9 @@ fn read(document: &Value, problems: &Problems) -> Option<Config> {
         None => Some(Settings::default()),
     };
     let sources = read_sources(&top, problems);
+    let admin = top
+        .get("admin")
+        .and_then(|value| admin::Settings::parse(value, &top.path_of("admin"), problems, env));
     if let Some(hooks) = &hooks {
         if sources.crud.is_none() {
             for (index, hook) in hooks.iter().enumerate() {
@@ -105,6 +124,7 @@ fn read(document: &Value, problems: &Problems) -> Option<Config> {
         hooks: HookSet::new(hooks?),
         delivery: delivery?,
         sources,
+        admin,
     })
 }
 
@@ -240,6 +260,11 @@ fn read_hook(value: &Value, index: usize, path: &str, problems: &Problems) -> Op
     let snooze = hook.optional_u64("snooze", 0, 0, MAX_SNOOZE);
     let on_change = hook.optional_bool("on_change", false);
     let enabled = hook.optional_bool("enabled", true);
+    let mut shown = value.clone();
+    if let Value::Object(map) = &mut shown {
+        map.entry("name")
+            .or_insert_with(|| Value::String(name.clone()));
+    }
     let redaction = read_redaction(&hook, problems);
     Some(Hook {
         name,
@@ -251,6 +276,7 @@ fn read_hook(value: &Value, index: usize, path: &str, problems: &Problems) -> Op
         on_change,
         redaction: redaction?,
         enabled,
+        shown: admin::shown(&shown),
     })
 }
 

@@ -9,7 +9,7 @@ use std::ptr::null_mut;
 
 use proxy_wasm::types::{BufferType, MapType};
 
-use super::decode;
+use super::wire;
 use crate::log::Level;
 
 #[link(wasm_import_module = "env")]
@@ -36,6 +36,16 @@ unsafe extern "C" {
         return_value_size: *mut usize,
     ) -> u32;
     fn proxy_done() -> u32;
+    fn proxy_send_local_response(
+        response_code: u32,
+        response_code_details_data: *const u8,
+        response_code_details_size: usize,
+        response_body_data: *const u8,
+        response_body_size: usize,
+        additional_headers_map_data: *const u8,
+        additional_headers_size: usize,
+        grpc_status: i32,
+    ) -> u32;
 }
 
 const OK: u32 = 0;
@@ -102,6 +112,33 @@ pub fn set_tick_period_ms(period_ms: u64) -> Result<(), HostError> {
     }
 }
 
+/// Answers the current request from the filter (it never goes upstream).
+pub fn send_local_response(
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(), HostError> {
+    let headers = wire::encode_header_map(headers);
+    let details = "event_hooks_admin";
+    // SAFETY: every pointer and length describes a buffer alive for the call.
+    let result = unsafe {
+        proxy_send_local_response(
+            u32::from(status),
+            details.as_ptr(),
+            details.len(),
+            body.as_ptr(),
+            body.len(),
+            headers.as_ptr(),
+            headers.len(),
+            -1,
+        )
+    };
+    match result {
+        OK => Ok(()),
+        status => Err(HostError(status)),
+    }
+}
+
 /// Tells the host that a root context which answered `false` to `on_done` has finished.
 pub fn done() -> Result<(), HostError> {
     // SAFETY: no pointers.
@@ -140,7 +177,7 @@ pub fn header_map(kind: MapType) -> Result<Option<Vec<(String, String)>>, HostEr
         OK => {
             // SAFETY: on Ok the host wrote an allocation of `size` bytes (or null) to `data`.
             let bytes = unsafe { take(data, size) };
-            decode::header_map(&bytes)
+            wire::header_map(&bytes)
                 .map(Some)
                 .ok_or(HostError(u32::MAX))
         }
@@ -171,7 +208,7 @@ pub fn string_property(path: &[&str]) -> Option<String> {
     property(path)
         .ok()
         .flatten()
-        .map(|bytes| decode::string(&bytes))
+        .map(|bytes| wire::string(&bytes))
 }
 
 /// An integer property in either host's encoding; `None` when absent or unreadable.
@@ -179,7 +216,48 @@ pub fn integer_property(path: &[&str]) -> Option<u64> {
     property(path)
         .ok()
         .flatten()
-        .and_then(|bytes| decode::integer(&bytes))
+        .and_then(|bytes| wire::integer(&bytes))
+}
+
+/// The host's answer to an HTTP call: its headers, its status, and the start of its body.
+pub struct CallAnswer {
+    pub headers: Vec<(String, String)>,
+    pub status: Option<u16>,
+    pub body: Vec<u8>,
+}
+
+impl CallAnswer {
+    /// Reads the answer in `on_http_call_response`, at most `max_body` bytes of its body.
+    pub fn read(body_size: usize, max_body: usize) -> CallAnswer {
+        let headers = header_map(MapType::HttpCallResponseHeaders)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let body = if body_size > 0 {
+            buffer_prefix(BufferType::HttpCallResponseBody, max_body)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let mut answer = CallAnswer {
+            headers,
+            status: None,
+            body,
+        };
+        answer.status = answer
+            .header(":status")
+            .and_then(|status| status.parse().ok());
+        answer
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
 }
 
 /// The core's log, written to the proxy's log.

@@ -1,32 +1,59 @@
 //! The HTTP context: captures what the log phase cannot see in the header and body callbacks,
 //! builds the request's events in `on_log` and hands them to the root context's runtime. It
-//! never dispatches and never changes the request or response.
+//! never changes a proxied request or response.
+//!
+//! Requests under the admin prefix are answered here instead (and never observed). The one
+//! call of the admin `test` and `ping` endpoints is made from this context, in the request's
+//! headers phase (allowed on every host), so that the answer can carry the receiver's; every
+//! event delivery goes through the root context.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
+use serde_json::Value;
 
-use super::abi::{self, HostLog};
+use super::abi::{self, CallAnswer, HostLog};
+use crate::admin::{self, Reply, Route};
+use crate::delivery::Draft;
+use crate::handler::Output;
+use crate::log::Level;
 use crate::runtime::Runtime;
 use crate::source::crud::{self, Body};
 use crate::source::traffic::{Capture, Properties};
 
+/// Where an admin request is.
+enum Admin {
+    /// Answered (or being answered): nothing more to do.
+    Answered,
+    /// `test` or `ping`: waiting for the receiver's answer, to show it with `data`.
+    Calling { data: Value },
+}
+
 pub struct Http {
-    /// `None` when no hook listens to a source built from requests: the context then does
-    /// nothing at all.
+    /// `None` before the filter is configured: the context then does nothing at all.
     runtime: Option<Rc<Runtime>>,
+    /// Whether any hook listens to a source built from requests.
+    observe: bool,
     capture: Capture,
     /// While reading a response body for `crud`: the bytes so far and the most to read.
     body: Option<(Vec<u8>, usize)>,
+    /// `Some` for a request to the admin endpoints.
+    admin: Option<Admin>,
 }
 
 impl Http {
     pub fn new(runtime: Option<Rc<Runtime>>) -> Self {
+        let observe = runtime
+            .as_ref()
+            .is_some_and(|runtime| runtime.observes_requests());
         Http {
             runtime,
+            observe,
             capture: Capture::default(),
             body: None,
+            admin: None,
         }
     }
 
@@ -37,9 +64,132 @@ impl Http {
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
     }
+
+    /// Answers the admin request.
+    fn reply(&mut self, reply: &Reply) {
+        self.admin = Some(Admin::Answered);
+        let headers = [
+            ("content-type", "application/json"),
+            ("cache-control", "no-store"),
+        ];
+        if let Err(error) = abi::send_local_response(reply.status, &headers, &reply.bytes()) {
+            abi::log(Level::Error, &format!("admin: could not answer ({error})"));
+        }
+    }
+
+    /// `test`: runs hook `hook`'s handler on the posted data; answers with the receiver's
+    /// answer to the first call, queues the others, logs what the handler logs.
+    fn test(&mut self, runtime: &Runtime, hook: usize, body: &[u8]) {
+        let Some(config) = runtime.hooks().get(hook) else {
+            return self.reply(&admin::failed_call("the hook is gone"));
+        };
+        let event = match admin::test_event(config, body) {
+            Ok(event) => event,
+            Err(reply) => return self.reply(&reply),
+        };
+        let mut drafts = Vec::new();
+        for output in admin::run(config, &event) {
+            match output {
+                Output::Draft(draft) => drafts.push(draft),
+                Output::Log(level, line) => abi::log(level, &line),
+            }
+        }
+        let data = event.data;
+        if drafts.is_empty() {
+            return self.reply(&admin::result(data, None, &[], b""));
+        }
+        let first = drafts.remove(0);
+        let now_ms = abi::now_ns().unwrap_or(0) / 1_000_000;
+        runtime.enqueue(hook, drafts, now_ms, &HostLog);
+        self.call(runtime, hook, &first, data);
+    }
+
+    /// Makes the call of `test` or `ping`, signed like a delivery.
+    fn call(&mut self, runtime: &Runtime, hook: usize, draft: &Draft, data: Value) {
+        let Some(config) = runtime.hooks().get(hook) else {
+            return self.reply(&admin::failed_call("the hook is gone"));
+        };
+        let now_ns = abi::now_ns().unwrap_or(0);
+        let id = runtime.next_id(now_ns / 1_000_000);
+        let request = draft.attempt(&id, now_ns / 1_000_000_000, config.handler.signing());
+        let headers: Vec<(&str, &str)> = request
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        match proxy_wasm::hostcalls::dispatch_http_call(
+            &request.destination.cluster,
+            headers,
+            Some(&request.body),
+            Vec::new(),
+            Duration::from_millis(runtime.timeout_ms()),
+        ) {
+            Ok(_) => self.admin = Some(Admin::Calling { data }),
+            Err(status) => self.reply(&admin::failed_call(&format!(
+                "the host refused the call to cluster {} ({status:?})",
+                request.destination.cluster
+            ))),
+        }
+    }
+
+    /// Routes a request under the admin prefix.
+    fn admin_request(
+        &mut self,
+        runtime: &Runtime,
+        settings: &admin::Settings,
+        rest: &str,
+        end_of_stream: bool,
+    ) {
+        let method = self.header(":method").unwrap_or("GET").to_string();
+        let authorization = self.header("authorization").map(str::to_string);
+        let route = admin::route(
+            settings,
+            &method,
+            rest,
+            authorization.as_deref(),
+            runtime.hooks(),
+            || runtime.status(),
+        );
+        match route {
+            Route::Reply(reply) => self.reply(&reply),
+            // The event data comes in a header: Envoy never shows a request body to a filter
+            // before the request has gone upstream (a paused filter is paused for its body too),
+            // and an admin request must never go upstream.
+            Route::Test { hook } => match self.header(admin::TEST_DATA_HEADER) {
+                Some(data) => {
+                    let data = data.as_bytes().to_vec();
+                    self.test(runtime, hook, &data);
+                }
+                None if end_of_stream => self.test(runtime, hook, b"{}"),
+                None => self.reply(&admin::body_not_readable()),
+            },
+            Route::Ping { hook } => match runtime.hooks().get(hook).and_then(admin::ping) {
+                Some(draft) => self.call(runtime, hook, &draft, Value::Null),
+                None => self.reply(&admin::failed_call("not a webhook hook")),
+            },
+        }
+    }
 }
 
-impl Context for Http {}
+impl Context for Http {
+    fn on_http_call_response(
+        &mut self,
+        _token: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(Admin::Calling { data }) = self.admin.take() else {
+            return;
+        };
+        let answer = CallAnswer::read(body_size, admin::MAX_RESULT_BODY);
+        let reply = match answer.status {
+            Some(status) => admin::result(data, Some(status), &answer.headers, &answer.body),
+            None => admin::failed_call(answer.header(":dispatch_status").unwrap_or("no answer")),
+        };
+        self.reply(&reply);
+    }
+}
 
 /// Log-phase properties (Envoy's attribute names). Request fields are read only when the
 /// header callback did not run (a reply sent by an earlier filter).
@@ -75,17 +225,41 @@ fn properties(headers_seen: bool) -> Properties {
 }
 
 impl HttpContext for Http {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        if self.runtime.is_some() {
-            self.capture.seen_ns = abi::now_ns();
-            self.capture.request_headers =
-                abi::header_map(MapType::HttpRequestHeaders).ok().flatten();
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(runtime) = self.runtime.clone() else {
+            return Action::Continue;
+        };
+        self.capture.seen_ns = abi::now_ns();
+        self.capture.request_headers = abi::header_map(MapType::HttpRequestHeaders).ok().flatten();
+        let admin = runtime.admin().and_then(|settings| {
+            let rest = self.header(":path").and_then(|path| settings.rest(path))?;
+            Some((settings, rest.to_string()))
+        });
+        if let Some((settings, rest)) = admin {
+            self.admin_request(&runtime, settings, &rest, end_of_stream);
+            // Nothing of an admin request is kept, and nothing goes upstream.
+            self.capture = Capture::default();
+            return Action::Pause;
+        }
+        if !self.observe {
+            self.capture = Capture::default();
         }
         Action::Continue
     }
 
+    fn on_http_request_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+        match self.admin {
+            Some(_) => Action::Pause,
+            None => Action::Continue,
+        }
+    }
+
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let Some(runtime) = self.runtime.clone() else {
+        let Some(runtime) = self
+            .runtime
+            .clone()
+            .filter(|_| self.observe && self.admin.is_none())
+        else {
             return Action::Continue;
         };
         self.capture.response_headers =
@@ -138,7 +312,11 @@ impl HttpContext for Http {
     }
 
     fn on_log(&mut self) {
-        let Some(runtime) = &self.runtime else {
+        let Some(runtime) = self
+            .runtime
+            .as_ref()
+            .filter(|_| self.observe && self.admin.is_none())
+        else {
             return;
         };
         self.capture.properties = properties(self.capture.request_headers.is_some());

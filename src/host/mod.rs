@@ -1,6 +1,6 @@
 //! The host adapter: the only code that talks to proxy-wasm.
 //!
-//! * [`decode`]: decoding what hosts return: property values (Envoy: 8-byte little-endian
+//! * [`wire`]: the ABI's wire formats: property values (Envoy: 8-byte little-endian
 //!   integers; Kong: decimal strings) and serialized header maps. Pure, so tested natively.
 //! * `abi` (wasm32 only): checked bindings to the host calls the filter uses. The SDK's own
 //!   wrappers panic on unexpected statuses and on non-UTF-8 header values; these return errors.
@@ -9,7 +9,7 @@
 //!   dispatches calls, and the HTTP context, which captures a request and hands its event over
 //!   in `on_log`.
 
-pub mod decode;
+pub mod wire;
 
 #[cfg(target_arch = "wasm32")]
 mod abi;

@@ -8,9 +8,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{BufferType, ContextType, MapType, Status};
+use proxy_wasm::types::{BufferType, ContextType, Status};
 
-use super::abi::{self, HostLog};
+use super::abi::{self, CallAnswer, HostLog};
 use super::http::Http;
 use super::shared::HostShared;
 use crate::config;
@@ -133,36 +133,19 @@ impl Context for Root {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        let headers = abi::header_map(MapType::HttpCallResponseHeaders)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(key, _)| key == name)
-                .map(|(_, value)| value.clone())
-        };
-        let response = match header(":status").and_then(|status| status.parse::<u16>().ok()) {
+        // Only the start of the body is read, for the log line of a failure.
+        let answer = CallAnswer::read(body_size, EXCERPT_BYTES + 1);
+        let response = match answer.status {
             // Envoy's own answer when the cluster's circuit breaker overflowed: never sent.
-            Some(503) if header("x-envoy-overloaded").is_some() => Response::Overloaded,
+            Some(503) if answer.header("x-envoy-overloaded").is_some() => Response::Overloaded,
             Some(status) => Response::Status(status),
             // Kong reports why a call failed in `:dispatch_status`; Envoy sends no headers.
-            None => Response::NoAnswer(header(":dispatch_status")),
-        };
-        // Only the start of the body is read, for the log line of a failure.
-        let body = if body_size > 0 {
-            abi::buffer_prefix(BufferType::HttpCallResponseBody, EXCERPT_BYTES + 1)
-                .ok()
-                .flatten()
-                .unwrap_or_default()
-        } else {
-            Vec::new()
+            None => Response::NoAnswer(answer.header(":dispatch_status").map(str::to_string)),
         };
         let now = now_ms();
         let mut transport = HostTransport;
         if let Some(owner) = self.runtimes().find(|runtime| runtime.owns(token)) {
-            owner.complete(token, response, &body, now, &mut transport, &HostLog);
+            owner.complete(token, response, &answer.body, now, &mut transport, &HostLog);
         }
         self.prune_retiring();
         self.finish_draining(now);
@@ -275,11 +258,11 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         // Returning None would make the SDK panic: always return a context, an idle one when
-        // no hook listens to a source built from requests.
+        // no hook listens to a source built from requests and the admin endpoints are off.
         let runtime = self
             .runtime
             .as_ref()
-            .filter(|runtime| runtime.observes_requests())
+            .filter(|runtime| runtime.observes_requests() || runtime.admin().is_some())
             .cloned();
         Some(Box::new(Http::new(runtime)))
     }

@@ -1,5 +1,6 @@
-//! Decoding what hosts return: property values and serialized header maps. Pure functions, so
-//! they are unit-tested natively.
+//! The ABI's wire formats: property values and serialized header maps, decoded from what hosts
+//! return and encoded for what the filter sends. Pure functions, so they are unit-tested
+//! natively.
 //!
 //! Property values: Envoy returns integers, durations and timestamps as 8-byte
 //! little-endian integers (nanoseconds for times); Kong's ngx_wasm_module returns them as
@@ -54,6 +55,27 @@ fn terminated(bytes: &[u8], at: usize, size: usize) -> Option<(&[u8], usize)> {
     (*bytes.get(end)? == 0).then_some((item, end.checked_add(1)?))
 }
 
+/// A header map serialized as the ABI expects (the inverse of [`header_map`]).
+pub fn encode_header_map(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let size: usize = pairs
+        .iter()
+        .map(|(name, value)| name.len() + value.len() + 10)
+        .sum();
+    let mut bytes = Vec::with_capacity(size + 4);
+    bytes.extend_from_slice(&u32::try_from(pairs.len()).unwrap_or(0).to_le_bytes());
+    for (name, value) in pairs {
+        bytes.extend_from_slice(&u32::try_from(name.len()).unwrap_or(0).to_le_bytes());
+        bytes.extend_from_slice(&u32::try_from(value.len()).unwrap_or(0).to_le_bytes());
+    }
+    for (name, value) in pairs {
+        bytes.extend_from_slice(name.as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(value.as_bytes());
+        bytes.push(0);
+    }
+    bytes
+}
+
 fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
     let word: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
     Some(u32::from_le_bytes(word))
@@ -101,6 +123,25 @@ mod tests {
             out.push(0);
         }
         out
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let pairs = [("content-type", "application/json"), ("x-empty", "")];
+        let bytes = encode_header_map(&pairs);
+        assert_eq!(
+            bytes,
+            serialize(&[(b"content-type", b"application/json"), (b"x-empty", b"")])
+        );
+        let decoded = header_map(&bytes).unwrap();
+        assert_eq!(
+            decoded,
+            vec![
+                ("content-type".to_string(), "application/json".to_string()),
+                ("x-empty".to_string(), String::new()),
+            ]
+        );
+        assert_eq!(encode_header_map(&[]), vec![0, 0, 0, 0]);
     }
 
     #[test]

@@ -1,0 +1,382 @@
+//! The admin endpoints, off unless `"admin": {"prefix": "/event-hooks", "token": "…"}` (or
+//! `token_env`) is configured. Every request under the prefix must carry
+//! `Authorization: Bearer <token>` (compared in constant time; 401 otherwise), is answered by
+//! the filter and never passed upstream:
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET {prefix}` | the hooks, every secret `"[redacted]"` |
+//! | `GET {prefix}/sources` | every source, its events, their fields (Kong's shape) |
+//! | `GET {prefix}/sources/{source}` | one source (404 when unknown) |
+//! | `GET {prefix}/status` | this worker's queue depth, calls in flight, per-hook counts |
+//! | `POST {prefix}/{name}/test` | runs the hook's handler now on the JSON object in the `x-event-data` header (no snooze, no on_change) |
+//! | `GET {prefix}/{name}/ping` | sends Kong's ping payload (webhook hooks) |
+//!
+//! Kong takes `test`'s event data as the request body; a proxy-wasm filter in Envoy can never
+//! read a request body before the request has gone upstream (a filter paused on the headers
+//! is paused for the body too), so the data comes in the `x-event-data` header instead, and a
+//! `test` request with a body is answered 400 with that explanation.
+//!
+//! This module decides and builds the answers; the HTTP context sends them, and makes the one
+//! call of `test` and `ping` itself, to answer with its result.
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::config::reader::{Object, Problems};
+use crate::delivery::Draft;
+use crate::event::{Bodies, Event};
+use crate::handler::{Handler, Output};
+use crate::hooks::{Hook, HookSet};
+use crate::signing::Secret;
+use crate::source::Source;
+
+const KEYS: &[&str] = &["prefix", "token", "token_env"];
+/// The request header carrying `test`'s event data (a JSON object).
+pub const TEST_DATA_HEADER: &str = "x-event-data";
+/// The most bytes of the receiver's answer `test` and `ping` show.
+pub const MAX_RESULT_BODY: usize = 64 * 1024;
+
+/// Keys whose values are secrets wherever they appear in a hook's configuration.
+const SECRET_KEYS: &[&str] = &["secret", "secrets", "token", "password"];
+/// Header names whose configured values are credentials.
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+];
+
+/// The top-level `admin` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Where the endpoints live; starts with `/`, never ends with one.
+    pub prefix: String,
+    token: Secret,
+}
+
+impl Settings {
+    /// Reads `admin`; `env` looks up `token_env`.
+    pub fn parse(
+        value: &Value,
+        path: &str,
+        problems: &Problems,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<Settings> {
+        let object = Object::new(value, path, KEYS, problems)?;
+        let prefix = match object.optional_str("prefix") {
+            None => Some("/event-hooks".to_string()),
+            Some(prefix) if prefix.starts_with('/') && prefix.len() > 1 => {
+                Some(prefix.trim_end_matches('/').to_string())
+            }
+            Some(_) => {
+                problems.add(
+                    &object.path_of("prefix"),
+                    "must start with / and name a path",
+                );
+                None
+            }
+        };
+        let token = match (
+            object.optional_str("token"),
+            object.optional_str("token_env"),
+        ) {
+            (Some(_), Some(_)) => {
+                problems.add(object.path(), "set token or token_env, not both");
+                None
+            }
+            (Some(""), None) => {
+                problems.add(&object.path_of("token"), "must not be empty");
+                None
+            }
+            (Some(token), None) => Some(Secret::new(token)),
+            (None, Some(name)) => match env(name).filter(|token| !token.is_empty()) {
+                Some(token) => Some(Secret::new(token)),
+                None => {
+                    problems.add(
+                        &object.path_of("token_env"),
+                        format!("environment variable {name} is not set (give it to the VM: vm_config.environment_variables)"),
+                    );
+                    None
+                }
+            },
+            (None, None) => {
+                problems.add(
+                    &object.path_of("token"),
+                    "missing required field (or token_env)",
+                );
+                None
+            }
+        };
+        Some(Settings {
+            prefix: prefix?,
+            token: token?,
+        })
+    }
+
+    /// The path under the prefix (`""` for the prefix itself), or `None` for another path.
+    pub fn rest<'p>(&self, path: &'p str) -> Option<&'p str> {
+        let path = path.split_once('?').map_or(path, |(path, _)| path);
+        let rest = path.strip_prefix(self.prefix.as_str())?;
+        if rest.is_empty() || rest.starts_with('/') {
+            Some(rest.trim_matches('/'))
+        } else {
+            None
+        }
+    }
+
+    /// Whether `authorization` is `Bearer <token>`, compared in constant time.
+    pub fn authorized(&self, authorization: Option<&str>) -> bool {
+        let presented = authorization
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or("");
+        // Comparing digests hides the token's length as well as its bytes.
+        let expected = Sha256::digest(self.token.as_bytes());
+        let given = Sha256::digest(presented.as_bytes());
+        let difference = expected
+            .iter()
+            .zip(given.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        difference == 0 && !presented.is_empty()
+    }
+}
+
+/// An answer: status and JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Reply {
+    fn ok(body: Value) -> Reply {
+        Reply { status: 200, body }
+    }
+
+    fn error(status: u16, message: &str) -> Reply {
+        Reply {
+            status,
+            body: json!({ "message": message }),
+        }
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.body).unwrap_or_default()
+    }
+}
+
+/// What to do with an admin request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    /// Answer now.
+    Reply(Reply),
+    /// Run hook `hook`'s handler on the request's body.
+    Test { hook: usize },
+    /// Send Kong's ping to hook `hook`.
+    Ping { hook: usize },
+}
+
+/// The route of an admin request at `rest` (the path under the prefix).
+pub fn route(
+    settings: &Settings,
+    method: &str,
+    rest: &str,
+    authorization: Option<&str>,
+    hooks: &HookSet,
+    status: impl FnOnce() -> Value,
+) -> Route {
+    if !settings.authorized(authorization) {
+        return Route::Reply(Reply::error(401, "unauthorized"));
+    }
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let reply = match (method, segments.as_slice()) {
+        ("GET", []) => Reply::ok(
+            json!({ "data": hooks.iter().map(|hook| hook.shown.clone()).collect::<Vec<_>>(), "next": null }),
+        ),
+        ("GET", ["sources"]) => Reply::ok(json!({ "data": sources() })),
+        ("GET", ["sources", name]) => match Source::from_name(name) {
+            Some(source) => Reply::ok(json!({ "data": events(source) })),
+            None => Reply::error(404, "source not found"),
+        },
+        ("GET", ["status"]) => Reply::ok(status()),
+        (_, [name, action @ ("test" | "ping")]) => match hooks.position(name) {
+            None => Reply::error(404, "hook not found"),
+            Some(hook) => match (method, *action) {
+                ("POST", "test") => return Route::Test { hook },
+                ("GET", "ping") => match hooks.get(hook).map(|hook| &hook.handler) {
+                    Some(Handler::Webhook(_)) => return Route::Ping { hook },
+                    _ => Reply::error(400, "ping is for webhook hooks"),
+                },
+                _ => Reply::error(405, "method not allowed"),
+            },
+        },
+        ("GET", _) => Reply::error(404, "not found"),
+        _ => Reply::error(405, "method not allowed"),
+    };
+    Route::Reply(reply)
+}
+
+/// Kong's sources listing: `{source: {event: {"fields": [...], "unique": [...]?, "description": ...}}}`.
+pub fn sources() -> Value {
+    Value::Object(
+        Source::ALL
+            .iter()
+            .map(|source| (source.name().to_string(), events(*source)))
+            .collect(),
+    )
+}
+
+fn events(source: Source) -> Value {
+    Value::Object(
+        source
+            .events()
+            .iter()
+            .map(|spec| {
+                let mut entry = Map::new();
+                entry.insert("fields".into(), json!(spec.fields));
+                if !spec.unique.is_empty() {
+                    entry.insert("unique".into(), json!(spec.unique));
+                }
+                entry.insert("description".into(), json!(spec.description));
+                (spec.name.to_string(), Value::Object(entry))
+            })
+            .collect(),
+    )
+}
+
+/// A hook's configuration as the listing shows it: every secret `"[redacted]"`.
+pub fn shown(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| {
+                    let shown = if SECRET_KEYS.contains(&key.as_str()) {
+                        redacted(value)
+                    } else if key == "headers" {
+                        secret_headers(value)
+                    } else {
+                        shown(value)
+                    };
+                    (key.clone(), shown)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(shown).collect()),
+        other => other.clone(),
+    }
+}
+
+fn redacted(value: &Value) -> Value {
+    match value {
+        Value::Array(items) => Value::Array(items.iter().map(redacted).collect()),
+        _ => Value::String(crate::event::REDACTED.to_string()),
+    }
+}
+
+fn secret_headers(value: &Value) -> Value {
+    match value {
+        Value::Object(headers) => Value::Object(
+            headers
+                .iter()
+                .map(|(name, value)| {
+                    let secret = SECRET_HEADERS.contains(&name.to_ascii_lowercase().as_str());
+                    (
+                        name.clone(),
+                        if secret {
+                            redacted(value)
+                        } else {
+                            value.clone()
+                        },
+                    )
+                })
+                .collect(),
+        ),
+        other => shown(other),
+    }
+}
+
+/// The event `test` runs a hook's handler on: the given JSON object as its data, the hook's
+/// source and event (its source's first event when the hook takes them all).
+pub fn test_event(hook: &Hook, body: &[u8]) -> Result<Event, Reply> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(data)) => {
+            let name = hook
+                .event
+                .clone()
+                .or_else(|| {
+                    hook.source
+                        .events()
+                        .first()
+                        .map(|spec| spec.name.to_string())
+                })
+                .unwrap_or_default();
+            Ok(Event::new(hook.source, name, data))
+        }
+        _ => Err(Reply::error(400, "expected a JSON object: the event data")),
+    }
+}
+
+/// What the hook's handler makes of a test event.
+pub fn run(hook: &Hook, event: &Event) -> Vec<Output> {
+    hook.handler
+        .prepare(&mut Bodies::new(event), &hook.redaction)
+}
+
+/// Kong's ping: `{"source": "kong:event_hooks", "event": "ping", "event_hooks": <the hook>}`,
+/// to a webhook hook's URL.
+pub fn ping(hook: &Hook) -> Option<Draft> {
+    let Handler::Webhook(webhook) = &hook.handler else {
+        return None;
+    };
+    let body = json!({"source": "kong:event_hooks", "event": "ping", "event_hooks": hook.shown});
+    let mut headers = webhook.headers.clone();
+    headers.push(("content-type".into(), "application/json".into()));
+    Some(Draft {
+        destination: webhook.endpoint.destination(),
+        method: "POST".into(),
+        path: webhook.endpoint.url.path.clone(),
+        authority: webhook.endpoint.url.authority(),
+        headers,
+        body: serde_json::to_vec(&body).unwrap_or_default().into(),
+    })
+}
+
+/// Kong's answer to `test` and `ping`: the data, and the receiver's answer (status, headers,
+/// body; the body as JSON when it is, else as text, cut at [`MAX_RESULT_BODY`]).
+pub fn result(
+    data: Value,
+    status: Option<u16>,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Reply {
+    let cut = body.get(..MAX_RESULT_BODY).unwrap_or(body);
+    let body = serde_json::from_slice::<Value>(cut)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(cut).into_owned()));
+    let headers: Map<String, Value> = headers
+        .iter()
+        .filter(|(name, _)| !name.starts_with(':'))
+        .map(|(name, value)| (name.clone(), Value::String(value.clone())))
+        .collect();
+    Reply::ok(json!({
+        "data": data,
+        "result": {"status": status, "headers": headers, "body": body},
+    }))
+}
+
+/// The answer to a `test` request that carries its data as a body.
+pub fn body_not_readable() -> Reply {
+    Reply::error(
+        400,
+        "send the event data in the x-event-data header: a filter cannot read a request body before it goes upstream",
+    )
+}
+
+/// The answer when the call of `test` or `ping` could not be made.
+pub fn failed_call(why: &str) -> Reply {
+    Reply::error(502, &format!("the call failed: {why}"))
+}
+
+#[cfg(test)]
+mod tests;
