@@ -6,6 +6,7 @@
 
 pub mod endpoint;
 pub mod webhook;
+pub mod webhook_custom;
 
 use serde_json::Value;
 
@@ -16,11 +17,12 @@ use crate::log::Level;
 use crate::signing::Signing;
 
 /// The handler names a hook may use.
-pub const HANDLERS: &[&str] = &["webhook"];
+pub const HANDLERS: &[&str] = &["webhook", "webhook-custom"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Handler {
     Webhook(webhook::Webhook),
+    WebhookCustom(webhook_custom::WebhookCustom),
 }
 
 /// What a handler makes of one event.
@@ -38,6 +40,8 @@ impl Handler {
     pub fn parse(name: &str, config: &Value, path: &str, problems: &Problems) -> Option<Handler> {
         match name {
             "webhook" => webhook::Webhook::parse(config, path, problems).map(Handler::Webhook),
+            "webhook-custom" => webhook_custom::WebhookCustom::parse(config, path, problems)
+                .map(Handler::WebhookCustom),
             _ => None,
         }
     }
@@ -46,6 +50,7 @@ impl Handler {
     pub fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Vec<Output> {
         match self {
             Handler::Webhook(webhook) => vec![Output::Draft(webhook.prepare(bodies, redaction))],
+            Handler::WebhookCustom(custom) => vec![custom.prepare(bodies, redaction)],
         }
     }
 
@@ -53,6 +58,7 @@ impl Handler {
     pub fn signing(&self) -> &Signing {
         match self {
             Handler::Webhook(webhook) => &webhook.signing,
+            Handler::WebhookCustom(custom) => &custom.signing,
         }
     }
 
@@ -60,6 +66,7 @@ impl Handler {
     pub fn note(&self, hook: &str) -> Option<String> {
         match self {
             Handler::Webhook(webhook) => webhook.endpoint.note(hook),
+            Handler::WebhookCustom(custom) => custom.note(hook),
         }
     }
 }
