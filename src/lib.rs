@@ -27,6 +27,7 @@ pub mod runtime;
 pub mod shared;
 pub mod signing;
 pub mod source;
+pub mod template;
 
 /// The `user-agent` of every delivery: `event-hooks/<crate version>`.
 pub const USER_AGENT: &str = concat!("event-hooks/", env!("CARGO_PKG_VERSION"));

@@ -241,6 +241,29 @@ pub fn header_value_ok(value: &str) -> bool {
 /// Reads `headers`, a map of header names to values: names must be HTTP tokens and not
 /// reserved (sent lowercase), values free of control characters.
 pub fn parse_headers(config: &Object<'_, '_>, problems: &Problems) -> Vec<(String, String)> {
+    parse_headers_allowing(config, problems, &[])
+        .into_iter()
+        .map(|header| (header.name, header.value))
+        .collect()
+}
+
+/// A configured header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfiguredHeader {
+    /// The name as written, for the JSON path of a problem.
+    pub written: String,
+    /// The name sent: lowercase.
+    pub name: String,
+    pub value: String,
+}
+
+/// [`parse_headers`] for a handler that leaves some reserved headers to the hook: the
+/// lowercase names in `allowed` may be configured.
+pub fn parse_headers_allowing(
+    config: &Object<'_, '_>,
+    problems: &Problems,
+    allowed: &[&str],
+) -> Vec<ConfiguredHeader> {
     let path = config.path_of("headers");
     let mut headers = Vec::new();
     for (name, value) in config.optional_string_map("headers") {
@@ -248,7 +271,7 @@ pub fn parse_headers(config: &Object<'_, '_>, problems: &Problems) -> Vec<(Strin
         let lower = name.to_ascii_lowercase();
         if lower.is_empty() || !lower.bytes().all(is_token_byte) {
             problems.add(&here, "is not a valid header name");
-        } else if is_reserved(&lower) {
+        } else if is_reserved(&lower) && !allowed.contains(&lower.as_str()) {
             problems.add(&here, "is set by the handler and cannot be configured");
         } else if !header_value_ok(value) {
             problems.add(
@@ -256,7 +279,11 @@ pub fn parse_headers(config: &Object<'_, '_>, problems: &Problems) -> Vec<(Strin
                 "must not contain control characters such as CR or LF",
             );
         } else {
-            headers.push((lower, value.to_string()));
+            headers.push(ConfiguredHeader {
+                written: name,
+                name: lower,
+                value: value.to_string(),
+            });
         }
     }
     headers
@@ -417,6 +444,26 @@ mod tests {
         assert_eq!(
             headers,
             vec![("x-team".to_string(), "payments".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_handler_may_allow_some_reserved_headers() {
+        let problems = Problems::default();
+        let value = json!({"headers": {"Content-Type": "text/plain", "Host": "h"}});
+        let object = Object::new(&value, "config", &["headers"], &problems).unwrap();
+        let headers = parse_headers_allowing(&object, &problems, &["content-type"]);
+        assert_eq!(
+            headers,
+            vec![ConfiguredHeader {
+                written: "Content-Type".to_string(),
+                name: "content-type".to_string(),
+                value: "text/plain".to_string(),
+            }]
+        );
+        assert_eq!(
+            problems.into_vec()[0].to_string(),
+            "config.headers.Host: is set by the handler and cannot be configured"
         );
     }
 }

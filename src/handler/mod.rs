@@ -7,6 +7,7 @@
 pub mod endpoint;
 pub mod log;
 pub mod webhook;
+pub mod webhook_custom;
 
 use serde_json::Value;
 
@@ -17,11 +18,12 @@ use crate::log::Level;
 use crate::signing::Signing;
 
 /// The handler names a hook may use.
-pub const HANDLERS: &[&str] = &["webhook", "log"];
+pub const HANDLERS: &[&str] = &["webhook", "webhook-custom", "log"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Handler {
     Webhook(webhook::Webhook),
+    WebhookCustom(webhook_custom::WebhookCustom),
     Log(log::LogHandler),
 }
 
@@ -40,6 +42,8 @@ impl Handler {
     pub fn parse(name: &str, config: &Value, path: &str, problems: &Problems) -> Option<Handler> {
         match name {
             "webhook" => webhook::Webhook::parse(config, path, problems).map(Handler::Webhook),
+            "webhook-custom" => webhook_custom::WebhookCustom::parse(config, path, problems)
+                .map(Handler::WebhookCustom),
             "log" => log::LogHandler::parse(config, path, problems).map(Handler::Log),
             _ => None,
         }
@@ -49,6 +53,7 @@ impl Handler {
     pub fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Vec<Output> {
         match self {
             Handler::Webhook(webhook) => vec![Output::Draft(webhook.prepare(bodies, redaction))],
+            Handler::WebhookCustom(custom) => vec![custom.prepare(bodies, redaction)],
             Handler::Log(handler) => {
                 vec![Output::Log(
                     Level::Info,
@@ -62,6 +67,7 @@ impl Handler {
     pub fn signing(&self) -> &Signing {
         match self {
             Handler::Webhook(webhook) => &webhook.signing,
+            Handler::WebhookCustom(custom) => &custom.signing,
             Handler::Log(_) => &Signing::NONE,
         }
     }
@@ -70,6 +76,7 @@ impl Handler {
     pub fn note(&self, hook: &str) -> Option<String> {
         match self {
             Handler::Webhook(webhook) => webhook.endpoint.note(hook),
+            Handler::WebhookCustom(custom) => custom.note(hook),
             Handler::Log(_) => None,
         }
     }

@@ -1,0 +1,507 @@
+//! The `webhook-custom` handler (Kong's): a call of any method to `url`, with headers, a body
+//! or a payload written by the hook, rendered from the event by [templates](crate::template).
+//!
+//! * `body` (a template unless `body_format: false`) is sent as is. Its `{{ }}` values are
+//!   escaped by the configured `content-type`: JSON-string escaping for JSON, percent-encoding
+//!   for `application/x-www-form-urlencoded`, none otherwise.
+//! * Otherwise `payload` (a map whose values are templates unless `payload_format: false`) is
+//!   rendered raw, then encoded: for `GET` and `HEAD` as the URL's query string (no body);
+//!   for other methods by the `content-type` header as a JSON object of strings, a form, or
+//!   `multipart/form-data` (also when no content-type is configured, as in Kong).
+//! * Header values are templates with `headers_format: true`; whatever they render, control
+//!   characters (CR, LF) are stripped.
+//!
+//! Each attempt adds `user-agent`, `webhook-id`, `webhook-timestamp` and, with a secret and a
+//! body, `x-kong-signature` over the exact body bytes.
+
+use std::rc::Rc;
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::Output;
+use super::endpoint::{self, Endpoint};
+use crate::config::reader::{Object, Problems, child};
+use crate::delivery::Draft;
+use crate::event::{Bodies, Redaction};
+use crate::log::Level;
+use crate::signing::{self, Signing};
+use crate::template::{self, Escape, MAX_RENDERED, Overflow, Template};
+
+const KEYS: &[&str] = &[
+    "url",
+    "method",
+    "headers",
+    "headers_format",
+    "body",
+    "body_format",
+    "payload",
+    "payload_format",
+    "secret",
+    "ssl_verify",
+    "cluster",
+];
+
+const CONTENT_TYPE: &str = "content-type";
+const MULTIPART: &str = "multipart/form-data";
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// A configured `webhook-custom` handler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookCustom {
+    pub endpoint: Endpoint,
+    /// Uppercase.
+    pub method: String,
+    /// Lowercase names; literal templates unless `headers_format` is set.
+    headers: Vec<(String, Template)>,
+    content: Content,
+    /// Kong's signature when a secret is set and the call has a body.
+    pub signing: Signing,
+    /// A secret is set but the call never has a body: sent unsigned, as Kong does.
+    secret_unused: bool,
+    /// The configuration's JSON path, naming the hook in log lines.
+    path: String,
+}
+
+/// What the call carries.
+#[derive(Debug, Clone, PartialEq)]
+enum Content {
+    /// Neither `body` nor `payload`: no body.
+    Nothing,
+    Body {
+        template: Template,
+        escape: Escape,
+    },
+    Payload {
+        fields: Vec<(String, Template)>,
+        encoding: Encoding,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Encoding {
+    /// Appended to the URL's query (`GET`, `HEAD`).
+    Query,
+    Json,
+    Form,
+    /// The content-type to send, to which `; boundary=...` is added.
+    Multipart(String),
+}
+
+impl WebhookCustom {
+    /// Reads a `webhook-custom` handler's `config` object at `path`.
+    pub fn parse(value: &Value, path: &str, problems: &Problems) -> Option<WebhookCustom> {
+        let config = Object::new(value, path, KEYS, problems)?;
+        let endpoint = Endpoint::parse(&config, problems);
+        let method = parse_method(&config, problems);
+        let headers_format = config.optional_bool("headers_format", false);
+        let body_format = config.optional_bool("body_format", true);
+        let payload_format = config.optional_bool("payload_format", true);
+        let mut headers = parse_headers(&config, headers_format, problems);
+        let content_type = content_type(&headers, &config.path_of("headers"), problems);
+        let body = config
+            .optional_str("body")
+            .map(|text| template_of(text, body_format, &config.path_of("body"), problems));
+        let payload = config
+            .get("payload")
+            .map(|_| parse_payload(&config, payload_format, problems));
+        let signing = Signing::parse(&config, problems);
+        let content = match (body, payload) {
+            (Some(_), Some(_)) => {
+                problems.add(
+                    &config.path_of("payload"),
+                    "set either body or payload, not both (Kong sends the body and ignores the payload, except with GET)",
+                );
+                None
+            }
+            (Some(template), None) => template.map(|template| Content::Body {
+                template,
+                escape: body_escape(content_type.as_deref()),
+            }),
+            (None, Some(fields)) => {
+                let encoding = match method.as_deref() {
+                    Some("GET" | "HEAD") => Some(Encoding::Query),
+                    Some(_) => payload_encoding(content_type.as_deref(), &config, problems),
+                    None => None,
+                };
+                encoding.map(|encoding| Content::Payload { fields, encoding })
+            }
+            (None, None) => Some(Content::Nothing),
+        };
+        let (endpoint, method, content) = (endpoint?, method?, content?);
+        if let Content::Payload {
+            encoding: Encoding::Multipart(_),
+            ..
+        } = &content
+        {
+            // Sent with its boundary, per call.
+            headers.retain(|(name, _)| name != CONTENT_TYPE);
+        }
+        let has_body = match &content {
+            Content::Nothing => false,
+            Content::Body { .. } => true,
+            Content::Payload { encoding, .. } => *encoding != Encoding::Query,
+        };
+        let secret_unused = signing.is_set() && !has_body;
+        Some(WebhookCustom {
+            endpoint,
+            method,
+            headers,
+            content,
+            signing: if has_body { signing } else { Signing::NONE },
+            secret_unused,
+            path: path.to_string(),
+        })
+    }
+
+    /// The call for one event, or a warning when it would render more than [`MAX_RENDERED`]
+    /// bytes (then nothing is sent).
+    pub fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Output {
+        let context = bodies.event().kong_payload(redaction);
+        let why = match self.draft(&context) {
+            Ok(draft) => return Output::Draft(draft),
+            Err(Unsent::TooLarge) => format!("renders more than {MAX_RENDERED} bytes"),
+            Err(Unsent::NoBoundary) => "has values that no multipart boundary fits".to_string(),
+        };
+        Output::Log(
+            Level::Warn,
+            format!(
+                "{}: the call for an event {why}; it was not sent",
+                self.path
+            ),
+        )
+    }
+
+    fn draft(&self, context: &Value) -> Result<Draft, Unsent> {
+        let mut budget = Budget(MAX_RENDERED);
+        let mut headers = Vec::with_capacity(self.headers.len() + 1);
+        for (name, template) in &self.headers {
+            let mut value = budget.render(template, context, Escape::Header)?;
+            // `{* *}` is raw everywhere, but never splits a header.
+            value.retain(|&byte| template::header_safe(byte));
+            headers.push((name.clone(), template::into_string(value)));
+        }
+        let mut path = self.endpoint.url.path.clone();
+        let body = match &self.content {
+            Content::Nothing => Vec::new(),
+            Content::Body { template, escape } => budget.render(template, context, *escape)?,
+            Content::Payload { fields, encoding } => {
+                let mut values = Vec::with_capacity(fields.len());
+                for (name, template) in fields {
+                    let value = budget.render(template, context, Escape::None)?;
+                    values.push((name.as_str(), template::into_string(value)));
+                }
+                match encoding {
+                    Encoding::Query => {
+                        path = with_query(&path, &form(&values));
+                        Vec::new()
+                    }
+                    Encoding::Json => json(&values),
+                    Encoding::Form => form(&values).into_bytes(),
+                    Encoding::Multipart(content_type) => {
+                        let (body, boundary) = multipart(&values).ok_or(Unsent::NoBoundary)?;
+                        headers.push((
+                            CONTENT_TYPE.to_string(),
+                            format!("{content_type}; boundary={boundary}"),
+                        ));
+                        body
+                    }
+                }
+            }
+        };
+        Ok(Draft {
+            destination: self.endpoint.destination(),
+            method: self.method.clone(),
+            path,
+            authority: self.endpoint.url.authority(),
+            headers,
+            body: Rc::from(body),
+        })
+    }
+
+    /// Notes for the log at load: TLS belongs to the cluster; a secret with nothing to sign.
+    pub fn note(&self, hook: &str) -> Option<String> {
+        let secret = self.secret_unused.then(|| {
+            format!(
+                "hook {hook}: its {} calls have no body, so they are sent unsigned (the signature covers the body only, as in Kong)",
+                self.method
+            )
+        });
+        match (self.endpoint.note(hook), secret) {
+            (Some(tls), Some(secret)) => Some(format!("{tls}; {secret}")),
+            (tls, secret) => tls.or(secret),
+        }
+    }
+}
+
+/// Why a call was not sent.
+enum Unsent {
+    TooLarge,
+    NoBoundary,
+}
+
+impl From<Overflow> for Unsent {
+    fn from(_: Overflow) -> Self {
+        Unsent::TooLarge
+    }
+}
+
+/// Renders templates within one call's byte budget.
+struct Budget(usize);
+
+impl Budget {
+    fn render(
+        &mut self,
+        template: &Template,
+        context: &Value,
+        escape: Escape,
+    ) -> Result<Vec<u8>, Overflow> {
+        let mut out = Vec::new();
+        template.render_into(context, escape, &mut out, self.0)?;
+        self.0 = self.0.saturating_sub(out.len());
+        Ok(out)
+    }
+}
+
+fn template_of(text: &str, format: bool, path: &str, problems: &Problems) -> Option<Template> {
+    if format {
+        Template::read(text, path, problems)
+    } else {
+        Some(Template::literal(text))
+    }
+}
+
+/// `method`: an HTTP method token, sent uppercase.
+fn parse_method(config: &Object<'_, '_>, problems: &Problems) -> Option<String> {
+    let text = config.required_str("method")?;
+    let path = config.path_of("method");
+    if text.is_empty() || text.len() > 32 || !text.bytes().all(endpoint::is_token_byte) {
+        problems.add(&path, "must be an HTTP method such as GET or POST");
+        return None;
+    }
+    let method = text.to_ascii_uppercase();
+    if method == "CONNECT" {
+        problems.add(&path, "CONNECT opens a tunnel; it cannot carry a webhook");
+        return None;
+    }
+    Some(method)
+}
+
+/// `headers`, with `content-type` allowed: the hook decides how its body is encoded.
+fn parse_headers(
+    config: &Object<'_, '_>,
+    format: bool,
+    problems: &Problems,
+) -> Vec<(String, Template)> {
+    let headers = endpoint::parse_headers_allowing(config, problems, &[CONTENT_TYPE])
+        .into_iter()
+        .map(|header| (header.written, header.name, header.value));
+    templates(&config.path_of("headers"), headers, format, problems)
+}
+
+/// The values of the map at `path` as templates (or literal), by name. Each entry is the name
+/// as written (for the path of a problem), the name kept, and the value.
+fn templates(
+    path: &str,
+    entries: impl IntoIterator<Item = (String, String, String)>,
+    format: bool,
+    problems: &Problems,
+) -> Vec<(String, Template)> {
+    entries
+        .into_iter()
+        .filter_map(|(written, name, value)| {
+            let template = template_of(&value, format, &child(path, &written), problems)?;
+            Some((name, template))
+        })
+        .collect()
+}
+
+/// The configured content-type, which must be the same for every event.
+fn content_type(headers: &[(String, Template)], path: &str, problems: &Problems) -> Option<String> {
+    let mut found = headers.iter().filter(|(name, _)| name == CONTENT_TYPE);
+    let (_, template) = found.next()?;
+    if found.next().is_some() {
+        problems.add(&child(path, CONTENT_TYPE), "is configured twice");
+    }
+    if !template.is_literal() {
+        problems.add(
+            &child(path, CONTENT_TYPE),
+            "must not be a template: it decides how the body is encoded when the configuration loads",
+        );
+    }
+    Some(template.render(&Value::Null, Escape::None))
+}
+
+/// A content-type's media type, lowercase, without parameters.
+fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn is_json(media_type: &str) -> bool {
+    media_type == "application/json" || media_type.ends_with("+json")
+}
+
+/// How `{{ }}` values are escaped in a body of this content-type.
+fn body_escape(content_type: Option<&str>) -> Escape {
+    let media_type = content_type.map(media_type).unwrap_or_default();
+    if is_json(&media_type) {
+        Escape::Json
+    } else if media_type == FORM {
+        Escape::Percent
+    } else {
+        Escape::None
+    }
+}
+
+/// How a payload is encoded in a body: by the content-type, multipart when there is none.
+fn payload_encoding(
+    content_type: Option<&str>,
+    config: &Object<'_, '_>,
+    problems: &Problems,
+) -> Option<Encoding> {
+    let Some(content_type) = content_type else {
+        return Some(Encoding::Multipart(MULTIPART.to_string()));
+    };
+    let media_type = media_type(content_type);
+    if is_json(&media_type) {
+        Some(Encoding::Json)
+    } else if media_type == FORM {
+        Some(Encoding::Form)
+    } else if media_type == MULTIPART {
+        if content_type.to_ascii_lowercase().contains("boundary=") {
+            problems.add(
+                &child(&config.path_of("headers"), CONTENT_TYPE),
+                "must not set a boundary: the handler chooses one for each call",
+            );
+            return None;
+        }
+        Some(Encoding::Multipart(content_type.trim().to_string()))
+    } else {
+        problems.add(
+            &config.path_of("payload"),
+            format!(
+                "is encoded by the content-type header as application/json, {FORM} or {MULTIPART} (the default); for another content-type, write a body"
+            ),
+        );
+        None
+    }
+}
+
+/// `payload`: a map of names to (templates of) values.
+fn parse_payload(
+    config: &Object<'_, '_>,
+    format: bool,
+    problems: &Problems,
+) -> Vec<(String, Template)> {
+    let path = config.path_of("payload");
+    let mut entries = Vec::new();
+    for (name, value) in config.optional_string_map("payload") {
+        if name.is_empty() || name.chars().any(|c| c.is_control() || c == '"') {
+            problems.add(
+                &child(&path, &name),
+                "a payload name must not be empty or hold control characters or \"",
+            );
+        } else {
+            entries.push((name.clone(), name, value.to_string()));
+        }
+    }
+    templates(&path, entries, format, problems)
+}
+
+/// `name=value&...`, both percent-encoded (Kong leaves form values unencoded, so a `&` in a
+/// value would break its form).
+fn form(values: &[(&str, String)]) -> String {
+    let mut out = Vec::new();
+    for (index, (name, value)) in values.iter().enumerate() {
+        if index > 0 {
+            out.push(b'&');
+        }
+        // Unlimited: the values were rendered within the call's budget.
+        let _ = template::push(&mut out, name.as_bytes(), Escape::Percent, usize::MAX);
+        out.push(b'=');
+        let _ = template::push(&mut out, value.as_bytes(), Escape::Percent, usize::MAX);
+    }
+    template::into_string(out)
+}
+
+/// A JSON object of strings.
+fn json(values: &[(&str, String)]) -> Vec<u8> {
+    let mut object = Map::new();
+    for (name, value) in values {
+        object.insert(name.to_string(), Value::String(value.clone()));
+    }
+    // Serializing a serde_json Map cannot fail.
+    serde_json::to_vec(&object).unwrap_or_default()
+}
+
+/// `path` with `query` added to its query string, if any.
+fn with_query(path: &str, query: &str) -> String {
+    if query.is_empty() {
+        return path.to_string();
+    }
+    match path.split_once('?') {
+        None => format!("{path}?{query}"),
+        Some((_, "")) => format!("{path}{query}"),
+        Some((_, existing)) if existing.ends_with('&') => format!("{path}{query}"),
+        Some(_) => format!("{path}&{query}"),
+    }
+}
+
+/// A `multipart/form-data` body (Kong's layout: one part per value, no part headers but
+/// `Content-Disposition`) and its boundary. The boundary is derived from the values, so the
+/// same values give the same bytes, and it is checked not to occur in them; `None` if no
+/// candidate fits (practically never).
+fn multipart(values: &[(&str, String)]) -> Option<(Vec<u8>, String)> {
+    let boundary = pick_boundary(values, (0u8..8).map(|salt| boundary(values, salt)))?;
+    if values.is_empty() {
+        // As Kong: no parts, no body.
+        return Some((Vec::new(), boundary));
+    }
+    let mut body = Vec::new();
+    for (name, value) in values {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(value.as_bytes());
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    Some((body, boundary))
+}
+
+/// The first candidate that occurs in no name and no value.
+fn pick_boundary(
+    values: &[(&str, String)],
+    candidates: impl IntoIterator<Item = String>,
+) -> Option<String> {
+    candidates.into_iter().find(|boundary| {
+        values
+            .iter()
+            .all(|(name, value)| !name.contains(boundary) && !value.contains(boundary))
+    })
+}
+
+/// A boundary candidate: a hash of the values (and a salt, to get another one).
+fn boundary(values: &[(&str, String)], salt: u8) -> String {
+    let mut bytes = vec![salt];
+    for (name, value) in values {
+        for text in [*name, value.as_str()] {
+            bytes.extend_from_slice(&(text.len() as u64).to_be_bytes());
+            bytes.extend_from_slice(text.as_bytes());
+        }
+    }
+    let digest = Sha256::digest(&bytes);
+    format!(
+        "event-hooks-{}",
+        signing::hex(digest.get(..12).unwrap_or_default())
+    )
+}
+
+#[cfg(test)]
+mod tests;
