@@ -30,6 +30,12 @@ Try (each 5xx under /orders is delivered to the receiver, signed; other requests
   curl -i  localhost:8000/down/anything             # connection refused (flag UF) -> hook
                                                     #   upstream-unreachable, over verified TLS
                                                     #   (then snoozed for 10 s)
+The filter's admin endpoints (token demo-admin-token):
+
+  curl -s -H 'authorization: Bearer demo-admin-token' localhost:8000/event-hooks/status
+  curl -s -X POST -H 'authorization: Bearer demo-admin-token' \\
+       -H 'x-event-data: {"note": "hello"}' localhost:8000/event-hooks/orders-5xx/test
+
 The configuration is the JSON inside envoy/envoy.yaml. Ctrl-C stops everything.
 """
 

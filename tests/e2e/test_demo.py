@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import subprocess
 from pathlib import Path
 
@@ -58,6 +59,14 @@ def test_the_demo_configuration_delivers(start_envoy, receiver, tls_receiver, up
     assert signed_by("hunter2", alert)
     assert alert.headers["host"] == "receiver.local:9443"
     assert alert.json()["response"]["flags"] == "UF"
+
+    # The admin endpoints, as make run prints them.
+    auth = {"authorization": "Bearer demo-admin-token"}
+    status, body = http_get(port, "/event-hooks/status", auth)
+    assert status == 200 and set(json.loads(body)["hooks"]) == {"orders-5xx", "upstream-unreachable"}
+    status, body = http_get(port, "/event-hooks/orders-5xx/test", {**auth, "x-event-data": '{"note": "hello"}'}, "POST")
+    assert status == 200 and json.loads(body)["result"]["status"] == 200
+    assert receiver.wait_for(lambda d: d.path == "/hooks" and d.json().get("note") == "hello")
 
 
 def test_the_demo_tls_cluster_refuses_a_certificate_from_another_ca(start_envoy, receiver, upstream, demo_certs, tmp_path: Path):
