@@ -5,6 +5,8 @@
 //! sends (signed, per attempt), and log lines, written at once.
 
 pub mod endpoint;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod webhook;
 
 use serde_json::Value;
@@ -16,11 +18,13 @@ use crate::log::Level;
 use crate::signing::Signing;
 
 /// The handler names a hook may use.
-pub const HANDLERS: &[&str] = &["webhook"];
+pub const HANDLERS: &[&str] = &["webhook", "lambda"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Handler {
     Webhook(webhook::Webhook),
+    #[cfg(feature = "lambda")]
+    Lambda(lambda::Lambda),
 }
 
 /// What a handler makes of one event.
@@ -38,6 +42,18 @@ impl Handler {
     pub fn parse(name: &str, config: &Value, path: &str, problems: &Problems) -> Option<Handler> {
         match name {
             "webhook" => webhook::Webhook::parse(config, path, problems).map(Handler::Webhook),
+            #[cfg(feature = "lambda")]
+            "lambda" => lambda::Lambda::parse(config, path, problems).map(Handler::Lambda),
+            #[cfg(not(feature = "lambda"))]
+            "lambda" => {
+                // `path` is the hook's `config`: the problem is its `handler`.
+                let hook = path.strip_suffix(".config").unwrap_or(path);
+                problems.add(
+                    &crate::config::reader::child(hook, "handler"),
+                    "this build has no lambda support (built without the lambda feature)",
+                );
+                None
+            }
             _ => None,
         }
     }
@@ -46,6 +62,8 @@ impl Handler {
     pub fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Vec<Output> {
         match self {
             Handler::Webhook(webhook) => vec![Output::Draft(webhook.prepare(bodies, redaction))],
+            #[cfg(feature = "lambda")]
+            Handler::Lambda(lambda) => lambda.prepare(bodies, redaction),
         }
     }
 
@@ -53,6 +71,8 @@ impl Handler {
     pub fn signing(&self) -> &Signing {
         match self {
             Handler::Webhook(webhook) => &webhook.signing,
+            #[cfg(feature = "lambda")]
+            Handler::Lambda(lambda) => &lambda.signing,
         }
     }
 
@@ -60,6 +80,32 @@ impl Handler {
     pub fn note(&self, hook: &str) -> Option<String> {
         match self {
             Handler::Webhook(webhook) => webhook.endpoint.note(hook),
+            #[cfg(feature = "lambda")]
+            Handler::Lambda(_) => None,
         }
+    }
+}
+
+#[cfg(all(test, not(feature = "lambda")))]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn a_build_without_lambda_refuses_lambda_hooks_by_name() {
+        let config = json!({"hooks": [
+            {"source": "traffic", "handler": "webhook", "config": {"url": "http://r/"}},
+            {"source": "traffic", "handler": "lambda", "config": {"functions": ["data"]}}
+        ]});
+        let problems: Vec<String> = crate::config::parse(config.to_string().as_bytes())
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            problems,
+            vec![
+                "hooks[1].handler: this build has no lambda support (built without the lambda feature)"
+            ]
+        );
     }
 }
