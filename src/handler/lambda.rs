@@ -1082,6 +1082,29 @@ mod tests {
         assert_eq!(lambda.errors(), 0);
     }
 
+    /// The example of the README, as written there.
+    #[test]
+    fn the_readme_example() {
+        let lambda = parse(json!({"secret": "change-me", "cluster": "receiver", "functions": [
+            "if data.response.status < 500 { return; }\n#{status: data.response.status, path: data.request.path, team: data.request.headers[\"x-team\"]}",
+            "data.text = `${data.path} answered ${data.status}`;\nhttp(#{url: \"http://receiver:9000/alerts\", body: data});\nlog(\"alert sent for \" + data.path);"
+        ]}))
+        .unwrap();
+        let outputs = run(&lambda, &traffic());
+        assert_eq!(outputs.len(), 2);
+        let Some(Output::Draft(draft)) = outputs.first() else {
+            panic!("{outputs:?}")
+        };
+        assert_eq!(
+            std::str::from_utf8(&draft.body).unwrap(),
+            r#"{"path":"/orders/7","status":503,"team":"payments","text":"/orders/7 answered 503"}"#
+        );
+        assert_eq!(draft.destination.cluster, "receiver");
+        // A script's value is its last statement's, semicolon or not.
+        let ends = self::lambda(&["data;", r#"log("reached"); data.x = 1;"#, r#"log("never")"#]);
+        assert_eq!(lines(&run(&ends, &traffic())).len(), 1);
+    }
+
     #[test]
     fn returning_nothing_stops_the_chain_quietly() {
         let lambda = lambda(&[
