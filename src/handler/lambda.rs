@@ -1708,6 +1708,41 @@ mod tests {
         handle.join().unwrap();
     }
 
+    /// Long chains of operators, properties, indexes and calls nest the syntax tree as deeply
+    /// as they are long: the expression depth limit refuses them when the configuration loads,
+    /// before anything recursive (parsing on, evaluating, dropping) can take the stack.
+    #[test]
+    fn long_chains_are_refused_at_load_within_a_small_stack() {
+        let n = 5_000;
+        let chains = [
+            format!("1{}", "+1".repeat(n)),
+            format!("true{}", "&&true".repeat(n)),
+            format!("data{}", ".a".repeat(n)),
+            format!("data{}", "[0]".repeat(n)),
+            format!("{}true", "!".repeat(n)),
+            format!("data{}", ".len()".repeat(n)),
+            format!("1{}", " ?? 1".repeat(n)),
+            format!("{}1{}", "[".repeat(n), "]".repeat(n)),
+            format!("{}1{}", "#{a:".repeat(n), "}".repeat(n)),
+            format!("{}{}", "{".repeat(n), "}".repeat(n)),
+            format!("{}1{}", "if true { ".repeat(n), " }".repeat(n)),
+        ];
+        let stack = if cfg!(debug_assertions) { 8192 } else { 256 } * 1024;
+        std::thread::Builder::new()
+            .stack_size(stack)
+            .spawn(move || {
+                for chain in &chains {
+                    let errors = parse(json!({"functions": [format!("let x = {chain}; data")]}))
+                        .unwrap_err();
+                    assert_eq!(errors.len(), 1, "{errors:?}");
+                    assert!(errors[0].contains("syntax error"), "{errors:?}");
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
     /// An array and a map nested as deeply as the size limits allow.
     const DEEP_VALUES: &str = "let a = []; let i = 0; while i < 250 { a = [a]; i += 1; }
         let m = #{}; i = 0; while i < 500 { m = #{m: m}; i += 1; }";
