@@ -40,6 +40,7 @@ run: build envoy certs
 
 unit:
 	cargo test
+	cargo test --no-default-features   # the filter built without the lambda feature
 
 e2e: build envoy certs
 	$(VENV)/bin/pytest -q tests/e2e
@@ -52,6 +53,8 @@ lint: wasm-target
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
+	cargo clippy --all-targets --no-default-features -- -D warnings
+	cargo clippy --target $(WASM_TARGET) --lib --no-default-features -- -D warnings
 
 fmt:
 	cargo fmt

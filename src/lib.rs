@@ -29,5 +29,10 @@ pub mod signing;
 pub mod source;
 pub mod template;
 
+/// Counts the heap's bytes, so that a `lambda` run can be stopped at its memory budget.
+#[cfg(feature = "lambda")]
+#[global_allocator]
+static HEAP: handler::lambda::heap::Counting = handler::lambda::heap::Counting;
+
 /// The `user-agent` of every delivery: `event-hooks/<crate version>`.
 pub const USER_AGENT: &str = concat!("event-hooks/", env!("CARGO_PKG_VERSION"));

@@ -5,6 +5,8 @@
 //! sends (signed, per attempt), and log lines, written at once.
 
 pub mod endpoint;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod log;
 pub mod webhook;
 pub mod webhook_custom;
@@ -18,13 +20,15 @@ use crate::log::Level;
 use crate::signing::Signing;
 
 /// The handler names a hook may use.
-pub const HANDLERS: &[&str] = &["webhook", "webhook-custom", "log"];
+pub const HANDLERS: &[&str] = &["webhook", "webhook-custom", "log", "lambda"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Handler {
     Webhook(webhook::Webhook),
     WebhookCustom(webhook_custom::WebhookCustom),
     Log(log::LogHandler),
+    #[cfg(feature = "lambda")]
+    Lambda(lambda::Lambda),
 }
 
 /// What a handler makes of one event.
@@ -45,6 +49,18 @@ impl Handler {
             "webhook-custom" => webhook_custom::WebhookCustom::parse(config, path, problems)
                 .map(Handler::WebhookCustom),
             "log" => log::LogHandler::parse(config, path, problems).map(Handler::Log),
+            #[cfg(feature = "lambda")]
+            "lambda" => lambda::Lambda::parse(config, path, problems).map(Handler::Lambda),
+            #[cfg(not(feature = "lambda"))]
+            "lambda" => {
+                // `path` is the hook's `config`: the problem is its `handler`.
+                let hook = path.strip_suffix(".config").unwrap_or(path);
+                problems.add(
+                    &crate::config::reader::child(hook, "handler"),
+                    "this build has no lambda support (built without the lambda feature)",
+                );
+                None
+            }
             _ => None,
         }
     }
@@ -60,6 +76,8 @@ impl Handler {
                     handler.line(bodies.event(), redaction),
                 )]
             }
+            #[cfg(feature = "lambda")]
+            Handler::Lambda(lambda) => lambda.prepare(bodies, redaction),
         }
     }
 
@@ -69,6 +87,8 @@ impl Handler {
             Handler::Webhook(webhook) => &webhook.signing,
             Handler::WebhookCustom(custom) => &custom.signing,
             Handler::Log(_) => &Signing::NONE,
+            #[cfg(feature = "lambda")]
+            Handler::Lambda(lambda) => &lambda.signing,
         }
     }
 
@@ -78,6 +98,32 @@ impl Handler {
             Handler::Webhook(webhook) => webhook.endpoint.note(hook),
             Handler::WebhookCustom(custom) => custom.note(hook),
             Handler::Log(_) => None,
+            #[cfg(feature = "lambda")]
+            Handler::Lambda(_) => None,
         }
+    }
+}
+
+#[cfg(all(test, not(feature = "lambda")))]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn a_build_without_lambda_refuses_lambda_hooks_by_name() {
+        let config = json!({"hooks": [
+            {"source": "traffic", "handler": "webhook", "config": {"url": "http://r/"}},
+            {"source": "traffic", "handler": "lambda", "config": {"functions": ["data"]}}
+        ]});
+        let problems: Vec<String> = crate::config::parse(config.to_string().as_bytes())
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            problems,
+            vec![
+                "hooks[1].handler: this build has no lambda support (built without the lambda feature)"
+            ]
+        );
     }
 }
