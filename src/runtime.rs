@@ -83,14 +83,17 @@ impl Runtime {
                     .iter()
                     .zip(delivery.stats())
                     .map(|(hook, stats)| {
-                        (
-                            hook.name.clone(),
-                            serde_json::json!({
-                                "accepted": stats.accepted, "delivered": stats.delivered,
-                                "failed": stats.failed, "dropped": stats.dropped,
-                                "pending": stats.pending,
-                            }),
-                        )
+                        let mut entry = serde_json::json!({
+                            "accepted": stats.accepted, "delivered": stats.delivered,
+                            "failed": stats.failed, "dropped": stats.dropped,
+                            "pending": stats.pending,
+                        });
+                        if let (Some(errors), Some(map)) =
+                            (hook.handler.errors(), entry.as_object_mut())
+                        {
+                            map.insert("errors".into(), errors.into());
+                        }
+                        (hook.name.clone(), entry)
                     })
                     .collect();
                 (

@@ -92,6 +92,15 @@ impl Handler {
         }
     }
 
+    /// Runs that failed or exceeded a budget (lambda), for the admin status.
+    pub fn errors(&self) -> Option<u64> {
+        match self {
+            #[cfg(feature = "lambda")]
+            Handler::Lambda(lambda) => Some(lambda.errors()),
+            _ => None,
+        }
+    }
+
     /// A note for the log when the configuration loads, if the handler has one.
     pub fn note(&self, hook: &str) -> Option<String> {
         match self {

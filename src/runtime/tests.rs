@@ -267,3 +267,17 @@ fn snooze_is_shared_by_workers() {
     }
     assert_eq!(count, 1);
 }
+
+#[cfg(feature = "lambda")]
+#[test]
+fn the_status_counts_lambda_errors() {
+    let runtime = runtime(json!({"hooks": [{"name": "loops", "source": "traffic", "handler": "lambda",
+        "config": {"functions": ["loop {}"], "max_operations": 1000}}]}));
+    let log = Lines::default();
+    runtime.observe(&request("GET", "/a", 200), 0, &log);
+    runtime.observe(&request("GET", "/b", 200), 0, &log);
+    let status = runtime.status();
+    assert_eq!(status["hooks"]["loops"]["errors"], 2);
+    assert_eq!(status["hooks"]["loops"]["accepted"], 0);
+    assert!(log.text().contains("operation budget exceeded"), "{}", log.text());
+}
