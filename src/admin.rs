@@ -58,13 +58,8 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads `admin`; `env` looks up `token_env`.
-    pub fn parse(
-        value: &Value,
-        path: &str,
-        problems: &Problems,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Option<Settings> {
+    /// Reads `admin`; `token_env` is looked up in the parsing's environment.
+    pub fn parse(value: &Value, path: &str, problems: &Problems) -> Option<Settings> {
         let object = Object::new(value, path, KEYS, problems)?;
         let prefix = match object.optional_str("prefix") {
             None => Some("/event-hooks".to_string()),
@@ -92,7 +87,7 @@ impl Settings {
                 None
             }
             (Some(token), None) => Some(Secret::new(token)),
-            (None, Some(name)) => match env(name).filter(|token| !token.is_empty()) {
+            (None, Some(name)) => match problems.env(name).filter(|token| !token.is_empty()) {
                 Some(token) => Some(Secret::new(token)),
                 None => {
                     problems.add(

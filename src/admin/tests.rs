@@ -171,27 +171,29 @@ fn results_in_kong_s_shape() {
 
 #[test]
 fn token_settings() {
-    let env = |name: &str| (name == "ADMIN_TOKEN").then(|| "from-env".to_string());
-    let problems = Problems::default();
+    let env = || {
+        Problems::with_env(Box::new(|name: &str| {
+            (name == "ADMIN_TOKEN").then(|| "from-env".to_string())
+        }))
+    };
+    let problems = env();
     let settings = Settings::parse(
         &json!({"token_env": "ADMIN_TOKEN", "prefix": "/hooks/"}),
         "admin",
         &problems,
-        &env,
     )
     .unwrap();
     assert!(problems.is_empty());
     assert_eq!(settings.prefix, "/hooks");
     assert!(settings.authorized(Some("Bearer from-env")));
-    let problems = Problems::default();
-    Settings::parse(&json!({"token_env": "MISSING"}), "admin", &problems, &env);
+    let problems = env();
+    Settings::parse(&json!({"token_env": "MISSING"}), "admin", &problems);
     Settings::parse(
         &json!({"token": "a", "token_env": "ADMIN_TOKEN"}),
         "admin",
         &problems,
-        &env,
     );
-    Settings::parse(&json!({"prefix": "hooks"}), "admin", &problems, &env);
+    Settings::parse(&json!({"prefix": "hooks"}), "admin", &problems);
     assert_eq!(
         problems.messages(),
         vec![

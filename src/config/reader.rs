@@ -25,25 +25,51 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Every problem found in one configuration: arrays in document order, object keys sorted.
-#[derive(Debug, Default)]
-pub struct Problems(RefCell<Vec<Problem>>);
+/// Looks an environment variable up.
+pub type Env = Box<dyn Fn(&str) -> Option<String>>;
+
+/// The context of one configuration's parsing: every problem found (arrays in document order,
+/// object keys sorted), and the environment `*_env` keys are read from.
+#[derive(Default)]
+pub struct Problems {
+    found: RefCell<Vec<Problem>>,
+    env: Option<Env>,
+}
+
+impl fmt::Debug for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.found.borrow().iter()).finish()
+    }
+}
 
 impl Problems {
+    /// A context whose `*_env` keys are looked up with `env`.
+    pub fn with_env(env: Env) -> Self {
+        Problems {
+            found: RefCell::default(),
+            env: Some(env),
+        }
+    }
+
+    /// The value of environment variable `name` (none without an environment).
+    pub fn env(&self, name: &str) -> Option<String> {
+        self.env.as_ref().and_then(|env| env(name))
+    }
+
     pub fn add(&self, path: &str, message: impl Into<String>) {
         let path = if path.is_empty() { "$" } else { path };
-        self.0.borrow_mut().push(Problem {
+        self.found.borrow_mut().push(Problem {
             path: path.to_string(),
             message: message.into(),
         });
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.borrow().is_empty()
+        self.found.borrow().is_empty()
     }
 
     pub fn into_vec(self) -> Vec<Problem> {
-        self.0.into_inner()
+        self.found.into_inner()
     }
 
     /// Every problem as its log line (`path: message`).
@@ -95,10 +121,25 @@ impl<'a, 'p> Object<'a, 'p> {
         allowed: &[&str],
         problems: &'p Problems,
     ) -> Option<Self> {
+        Object::new_in(value, path, &[allowed], problems)
+    }
+
+    /// Like [`Object::new`], with the allowed keys in groups (a handler's own keys, and those
+    /// every calling handler takes).
+    pub fn new_in(
+        value: &'a Value,
+        path: &str,
+        groups: &[&[&str]],
+        problems: &'p Problems,
+    ) -> Option<Self> {
         let Value::Object(map) = value else {
             problems.add(path, format!("expected an object, found {}", kind(value)));
             return None;
         };
+        let allowed: Vec<&str> = groups
+            .iter()
+            .flat_map(|group| group.iter().copied())
+            .collect();
         for key in map.keys() {
             if !allowed.contains(&key.as_str()) {
                 let message = if allowed.is_empty() {
