@@ -31,6 +31,7 @@ def kong_signature_ok(secret: bytes, body: bytes, header: str | None) -> bool | 
 def make_handler(secret: bytes, scheme: str):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # else each answer waits for a delayed ACK
 
         def do_POST(self):  # noqa: N802 (http.server naming)
             global COUNT

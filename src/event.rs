@@ -171,14 +171,14 @@ impl Event {
     }
 
     /// Kong's body shape: the event data's keys plus `"source"` and `"event"` at the top level.
+    /// Data that has one of these keys keeps it (a dead letter's `event` is the event given up).
     pub fn kong_payload(&self, redaction: &Redaction) -> Value {
         let mut data = self.data_for(redaction);
         if let Value::Object(map) = &mut data {
-            map.insert(
-                "source".to_string(),
-                Value::String(self.source.name().to_string()),
-            );
-            map.insert("event".to_string(), Value::String(self.name.clone()));
+            map.entry("source")
+                .or_insert_with(|| Value::String(self.source.name().to_string()));
+            map.entry("event")
+                .or_insert_with(|| Value::String(self.name.clone()));
         }
         data
     }

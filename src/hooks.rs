@@ -40,6 +40,8 @@ pub struct Hook {
 /// What routing an event produced.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
+    /// Hook `index` matched the event (its outputs follow).
+    Matched(usize),
     /// A call to queue for delivery.
     Deliver(Job),
     /// A line for the proxy's log.
@@ -115,44 +117,80 @@ impl HookSet {
         store: &dyn Shared,
         ids: &mut IdGen,
     ) -> Vec<Action> {
+        self.route_hooks(self.of_source(event.source), event, now_ms, store, ids)
+    }
+
+    /// What `event` produces for hook `index` alone (a dead letter for the dead-letter hook).
+    pub fn route_to(
+        &self,
+        index: usize,
+        event: &Event,
+        now_ms: u64,
+        store: &dyn Shared,
+        ids: &mut IdGen,
+    ) -> Vec<Action> {
+        self.route_hooks(&[index], event, now_ms, store, ids)
+    }
+
+    fn route_hooks(
+        &self,
+        indexes: &[usize],
+        event: &Event,
+        now_ms: u64,
+        store: &dyn Shared,
+        ids: &mut IdGen,
+    ) -> Vec<Action> {
         let mut actions = Vec::new();
         // Hooks that see the event alike send the same bytes: bodies are built once.
         let mut bodies = Bodies::new(event);
-        for &index in self.of_source(event.source) {
-            let Some(hook) = self.hooks.get(index) else {
-                continue;
-            };
-            if !hook.enabled || hook.event.as_ref().is_some_and(|name| *name != event.name) {
-                continue;
-            }
-            if !hook.filter.matches(event, &hook.redaction) {
-                continue;
-            }
-            match control::admit(store, hook, event, now_ms) {
-                Ok(true) => {}
-                Ok(false) => continue,
-                // The shared state is unusable: let the event through rather than lose it.
-                Err(why) => actions.push(Action::Log(
-                    Level::Warn,
-                    format!(
-                        "hook {}: snooze/on_change state unavailable ({why}); event let through",
-                        hook.name
-                    ),
-                )),
-            }
-            for output in hook.handler.prepare(&mut bodies, &hook.redaction) {
-                actions.push(match output {
-                    Output::Draft(draft) => Action::Deliver(Job {
-                        hook: index,
-                        webhook_id: ids.next(now_ms),
-                        draft: Rc::new(draft),
-                        accepted_ms: now_ms,
-                    }),
-                    Output::Log(level, line) => Action::Log(level, line),
-                });
-            }
+        for &index in indexes {
+            self.run(index, event, now_ms, store, ids, &mut bodies, &mut actions);
         }
         actions
+    }
+
+    /// Hook `index` on `event`: its event name, filter and controls, then its handler.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        index: usize,
+        event: &Event,
+        now_ms: u64,
+        store: &dyn Shared,
+        ids: &mut IdGen,
+        bodies: &mut Bodies<'_>,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(hook) = self.hooks.get(index) else {
+            return;
+        };
+        if !hook.enabled || hook.event.as_ref().is_some_and(|name| *name != event.name) {
+            return;
+        }
+        if !hook.filter.matches(event, &hook.redaction) {
+            return;
+        }
+        match control::admit(store, hook, event, now_ms) {
+            Ok(true) => {}
+            Ok(false) => return,
+            // The shared state is unusable: let the event through rather than lose it.
+            Err(why) => actions.push(Action::Log(
+                Level::Warn,
+                format!(
+                    "hook {}: snooze/on_change state unavailable ({why}); event let through",
+                    hook.name
+                ),
+            )),
+        }
+        actions.push(Action::Matched(index));
+        for output in hook.handler.prepare(bodies, &hook.redaction) {
+            actions.push(match output {
+                Output::Draft(draft) => {
+                    Action::Deliver(Job::new(index, ids.next(now_ms), Rc::new(draft), now_ms))
+                }
+                Output::Log(level, line) => Action::Log(level, line),
+            });
+        }
     }
 }
 
@@ -169,8 +207,9 @@ mod tests {
     fn deliveries(actions: Vec<Action>) -> Vec<Job> {
         actions
             .into_iter()
-            .map(|action| match action {
-                Action::Deliver(job) => job,
+            .filter_map(|action| match action {
+                Action::Deliver(job) => Some(job),
+                Action::Matched(_) => None,
                 Action::Log(_, line) => panic!("unexpected log line {line}"),
             })
             .collect()
@@ -188,6 +227,22 @@ mod tests {
             &mut IdGen::new(1),
         );
         assert!(actions.is_empty());
+    }
+
+    #[test]
+    fn route_to_runs_one_hook() {
+        let set = hooks(json!({"hooks": [
+            {"source": "traffic", "handler": "webhook", "config": {"url": "http://a/"}},
+            {"source": "traffic", "handler": "webhook", "config": {"url": "http://b/"}}
+        ]}));
+        let jobs = deliveries(set.route_to(
+            1,
+            &traffic(500, "/"),
+            0,
+            &crate::shared::Memory::default(),
+            &mut IdGen::new(1),
+        ));
+        assert_eq!(jobs.iter().map(|job| job.hook).collect::<Vec<_>>(), vec![1]);
     }
 
     fn traffic(status: u64, path: &str) -> Event {

@@ -23,6 +23,7 @@ pub mod hooks;
 pub mod host;
 pub mod id;
 pub mod log;
+pub mod metrics;
 pub mod runtime;
 pub mod shared;
 pub mod signing;

@@ -10,11 +10,12 @@ use std::cell::RefCell;
 
 use crate::admin;
 use crate::config::Config;
-use crate::delivery::{Delivery, Response, Transport};
+use crate::delivery::{DeadLetter, Delivery, Job, Response, Transport};
 use crate::event::{Event, Redaction};
 use crate::hooks::{Action, HookSet};
 use crate::id::IdGen;
 use crate::log::{Level, Log};
+use crate::metrics::{self, Metrics};
 use crate::shared::Shared;
 use crate::source::traffic::{self, Capture};
 use crate::source::{self, Source, crud, health, rate_limit};
@@ -23,7 +24,7 @@ use crate::source::{self, Source, crud, health, rate_limit};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Events emitted, per source, in [`Source::ALL`]'s order.
-    pub emitted: [u64; 5],
+    pub emitted: [u64; Source::ALL.len()],
     /// `crud` events whose entity is absent: the body was larger than `max_body_bytes`.
     pub crud_body_too_large: u64,
     /// `crud` events whose entity is absent: the body was not JSON.
@@ -39,6 +40,9 @@ pub struct Runtime {
     sources: source::Settings,
     admin: Option<admin::Settings>,
     store: Box<dyn Shared>,
+    metrics: Box<dyn Metrics>,
+    /// The hook dead letters go to.
+    dead_letter: Option<usize>,
     delivery: RefCell<Delivery>,
     ids: RefCell<IdGen>,
     tracked: RefCell<health::Tracked>,
@@ -46,13 +50,36 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn new(config: Config, seed: u64, store: Box<dyn Shared>) -> Self {
+    pub fn new(
+        config: Config,
+        seed: u64,
+        store: Box<dyn Shared>,
+        metrics: Box<dyn Metrics>,
+    ) -> Self {
+        metrics::define(metrics.as_ref());
+        for hook in config.hooks.iter() {
+            metrics.count(&metrics::name(&["hook", &hook.name, "matched"]), 0);
+        }
+        for source in Source::ALL {
+            metrics.count(&metrics::name(&["events", source.name()]), 0);
+        }
+        let dead_letter = config
+            .delivery
+            .dead_letter
+            .as_deref()
+            .and_then(|name| config.hooks.position(name));
         Runtime {
-            delivery: RefCell::new(Delivery::new(config.delivery, config.hooks.len())),
+            delivery: RefCell::new(Delivery::new(
+                config.delivery,
+                config.hooks.len(),
+                seed.rotate_left(17),
+            )),
             hooks: config.hooks,
             sources: config.sources,
             admin: config.admin,
             store,
+            metrics,
+            dead_letter,
             ids: RefCell::new(IdGen::new(seed)),
             tracked: RefCell::new(health::Tracked::default()),
             counters: RefCell::new(Counters::default()),
@@ -86,7 +113,8 @@ impl Runtime {
                         let mut entry = serde_json::json!({
                             "accepted": stats.accepted, "delivered": stats.delivered,
                             "failed": stats.failed, "dropped": stats.dropped,
-                            "pending": stats.pending,
+                            "pending": stats.pending, "retries": stats.retries,
+                            "dead_letters": stats.dead_letters,
                         });
                         if let (Some(errors), Some(map)) =
                             (hook.handler.errors(), entry.as_object_mut())
@@ -96,10 +124,25 @@ impl Runtime {
                         (hook.name.clone(), entry)
                     })
                     .collect();
+                let drops: serde_json::Map<String, serde_json::Value> = delivery
+                    .drops()
+                    .map(|(reason, count)| (reason.name().to_string(), count.into()))
+                    .collect();
+                let breakers: serde_json::Map<String, serde_json::Value> = delivery
+                    .breakers()
+                    .map(|(destination, state)| {
+                        let state = match state {
+                            crate::delivery::breaker::State::Open { .. } => "open",
+                            _ => "half-open",
+                        };
+                        (destination.to_string(), state.into())
+                    })
+                    .collect();
                 (
                     serde_json::json!({
                         "depth": delivery.depth(), "in_flight": delivery.in_flight(),
-                        "bytes": delivery.bytes(),
+                        "bytes": delivery.bytes(), "retries_pending": delivery.pending_retries(),
+                        "drops": drops, "breakers": breakers,
                     }),
                     hooks,
                 )
@@ -131,13 +174,8 @@ impl Runtime {
             return;
         };
         for draft in drafts {
-            let job = crate::delivery::Job {
-                hook,
-                webhook_id: ids.next(now_ms),
-                draft: std::rc::Rc::new(draft),
-                accepted_ms: now_ms,
-            };
-            delivery.accept(job, &self.hooks, now_ms, log);
+            let job = Job::new(hook, ids.next(now_ms), std::rc::Rc::new(draft), now_ms);
+            delivery.accept(job, &self.hooks, now_ms, log, self.metrics.as_ref());
         }
     }
 
@@ -299,9 +337,28 @@ impl Runtime {
                 *count = count.saturating_add(1);
             }
         });
-        let (Ok(mut ids), Ok(mut delivery)) =
-            (self.ids.try_borrow_mut(), self.delivery.try_borrow_mut())
-        else {
+        self.metrics
+            .count(&metrics::name(&["events", event.source.name()]), 1);
+        let actions = match self.ids.try_borrow_mut() {
+            Ok(mut ids) => self
+                .hooks
+                .route(event, now_ms, self.store.as_ref(), &mut ids),
+            Err(_) => {
+                self.count(|c| c.busy += 1);
+                log.log(
+                    Level::Error,
+                    "event dropped: runtime state busy (re-entrant callback)",
+                );
+                return;
+            }
+        };
+        self.act(actions, false, now_ms, log);
+    }
+
+    /// Carries routing's actions out: counts the matches, queues the calls (marked as dead
+    /// letters' own when `dead_letter`), writes the log lines.
+    fn act(&self, actions: Vec<Action>, dead_letter: bool, now_ms: u64, log: &dyn Log) {
+        let Ok(mut delivery) = self.delivery.try_borrow_mut() else {
             self.count(|c| c.busy += 1);
             log.log(
                 Level::Error,
@@ -309,25 +366,52 @@ impl Runtime {
             );
             return;
         };
-        for action in self
-            .hooks
-            .route(event, now_ms, self.store.as_ref(), &mut ids)
-        {
+        for action in actions {
             match action {
-                Action::Deliver(job) => {
-                    delivery.accept(job, &self.hooks, now_ms, log);
+                Action::Matched(hook) => self.metrics.count(
+                    &metrics::name(&["hook", self.hooks.name(hook), "matched"]),
+                    1,
+                ),
+                Action::Deliver(mut job) => {
+                    job.dead_letter = dead_letter;
+                    delivery.accept(job, &self.hooks, now_ms, log, self.metrics.as_ref());
                 }
                 Action::Log(level, line) => log.log(level, &line),
             }
         }
     }
 
-    /// Sends what is queued, up to the in-flight limit.
+    /// Sends the dead letters the last delivery step made to the dead-letter hook, as
+    /// `event_hooks`/`dead_letter` events.
+    fn send_dead_letters(&self, now_ms: u64, log: &dyn Log) {
+        let letters = match self.delivery.try_borrow_mut() {
+            Ok(mut delivery) => delivery.take_dead_letters(),
+            Err(_) => return,
+        };
+        let Some(target) = self.dead_letter else {
+            return;
+        };
+        for letter in letters {
+            let event = dead_letter_event(&self.hooks, &letter);
+            let actions = match self.ids.try_borrow_mut() {
+                Ok(mut ids) => {
+                    self.hooks
+                        .route_to(target, &event, now_ms, self.store.as_ref(), &mut ids)
+                }
+                Err(_) => continue,
+            };
+            self.act(actions, true, now_ms, log);
+        }
+    }
+
+    /// Sends what is queued, up to the in-flight limit (and what is due for a retry).
     pub fn flush(&self, now_ms: u64, transport: &mut dyn Transport, log: &dyn Log) {
         if let Ok(mut delivery) = self.delivery.try_borrow_mut() {
-            delivery.tick(&self.hooks, now_ms, log);
-            delivery.pump(&self.hooks, now_ms, transport, log);
+            let metrics = self.metrics.as_ref();
+            delivery.tick(&self.hooks, now_ms, log, metrics);
+            delivery.pump(&self.hooks, now_ms, transport, log, metrics);
         }
+        self.send_dead_letters(now_ms, log);
     }
 
     /// Whether call `token` is one of this runtime's.
@@ -337,19 +421,40 @@ impl Runtime {
             .is_ok_and(|delivery| delivery.owns(token))
     }
 
-    /// Records the answer to call `token`, then sends what the freed slot allows.
+    /// Records the answer to call `token` (its body's start and its `Retry-After`), then sends
+    /// what the freed slot allows.
+    #[allow(clippy::too_many_arguments)]
     pub fn complete(
         &self,
         token: u32,
         response: Response,
         body: &[u8],
+        retry_after: Option<&str>,
         now_ms: u64,
         transport: &mut dyn Transport,
         log: &dyn Log,
     ) {
         if let Ok(mut delivery) = self.delivery.try_borrow_mut() {
-            delivery.complete(token, response, body, &self.hooks, now_ms, log);
-            delivery.pump(&self.hooks, now_ms, transport, log);
+            let metrics = self.metrics.as_ref();
+            delivery.complete(
+                token,
+                response,
+                body,
+                retry_after,
+                &self.hooks,
+                now_ms,
+                log,
+                metrics,
+            );
+            delivery.pump(&self.hooks, now_ms, transport, log, metrics);
+        }
+        self.send_dead_letters(now_ms, log);
+    }
+
+    /// This configuration is going away: its gauges return to zero.
+    pub fn retire(&self) {
+        if let Ok(mut delivery) = self.delivery.try_borrow_mut() {
+            delivery.report(self.metrics.as_ref(), true);
         }
     }
 
@@ -380,6 +485,27 @@ impl Runtime {
     pub fn is_idle(&self) -> bool {
         self.outstanding() == 0
     }
+}
+
+/// A dead letter as the dead-letter hook sees it: `hook`, `webhook_id`, `attempts`,
+/// `last_status`, `last_error`, and `event` (the body the delivery carried: JSON when it was).
+fn dead_letter_event(hooks: &HookSet, letter: &DeadLetter) -> Event {
+    let body = serde_json::from_slice::<serde_json::Value>(&letter.body).unwrap_or_else(|_| {
+        serde_json::Value::String(String::from_utf8_lossy(&letter.body).into_owned())
+    });
+    let mut data = serde_json::Map::new();
+    data.insert("hook".into(), hooks.name(letter.hook).into());
+    data.insert("webhook_id".into(), letter.webhook_id.clone().into());
+    data.insert("attempts".into(), letter.attempts.into());
+    data.insert(
+        "last_status".into(),
+        letter
+            .last_status
+            .map_or(serde_json::Value::Null, Into::into),
+    );
+    data.insert("last_error".into(), letter.last_error.clone().into());
+    data.insert("event".into(), body);
+    Event::new(Source::EventHooks, "dead_letter", data)
 }
 
 #[cfg(test)]

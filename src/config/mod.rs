@@ -9,7 +9,7 @@ pub mod reader;
 use serde_json::Value;
 
 use crate::admin;
-use crate::delivery::Settings;
+use crate::delivery::{Settings, breaker, retry};
 use crate::event::Redaction;
 use crate::filter::Filter;
 use crate::handler::{HANDLERS, Handler};
@@ -34,8 +34,13 @@ const DELIVERY_KEYS: &[&str] = &[
     "queue_size",
     "max_queue_bytes",
     "max_in_flight",
+    "max_in_flight_per_destination",
+    "max_pending_retries",
     "timeout_ms",
     "flush_interval_ms",
+    "retry",
+    "breaker",
+    "dead_letter",
 ];
 
 /// The most hooks one configuration may declare.
@@ -60,15 +65,12 @@ pub struct Config {
 /// Parses and validates a configuration; `*_env` keys read the process environment (in a
 /// proxy, the VM's: Envoy's `vm_config.environment_variables`).
 pub fn parse(bytes: &[u8]) -> Result<Config, Vec<Problem>> {
-    parse_with_env(bytes, &|name| std::env::var(name).ok())
+    parse_with_env(bytes, Box::new(|name| std::env::var(name).ok()))
 }
 
 /// Parses and validates a configuration, looking environment variables up with `env`.
-pub fn parse_with_env(
-    bytes: &[u8],
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, Vec<Problem>> {
-    let problems = Problems::default();
+pub fn parse_with_env(bytes: &[u8], env: reader::Env) -> Result<Config, Vec<Problem>> {
+    let problems = Problems::with_env(env);
     if bytes.iter().all(u8::is_ascii_whitespace) {
         problems.add(
             "",
@@ -83,28 +85,27 @@ pub fn parse_with_env(
             return Err(problems.into_vec());
         }
     };
-    let config = read(&document, &problems, env);
+    let config = read(&document, &problems);
     match config {
         Some(config) if problems.is_empty() => Ok(config),
         _ => Err(problems.into_vec()),
     }
 }
 
-fn read(
-    document: &Value,
-    problems: &Problems,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Option<Config> {
+fn read(document: &Value, problems: &Problems) -> Option<Config> {
     let top = Object::new(document, "", TOP_KEYS, problems)?;
     let hooks = read_hooks(&top, problems);
     let delivery = match top.get("delivery") {
         Some(value) => read_delivery(value, &top.path_of("delivery"), problems),
         None => Some(Settings::default()),
     };
+    if let (Some(hooks), Some(delivery)) = (&hooks, &delivery) {
+        check_delivery(hooks, delivery, &top, problems);
+    }
     let sources = read_sources(&top, problems);
     let admin = top
         .get("admin")
-        .and_then(|value| admin::Settings::parse(value, &top.path_of("admin"), problems, env));
+        .and_then(|value| admin::Settings::parse(value, &top.path_of("admin"), problems));
     if let Some(hooks) = &hooks {
         if sources.crud.is_none() {
             for (index, hook) in hooks.iter().enumerate() {
@@ -331,10 +332,28 @@ fn read_delivery(value: &Value, path: &str, problems: &Problems) -> Option<Setti
         let value = delivery.optional_u64(key, default as u64, min, max);
         usize::try_from(value).unwrap_or(default)
     };
+    let retry = match delivery.get("retry") {
+        Some(value) => retry::Settings::parse(value, &delivery.path_of("retry"), problems)?,
+        None => defaults.retry,
+    };
+    let breaker = match delivery.get("breaker") {
+        Some(value) => breaker::Settings::parse(value, &delivery.path_of("breaker"), problems)?,
+        None => defaults.breaker,
+    };
     Some(Settings {
         queue_size: size("queue_size", defaults.queue_size, 1_000_000),
         max_queue_bytes: size("max_queue_bytes", defaults.max_queue_bytes, MAX_QUEUE_BYTES),
         max_in_flight: size("max_in_flight", defaults.max_in_flight, 10_000),
+        max_in_flight_per_destination: size(
+            "max_in_flight_per_destination",
+            defaults.max_in_flight_per_destination,
+            10_000,
+        ),
+        max_pending_retries: size(
+            "max_pending_retries",
+            defaults.max_pending_retries,
+            1_000_000,
+        ),
         timeout_ms: delivery.optional_u64("timeout_ms", defaults.timeout_ms, 1, 600_000),
         flush_interval_ms: delivery.optional_u64(
             "flush_interval_ms",
@@ -342,7 +361,45 @@ fn read_delivery(value: &Value, path: &str, problems: &Problems) -> Option<Setti
             10,
             60_000,
         ),
+        retry,
+        breaker,
+        dead_letter: delivery.optional_str("dead_letter").map(str::to_string),
     })
+}
+
+/// What can only be checked with the hooks and the delivery settings together: each hook's
+/// retry policy over the global one, and the dead-letter hook.
+fn check_delivery(hooks: &[Hook], delivery: &Settings, top: &Object<'_, '_>, problems: &Problems) {
+    let hooks_path = top.path_of("hooks");
+    for (index, hook) in hooks.iter().enumerate() {
+        if let Some(overrides) = hook.handler.retry() {
+            let here = child(&child(&element(&hooks_path, index), "config"), "retry");
+            overrides.apply(&delivery.retry).check(&here, problems);
+        }
+        if hook.source == Source::EventHooks && delivery.dead_letter.as_deref() != Some(&hook.name)
+        {
+            problems.add(
+                &child(&element(&hooks_path, index), "source"),
+                "event_hooks events go to the hook named by delivery.dead_letter only",
+            );
+        }
+    }
+    let Some(name) = &delivery.dead_letter else {
+        return;
+    };
+    let path = child(&top.path_of("delivery"), "dead_letter");
+    match hooks.iter().find(|hook| hook.name == *name) {
+        None => problems.add(&path, format!("no hook is named {}", quoted(name))),
+        Some(hook) if hook.source != Source::EventHooks => problems.add(
+            &path,
+            format!(
+                "hook {} has source {}; a dead-letter hook has source event_hooks (event dead_letter)",
+                quoted(name),
+                hook.source.name()
+            ),
+        ),
+        Some(_) => {}
+    }
 }
 
 /// A value from the configuration quoted for a message, cut short if long.

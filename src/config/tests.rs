@@ -61,7 +61,8 @@ fn the_contract_example_parses() {
             max_queue_bytes: 32 * 1024 * 1024,
             max_in_flight: 64,
             timeout_ms: 5_000,
-            flush_interval_ms: 100
+            flush_interval_ms: 100,
+            ..Settings::default()
         }
     );
 }
@@ -123,7 +124,7 @@ fn every_problem_is_reported_with_its_path() {
             "surprise: unknown field; expected one of: hooks, delivery, crud, health, rate_limit, admin",
             "hooks[0].extra: unknown field; expected one of: name, enabled, source, event, filter, handler, snooze, on_change, config, redact_headers",
             "hooks[0].name: must be 1 to 128 characters of A-Z a-z 0-9 _ . -",
-            "hooks[0].source: unknown source \"trafic\"; expected one of: traffic, crud, dao:crud, balancer, rate-limiting-advanced",
+            "hooks[0].source: unknown source \"trafic\"; expected one of: traffic, crud, dao:crud, balancer, rate-limiting-advanced, event_hooks",
             unknown_handler.as_str(),
             "hooks[1].event: unknown event \"response\" of source traffic; expected request",
             "hooks[1].filter.response.status.between: unknown operator; expected one of: eq, ne, in, prefix, suffix, contains, gt, gte, lt, lte, exists, not",
@@ -131,7 +132,7 @@ fn every_problem_is_reported_with_its_path() {
             "hooks[1].on_change: expected true or false, found a string",
             "hooks[2]: expected an object, found a string",
             "hooks[4].name: duplicate name \"dup\", also used by hooks[3]",
-            "delivery.retries: unknown field; expected one of: queue_size, max_queue_bytes, max_in_flight, timeout_ms, flush_interval_ms",
+            "delivery.retries: unknown field; expected one of: queue_size, max_queue_bytes, max_in_flight, max_in_flight_per_destination, max_pending_retries, timeout_ms, flush_interval_ms, retry, breaker, dead_letter",
             "delivery.queue_size: must be between 1 and 1000000",
             "delivery.max_queue_bytes: must be between 65536 and 268435456",
             "delivery.max_in_flight: expected a whole number between 1 and 10000, found a fractional number",

@@ -1,7 +1,8 @@
 use super::*;
 use crate::config;
 use crate::log::Lines;
-use serde_json::json;
+use crate::metrics::Recorder;
+use serde_json::{Value, json};
 
 /// A transport that records requests and hands out tokens, or answers with an error.
 #[derive(Default)]
@@ -9,15 +10,6 @@ struct FakeTransport {
     sent: Vec<(Request, u64)>,
     next_token: u32,
     error: Option<SendError>,
-}
-
-impl FakeTransport {
-    fn failing(error: SendError) -> Self {
-        FakeTransport {
-            error: Some(error),
-            ..FakeTransport::default()
-        }
-    }
 }
 
 impl Transport for FakeTransport {
@@ -31,279 +23,529 @@ impl Transport for FakeTransport {
     }
 }
 
-fn setup(delivery: serde_json::Value) -> (HookSet, Delivery) {
-    let config = json!({
-        "hooks": [{"name": "h", "source": "traffic", "handler": "webhook",
-                   "config": {"url": "http://receiver:9000/hooks", "secret": "hunter2"}}],
-        "delivery": delivery
-    });
-    let config = config::parse(config.to_string().as_bytes()).unwrap();
-    let delivery = Delivery::new(config.delivery, config.hooks.len());
-    (config.hooks, delivery)
+/// One VM's delivery with hooks, a fake clock, a recording transport, log and metrics.
+struct Harness {
+    hooks: HookSet,
+    delivery: Delivery,
+    log: Lines,
+    metrics: Recorder,
+    transport: FakeTransport,
+    now: u64,
 }
 
-fn job(n: u32) -> Job {
-    sized_job(n, b"foobar")
-}
+impl Harness {
+    /// Hooks `a` (cluster `a`), `b` (cluster `b`) and `dead` (for dead letters), and the given
+    /// `delivery` settings.
+    fn new(delivery: Value) -> Self {
+        Self::with_hooks(
+            json!([
+                {"name": "a", "source": "traffic", "handler": "webhook",
+                 "config": {"url": "http://a:9000/hooks", "secret": "hunter2"}},
+                {"name": "b", "source": "traffic", "handler": "webhook",
+                 "config": {"url": "http://b:9000/hooks"}},
+                {"name": "dead", "source": "event_hooks", "handler": "webhook",
+                 "config": {"url": "http://dead:9000/letters"}}
+            ]),
+            delivery,
+        )
+    }
 
-/// A job for hook 0 (cluster receiver) whose body is `body`.
-fn sized_job(n: u32, body: &[u8]) -> Job {
-    job_to(n, 0, "receiver", body)
-}
+    fn with_hooks(hooks: Value, mut delivery: Value) -> Self {
+        if delivery.get("dead_letter").is_none() {
+            delivery["dead_letter"] = json!("dead");
+        }
+        let config = json!({"hooks": hooks, "delivery": delivery});
+        let config = config::parse(config.to_string().as_bytes()).unwrap();
+        Harness {
+            delivery: Delivery::new(config.delivery, config.hooks.len(), 42),
+            hooks: config.hooks,
+            log: Lines::default(),
+            metrics: Recorder::default(),
+            transport: FakeTransport::default(),
+            now: 1_700_000_000_000,
+        }
+    }
 
-fn job_to(n: u32, hook: usize, cluster: &str, body: &[u8]) -> Job {
-    Job {
-        hook,
-        webhook_id: format!("id-{n}"),
-        draft: Rc::new(Draft {
+    fn job(&self, n: u32, hook: usize) -> Job {
+        self.sized(n, hook, b"foobar")
+    }
+
+    fn sized(&self, n: u32, hook: usize, body: &[u8]) -> Job {
+        let cluster = ["a", "b"].get(hook).copied().unwrap_or("a");
+        let draft = Draft {
             destination: Destination {
                 cluster: cluster.to_string(),
-                host_port: format!("{cluster}:80"),
+                host_port: format!("{cluster}:9000"),
                 tls: false,
             },
             method: "POST".to_string(),
             path: "/hooks".to_string(),
-            authority: "receiver:9000".to_string(),
+            authority: format!("{cluster}:9000"),
             headers: vec![("content-type".to_string(), "application/json".to_string())],
             body: body.into(),
-        }),
-        accepted_ms: 0,
+        };
+        Job::new(hook, format!("id-{n}"), Rc::new(draft), self.now)
     }
-}
 
-fn check_accounting(delivery: &Delivery) {
-    for stat in delivery.stats() {
-        assert_eq!(
-            stat.accepted,
-            stat.delivered + stat.failed + stat.dropped + stat.pending,
-            "{stat:?}"
+    fn accept(&mut self, job: Job) -> bool {
+        let accepted = self
+            .delivery
+            .accept(job, &self.hooks, self.now, &self.log, &self.metrics);
+        self.check();
+        accepted
+    }
+
+    fn pump(&mut self) {
+        self.delivery.pump(
+            &self.hooks,
+            self.now,
+            &mut self.transport,
+            &self.log,
+            &self.metrics,
         );
+        self.check();
     }
-}
 
-#[test]
-fn queue_is_bounded_by_count_and_drops_the_newest() {
-    let (hooks, mut delivery) = setup(json!({"queue_size": 3}));
-    let log = Lines::default();
-    for n in 0..5 {
-        delivery.accept(job(n), &hooks, 0, &log);
+    fn tick(&mut self) {
+        self.delivery
+            .tick(&self.hooks, self.now, &self.log, &self.metrics);
+        self.pump();
     }
-    assert_eq!(delivery.depth(), 3);
-    let stats = delivery.stats()[0];
-    assert_eq!((stats.accepted, stats.dropped, stats.pending), (5, 2, 3));
-    check_accounting(&delivery);
-    // One warning for the first drop; the second is held back within the interval...
-    assert_eq!(log.0.borrow().len(), 1);
-    assert!(
-        log.text()
-            .contains("hook h: delivery queue full (3 jobs), dropped webhook-id id-3")
-    );
-    // ... and reported once the interval has passed, even though the burst is over.
-    delivery.tick(&hooks, 500, &log);
-    assert_eq!(log.0.borrow().len(), 1);
-    delivery.tick(&hooks, 1_000, &log);
-    assert!(
-        log.text()
-            .ends_with("hook h: 1 more delivery warnings since the last one written"),
-        "{}",
-        log.text()
-    );
-    delivery.tick(&hooks, 5_000, &log);
-    assert_eq!(log.0.borrow().len(), 2);
-}
 
-#[test]
-fn queue_is_bounded_by_bytes_queued_or_in_flight() {
-    let (hooks, mut delivery) = setup(json!({"max_queue_bytes": 65_536, "max_in_flight": 1}));
-    let log = Lines::default();
-    let mut transport = FakeTransport::default();
-    let big = vec![b'x'; 30_000];
-    let one = sized_job(0, &big).size();
-    assert!(one > 30_000 && one < 30_200, "{one}"); // the body, and the headers and path
-    assert!(delivery.accept(sized_job(0, &big), &hooks, 0, &log));
-    assert!(delivery.accept(sized_job(1, &big), &hooks, 0, &log));
-    assert!(!delivery.accept(sized_job(2, &big), &hooks, 0, &log));
-    assert!(
-        log.text()
-            .contains("delivery queue full (65536 bytes), dropped webhook-id id-2")
-    );
-    assert_eq!(delivery.bytes(), 2 * one);
-    // Sending does not free the bytes; the answer does.
-    delivery.pump(&hooks, 0, &mut transport, &log);
-    assert_eq!(
-        (delivery.depth(), delivery.in_flight(), delivery.bytes()),
-        (1, 1, 2 * one)
-    );
-    assert!(!delivery.accept(sized_job(3, &big), &hooks, 0, &log));
-    delivery.complete(1, Response::Status(200), b"", &hooks, 0, &log);
-    assert_eq!(delivery.bytes(), one);
-    assert!(delivery.accept(sized_job(4, &big), &hooks, 0, &log));
-    check_accounting(&delivery);
-}
-
-#[test]
-fn pump_respects_max_in_flight_and_sends_signed_requests() {
-    let (hooks, mut delivery) = setup(json!({"max_in_flight": 2, "timeout_ms": 1234}));
-    let log = Lines::default();
-    let mut transport = FakeTransport::default();
-    for n in 0..5 {
-        delivery.accept(job(n), &hooks, 0, &log);
+    fn answer(&mut self, token: u32, response: Response) {
+        self.answer_with(token, response, None);
     }
-    delivery.pump(&hooks, 1_700_000_000_000, &mut transport, &log);
-    assert_eq!(transport.sent.len(), 2);
-    assert_eq!((delivery.in_flight(), delivery.depth()), (2, 3));
-    let (request, timeout) = &transport.sent[0];
-    assert_eq!(*timeout, 1234);
-    assert_eq!(request.destination.cluster, "receiver");
-    assert!(
-        request
-            .headers
-            .contains(&("webhook-id".into(), "id-0".into()))
-    );
-    assert!(
-        request
-            .headers
-            .contains(&("webhook-timestamp".into(), "1700000000".into()))
-    );
-    assert!(request.headers.contains(&(
-        "x-kong-signature".into(),
-        "sha1=47632029fcc7936dc59ff90b5bb736a44c74ab62".into()
-    )));
-    // Pumping again while full sends nothing more.
-    delivery.pump(&hooks, 0, &mut transport, &log);
-    assert_eq!(transport.sent.len(), 2);
-    // A response frees a slot; the next pump fills it, in order.
-    delivery.complete(1, Response::Status(200), b"", &hooks, 0, &log);
-    delivery.pump(&hooks, 0, &mut transport, &log);
-    assert_eq!(transport.sent.len(), 3);
-    assert!(
-        transport.sent[2]
+
+    fn answer_with(&mut self, token: u32, response: Response, retry_after: Option<&str>) {
+        self.delivery.complete(
+            token,
+            response,
+            b"",
+            retry_after,
+            &self.hooks,
+            self.now,
+            &self.log,
+            &self.metrics,
+        );
+        self.check();
+    }
+
+    /// The token of the last call sent.
+    fn last(&self) -> u32 {
+        self.transport.next_token
+    }
+
+    fn sent(&self) -> usize {
+        self.transport.sent.len()
+    }
+
+    fn header(&self, call: usize, name: &str) -> String {
+        self.transport.sent[call]
             .0
             .headers
-            .contains(&("webhook-id".into(), "id-2".into()))
-    );
-    check_accounting(&delivery);
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    /// accepted = delivered + failed + dropped + pending, for every hook, at every step.
+    fn check(&self) {
+        for stat in self.delivery.stats() {
+            assert_eq!(
+                stat.accepted,
+                stat.delivered + stat.failed + stat.dropped + stat.pending,
+                "{stat:?}"
+            );
+        }
+    }
+
+    fn stats(&self, hook: usize) -> HookStats {
+        self.delivery.stats()[hook]
+    }
 }
 
 #[test]
-fn outcomes_are_counted_and_failures_logged() {
-    let (hooks, mut delivery) = setup(json!({}));
-    let log = Lines::default();
-    let mut transport = FakeTransport::default();
-    for n in 0..3 {
-        delivery.accept(job(n), &hooks, 0, &log);
+fn the_queue_is_bounded_by_count_and_drops_the_newest() {
+    let mut h = Harness::new(json!({"queue_size": 3}));
+    for n in 0..5 {
+        h.accept(h.job(n, 0));
     }
-    delivery.pump(&hooks, 0, &mut transport, &log);
-    delivery.complete(1, Response::Status(204), b"", &hooks, 0, &log);
-    delivery.complete(
-        2,
-        Response::Status(500),
-        b"oops\r\nline two",
-        &hooks,
-        0,
-        &log,
-    );
-    let timeout = Response::NoAnswer(Some("timeout".into()));
-    delivery.complete(3, timeout, b"", &hooks, 5_000, &log);
-    delivery.complete(99, Response::Status(200), b"", &hooks, 0, &log);
-    let stats = delivery.stats()[0];
-    assert_eq!((stats.delivered, stats.failed, stats.pending), (1, 2, 0));
-    assert_eq!(delivery.bytes(), 0);
-    check_accounting(&delivery);
-    let text = log.text();
+    assert_eq!(h.delivery.depth(), 3);
+    let stats = h.stats(0);
+    assert_eq!((stats.accepted, stats.dropped, stats.pending), (5, 2, 3));
+    assert_eq!(h.metrics.value("event_hooks.drops.queue_full"), 2);
+    // One warning for the first drop; the second is held back within the interval...
+    assert_eq!(h.log.0.borrow().len(), 1);
     assert!(
-        text.contains("hook h: delivery of webhook-id id-1 failed: answered 500: oops  line two"),
-        "{text}"
+        h.log
+            .text()
+            .contains("hook a: delivery queue full (3 jobs), dropped webhook-id id-3")
     );
+    // ... and reported once the interval has passed, even though the burst is over.
+    h.now += 1_000;
+    h.delivery.tick(&h.hooks, h.now, &h.log, &h.metrics);
     assert!(
-        text.contains("hook h: delivery of webhook-id id-2 failed: no answer (timeout)"),
-        "{text}"
+        h.log
+            .text()
+            .ends_with("hook a: 1 more delivery warnings since the last one written")
     );
-    assert!(!text.contains("hunter2"));
+}
+
+#[test]
+fn the_queue_is_bounded_by_bytes_queued_waiting_or_in_flight() {
+    let mut h = Harness::new(json!({"max_queue_bytes": 65_536, "max_in_flight": 1}));
+    let big = vec![b'x'; 30_000];
+    let one = h.sized(0, 0, &big).size();
+    assert!(h.accept(h.sized(0, 0, &big)));
+    assert!(h.accept(h.sized(1, 0, &big)));
+    assert!(!h.accept(h.sized(2, 0, &big)));
+    assert!(
+        h.log
+            .text()
+            .contains("delivery queue full (65536 bytes), dropped webhook-id id-2")
+    );
+    assert_eq!(h.delivery.bytes(), 2 * one);
+    // Sending does not free the bytes; the answer does.
+    h.pump();
+    assert_eq!(
+        (
+            h.delivery.depth(),
+            h.delivery.in_flight(),
+            h.delivery.bytes()
+        ),
+        (1, 1, 2 * one)
+    );
+    assert!(!h.accept(h.sized(3, 0, &big)));
+    h.answer(1, Response::Status(200));
+    assert_eq!(h.delivery.bytes(), one);
+    assert!(h.accept(h.sized(4, 0, &big)));
+    assert_eq!(h.metrics.value("event_hooks.drops.queue_bytes"), 2);
+}
+
+#[test]
+fn in_flight_calls_are_bounded_in_total_and_per_destination() {
+    let mut h = Harness::new(json!({"max_in_flight": 3, "max_in_flight_per_destination": 2}));
+    for n in 0..4 {
+        h.accept(h.job(n, 0));
+    }
+    h.accept(h.job(10, 1));
+    h.pump();
+    // Two to a (its own limit), one to b (the total limit), in queue order otherwise.
+    let clusters: Vec<&str> = h
+        .transport
+        .sent
+        .iter()
+        .map(|(r, _)| r.destination.cluster.as_str())
+        .collect();
+    assert_eq!(clusters, vec!["a", "a", "b"]);
+    assert_eq!((h.delivery.in_flight(), h.delivery.depth()), (3, 2));
+    h.answer(1, Response::Status(200));
+    h.pump();
+    assert_eq!(h.header(3, "webhook-id"), "id-2");
+}
+
+#[test]
+fn attempts_are_signed_and_timed_when_sent() {
+    let mut h = Harness::new(json!({"timeout_ms": 1234}));
+    h.accept(h.job(0, 0));
+    h.pump();
+    let (request, timeout) = &h.transport.sent[0];
+    assert_eq!(*timeout, 1234);
+    assert_eq!(request.destination.cluster, "a");
+    assert_eq!(h.header(0, "webhook-id"), "id-0");
+    assert_eq!(h.header(0, "webhook-timestamp"), "1700000000");
+    assert_eq!(
+        h.header(0, "x-kong-signature"),
+        "sha1=47632029fcc7936dc59ff90b5bb736a44c74ab62"
+    );
+    assert_eq!(h.metrics.value("event_hooks.attempts"), 1);
+}
+
+#[test]
+fn a_retry_waits_then_goes_with_the_same_id_and_a_fresh_timestamp() {
+    let mut h = Harness::new(json!({"retry": {"backoff_ms": 5_000, "max_backoff_ms": 5_000}}));
+    h.accept(h.job(0, 0));
+    h.pump();
+    h.answer(1, Response::Status(500));
+    assert_eq!((h.delivery.pending_retries(), h.stats(0).retries), (1, 1));
+    assert_eq!(h.metrics.value("event_hooks.retries"), 1);
+    // Not before the window ends (full jitter: anywhere in [0, 5 s]).
+    h.now += 5_001;
+    h.tick();
+    assert_eq!(h.sent(), 2);
+    assert_eq!(h.header(1, "webhook-id"), "id-0");
+    assert_ne!(
+        h.header(1, "webhook-timestamp"),
+        h.header(0, "webhook-timestamp")
+    );
+    h.answer(2, Response::Status(204));
+    let stats = h.stats(0);
+    assert_eq!((stats.delivered, stats.pending, stats.failed), (1, 0, 0));
+}
+
+#[test]
+fn retry_after_is_honoured() {
+    let mut h = Harness::new(json!({"retry": {"backoff_ms": 1, "max_backoff_ms": 1}}));
+    h.accept(h.job(0, 0));
+    h.pump();
+    h.answer_with(1, Response::Status(429), Some("2"));
+    h.now += 1_999;
+    h.tick();
+    assert_eq!(h.sent(), 1, "no attempt before Retry-After");
+    h.now += 1;
+    h.tick();
+    assert_eq!(h.sent(), 2);
+}
+
+#[test]
+fn every_status_class() {
+    // status -> (delivered, failed, retried)
+    let cases = [
+        (200, (1, 0, 0)),
+        (302, (0, 1, 0)),
+        (404, (0, 1, 0)),
+        (408, (0, 0, 1)),
+        (425, (0, 0, 1)),
+        (429, (0, 0, 1)),
+        (503, (0, 0, 1)),
+    ];
+    for (status, (delivered, failed, retried)) in cases {
+        let mut h = Harness::new(json!({}));
+        h.accept(h.job(0, 0));
+        h.pump();
+        h.answer(1, Response::Status(status));
+        let stats = h.stats(0);
+        assert_eq!(
+            (stats.delivered, stats.failed, stats.retries),
+            (delivered, failed, retried),
+            "{status}"
+        );
+    }
+    let mut h = Harness::new(json!({}));
+    h.accept(h.job(0, 0));
+    h.pump();
+    h.answer(1, Response::NoAnswer(Some("timeout".into())));
+    assert_eq!(h.stats(0).retries, 1);
+}
+
+#[test]
+fn out_of_attempts_or_age_a_delivery_is_given_up_as_a_dead_letter() {
+    let mut h = Harness::new(
+        json!({"retry": {"max_attempts": 3, "backoff_ms": 10, "max_backoff_ms": 10},
+                                    "dead_letter": "dead"}),
+    );
+    h.accept(h.job(0, 1));
+    for attempt in 1..=3 {
+        h.now += 10;
+        h.tick();
+        assert_eq!(h.sent(), attempt);
+        h.answer(h.last(), Response::Status(503));
+    }
+    let stats = h.stats(1);
+    assert_eq!((stats.failed, stats.retries, stats.dead_letters), (1, 2, 1));
+    let letters = h.delivery.take_dead_letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(
+        (letters[0].hook, letters[0].attempts, letters[0].last_status),
+        (1, 3, Some(503))
+    );
+    assert_eq!(letters[0].webhook_id, "id-0");
+    assert_eq!(letters[0].last_error, "answered 503");
+    assert!(
+        h.log
+            .text()
+            .contains("hook b: gave up on webhook-id id-0 after 3 attempt(s): answered 503")
+    );
+
+    // Out of time: a retry that would land after max_age_ms.
+    let mut h = Harness::new(
+        json!({"retry": {"max_age_ms": 1_000, "backoff_ms": 5_000, "max_backoff_ms": 5_000}}),
+    );
+    h.accept(h.job(0, 0));
+    h.pump();
+    h.now += 900;
+    h.answer_with(1, Response::Status(503), Some("1"));
+    assert_eq!(h.stats(0).failed, 1);
+    assert_eq!(h.metrics.value("event_hooks.dead_letters"), 1);
+}
+
+#[test]
+fn a_dead_letter_never_makes_another() {
+    let mut h = Harness::new(json!({"dead_letter": "dead"}));
+    let mut job = h.job(0, 0);
+    job.dead_letter = true;
+    h.accept(job);
+    h.pump();
+    h.answer(1, Response::Status(400));
+    assert_eq!(h.stats(0).failed, 1);
+    assert!(h.delivery.take_dead_letters().is_empty());
+}
+
+#[test]
+fn a_410_ends_the_hook_until_reload() {
+    let mut h = Harness::new(json!({"max_in_flight": 1, "dead_letter": "dead"}));
+    for n in 0..3 {
+        h.accept(h.job(n, 0));
+    }
+    h.accept(h.job(9, 1));
+    h.pump();
+    h.answer(1, Response::Status(410));
+    // The gone delivery is a dead letter; what the hook had queued is dropped, not sent.
+    assert_eq!(h.delivery.take_dead_letters().len(), 1);
+    let stats = h.stats(0);
+    assert_eq!((stats.failed, stats.dropped, stats.pending), (1, 2, 0));
+    assert!(!h.accept(h.job(5, 0)));
+    assert_eq!(h.stats(0).dropped, 3);
+    assert_eq!(h.metrics.value("event_hooks.drops.gone"), 3);
+    // Other hooks go on.
+    h.pump();
+    assert_eq!(h.header(1, "webhook-id"), "id-9");
+    let warnings = h.log.text().matches("410 Gone").count();
+    assert_eq!(warnings, 1, "logged once: {}", h.log.text());
+}
+
+#[test]
+fn the_breaker_opens_holds_probes_and_closes_without_touching_other_destinations() {
+    let mut h = Harness::new(json!({"breaker": {"failures": 2, "cooldown_ms": 1_000},
+                                    "retry": {"backoff_ms": 1, "max_backoff_ms": 1}}));
+    h.accept(h.job(0, 0));
+    h.accept(h.job(1, 0));
+    h.pump();
+    h.answer(1, Response::Status(503));
+    h.answer(2, Response::Status(503));
+    assert!(
+        h.log
+            .text()
+            .contains("destination a: circuit breaker open after 2 consecutive failures")
+    );
+    assert_eq!(h.metrics.value("event_hooks.breaker.a.open"), 1);
+    // While open: a's retries wait; b goes on.
+    h.accept(h.job(5, 1));
+    h.now += 10;
+    h.tick();
+    assert_eq!(h.sent(), 3);
+    assert_eq!(h.transport.sent[2].0.destination.cluster, "b");
+    // After the cooldown, one probe.
+    h.now += 1_000;
+    h.tick();
+    assert_eq!(h.sent(), 4);
+    assert_eq!(h.transport.sent[3].0.destination.cluster, "a");
+    h.tick();
+    assert_eq!(h.sent(), 4, "one probe at a time");
+    // The probe succeeds: closed, the rest goes.
+    h.answer(4, Response::Status(200));
+    assert!(
+        h.log
+            .text()
+            .contains("destination a: circuit breaker closed")
+    );
+    assert_eq!(h.metrics.value("event_hooks.breaker.a.open"), 0);
+    h.tick();
+    assert_eq!(h.sent(), 5);
+}
+
+#[test]
+fn waiting_retries_are_bounded() {
+    let mut h = Harness::new(json!({"max_pending_retries": 1, "dead_letter": "dead"}));
+    h.accept(h.job(0, 0));
+    h.accept(h.job(1, 0));
+    h.pump();
+    h.answer(1, Response::Status(500));
+    h.answer(2, Response::Status(500));
+    assert_eq!(h.delivery.pending_retries(), 1);
+    assert_eq!(h.stats(0).dropped, 1);
+    assert_eq!(h.metrics.value("event_hooks.drops.retry_queue_full"), 1);
+    assert_eq!(
+        h.delivery.take_dead_letters()[0].last_error,
+        "dropped: retry_queue_full"
+    );
 }
 
 #[test]
 fn a_refused_call_fails_that_job_only() {
-    let (hooks, mut delivery) = setup(json!({}));
-    let log = Lines::default();
-    let mut transport = FakeTransport::failing(SendError::Refused("BadArgument".into()));
-    delivery.accept(job(0), &hooks, 0, &log);
-    delivery.accept(job(1), &hooks, 0, &log);
-    delivery.pump(&hooks, 0, &mut transport, &log);
-    assert_eq!((delivery.depth(), delivery.in_flight()), (0, 0));
-    assert_eq!(delivery.stats()[0].failed, 2);
-    check_accounting(&delivery);
-    assert!(log.text().contains(
-        "failed: the host refused the call to cluster receiver (BadArgument); is the cluster defined?"
-    ));
+    let mut h = Harness::new(json!({}));
+    h.transport.error = Some(SendError::Refused("BadArgument".into()));
+    h.accept(h.job(0, 0));
+    h.accept(h.job(1, 0));
+    h.pump();
+    assert_eq!((h.delivery.depth(), h.delivery.in_flight()), (0, 0));
+    assert_eq!(h.stats(0).failed, 2);
+    assert!(
+        h.log.text().contains(
+            "the host refused the call to cluster a (BadArgument); is the cluster defined?"
+        )
+    );
 }
 
 #[test]
 fn a_busy_destination_keeps_its_jobs_in_order_for_the_next_round() {
-    let (hooks, mut delivery) = setup(json!({}));
-    let log = Lines::default();
-    let mut transport = FakeTransport::failing(SendError::Busy("InternalFailure".into()));
+    let mut h = Harness::new(json!({}));
+    h.transport.error = Some(SendError::Busy("InternalFailure".into()));
     for n in 0..3 {
-        delivery.accept(job(n), &hooks, 0, &log);
+        h.accept(h.job(n, 0));
     }
-    delivery.pump(&hooks, 0, &mut transport, &log);
-    assert_eq!((delivery.depth(), delivery.in_flight()), (3, 0));
-    assert_eq!(delivery.stats()[0].failed, 0);
-    assert!(
-        log.text()
-            .contains("cluster receiver cannot take a call now (InternalFailure"),
-        "{}",
-        log.text()
+    h.pump();
+    assert_eq!(
+        (
+            h.delivery.depth(),
+            h.delivery.in_flight(),
+            h.stats(0).failed
+        ),
+        (3, 0, 0)
     );
-    // The destination recovers: everything goes, in the original order.
-    transport.error = None;
-    delivery.pump(&hooks, 100, &mut transport, &log);
-    let ids: Vec<String> = transport
-        .sent
-        .iter()
-        .map(|(request, _)| {
-            request
-                .headers
-                .iter()
-                .find(|(n, _)| n == "webhook-id")
-                .unwrap()
-                .1
-                .clone()
-        })
-        .collect();
+    assert!(
+        h.log
+            .text()
+            .contains("cluster a cannot take a call now (InternalFailure")
+    );
+    h.transport.error = None;
+    h.pump();
+    let ids: Vec<String> = (0..3).map(|call| h.header(call, "webhook-id")).collect();
     assert_eq!(ids, vec!["id-0", "id-1", "id-2"]);
-    check_accounting(&delivery);
 }
 
 #[test]
-fn a_busy_destination_does_not_hold_up_others() {
-    let config = json!({"hooks": [
-        {"name": "a", "source": "traffic", "handler": "webhook", "config": {"url": "http://busy/"}},
-        {"name": "b", "source": "traffic", "handler": "webhook", "config": {"url": "http://free/"}}
-    ]});
-    let config = config::parse(config.to_string().as_bytes()).unwrap();
-    let hooks = config.hooks;
-    let mut delivery = Delivery::new(config.delivery, hooks.len());
-    let log = Lines::default();
-    struct OneBusy(Vec<String>);
-    impl Transport for OneBusy {
-        fn send(&mut self, request: &Request, _: u64) -> Result<u32, SendError> {
-            if request.destination.cluster == "busy" {
-                return Err(SendError::Busy("InternalFailure".into()));
-            }
-            self.0.push(request.destination.cluster.clone());
-            Ok(self.0.len() as u32)
-        }
-    }
-    for n in 0..4 {
-        let hook = (n % 2) as usize;
-        let next = job_to(n, hook, ["busy", "free"][hook], b"{}");
-        delivery.accept(next, &hooks, 0, &log);
-    }
-    let mut transport = OneBusy(Vec::new());
-    delivery.pump(&hooks, 0, &mut transport, &log);
-    assert_eq!(transport.0, vec!["free", "free"]);
-    assert_eq!((delivery.depth(), delivery.in_flight()), (2, 2));
+fn an_overloaded_answer_puts_the_job_back_without_counting_the_attempt() {
+    let mut h = Harness::new(json!({}));
+    h.accept(h.job(0, 0));
+    h.accept(h.job(1, 0));
+    h.pump();
+    h.answer(1, Response::Overloaded);
+    assert_eq!((h.delivery.depth(), h.delivery.in_flight()), (1, 1));
+    assert!(h.log.text().contains("cluster a is overloaded"));
+    h.pump();
+    assert_eq!(h.sent(), 2, "not before the next tick");
+    h.tick();
+    assert_eq!(h.sent(), 3);
+    assert_eq!(h.header(2, "webhook-id"), "id-0");
+    assert_eq!(h.stats(0).retries, 0);
+}
+
+#[test]
+fn gauges_sum_as_differences() {
+    let mut h = Harness::new(json!({"max_in_flight": 1}));
+    h.accept(h.job(0, 0));
+    h.accept(h.job(1, 0));
+    h.tick();
+    // Gauges are reported at the start of a tick: the second tick shows the first's sends.
+    h.delivery.tick(&h.hooks, h.now, &h.log, &h.metrics);
+    assert_eq!(h.metrics.value("event_hooks.queue.depth"), 1);
+    assert_eq!(h.metrics.value("event_hooks.in_flight"), 1);
+    assert!(h.metrics.value("event_hooks.queue.bytes") > 0);
+    h.answer(1, Response::Status(200));
+    h.answer(2, Response::Status(200));
+    h.tick();
+    h.answer(h.last(), Response::Status(200));
+    h.tick();
+    assert_eq!(h.metrics.value("event_hooks.queue.depth"), 0);
+    assert_eq!(h.metrics.value("event_hooks.in_flight"), 0);
+    assert_eq!(h.metrics.value("event_hooks.deliveries.delivered"), 2);
+    // A retiring configuration takes its share back.
+    h.accept(h.job(3, 0));
+    h.tick();
+    h.delivery.report(&h.metrics, true);
+    assert_eq!(h.metrics.value("event_hooks.in_flight"), 0);
 }
 
 #[test]
@@ -316,38 +558,4 @@ fn excerpts_are_short_single_lines() {
     assert_eq!(text.len(), EXCERPT_BYTES + 3);
     assert!(text.ends_with("..."));
     assert_eq!(excerpt(&[0xff, b'a']).as_deref(), Some("\u{fffd}a"));
-}
-
-#[test]
-fn an_overloaded_answer_puts_the_job_back_and_rests_the_cluster_until_the_tick() {
-    let (hooks, mut delivery) = setup(json!({}));
-    let log = Lines::default();
-    let mut transport = FakeTransport::default();
-    delivery.accept(job(0), &hooks, 0, &log);
-    delivery.accept(job(1), &hooks, 0, &log);
-    delivery.pump(&hooks, 0, &mut transport, &log);
-    assert_eq!(transport.sent.len(), 2);
-    delivery.complete(1, Response::Overloaded, b"", &hooks, 0, &log);
-    assert_eq!((delivery.depth(), delivery.in_flight()), (1, 1));
-    assert!(
-        log.text().contains("cluster receiver is overloaded"),
-        "{}",
-        log.text()
-    );
-    // Not sent again before the next tick...
-    delivery.pump(&hooks, 0, &mut transport, &log);
-    assert_eq!(transport.sent.len(), 2);
-    // ... then it is, with the same webhook-id.
-    delivery.tick(&hooks, 20, &log);
-    delivery.pump(&hooks, 20, &mut transport, &log);
-    assert_eq!(transport.sent.len(), 3);
-    assert!(
-        transport.sent[2]
-            .0
-            .headers
-            .contains(&("webhook-id".into(), "id-0".into()))
-    );
-    let stats = delivery.stats()[0];
-    assert_eq!((stats.failed, stats.pending), (0, 2));
-    check_accounting(&delivery);
 }

@@ -176,6 +176,25 @@ fn split_host_port(authority: &str) -> Result<(String, Option<u16>), String> {
     Ok((host.to_string(), port))
 }
 
+/// The keys every handler that makes calls takes: how its calls are signed, and retried.
+pub const CALL_KEYS: &[&str] = &[
+    "secret",
+    "secrets",
+    "secret_env",
+    "secrets_env",
+    "signature",
+    "retry",
+];
+
+/// The `config.retry` of a handler that makes calls.
+pub fn parse_retry(
+    config: &Object<'_, '_>,
+    problems: &Problems,
+) -> Option<crate::delivery::retry::Overrides> {
+    let value = config.get("retry")?;
+    crate::delivery::retry::Overrides::parse(value, &config.path_of("retry"), problems)
+}
+
 /// A call target: the URL and the Envoy cluster that carries the call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Endpoint {

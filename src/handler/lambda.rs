@@ -42,7 +42,7 @@ use crate::event::{Bodies, Event, Redaction};
 use crate::log::Level;
 use crate::signing::Signing;
 
-const KEYS: &[&str] = &["functions", "secret", "cluster", "max_operations"];
+const KEYS: &[&str] = &["functions", "cluster", "max_operations"];
 /// The keys of the map given to `http`.
 const REQUEST_KEYS: &[&str] = &["url", "method", "headers", "body", "cluster"];
 
@@ -85,6 +85,8 @@ pub struct Lambda {
     functions: Vec<Function>,
     sandbox: Rc<Sandbox>,
     pub signing: Signing,
+    /// `config.retry`: what this hook changes of the global retry policy (of its `http` calls).
+    pub retry: Option<crate::delivery::retry::Overrides>,
 }
 
 /// One compiled function, with its source (what configurations compare).
@@ -291,7 +293,7 @@ impl Lambda {
     /// Reads a `lambda` handler's `config` object at `path` (`hooks[N].config`), compiling
     /// every function.
     pub fn parse(value: &Value, path: &str, problems: &Problems) -> Option<Lambda> {
-        let config = Object::new(value, path, KEYS, problems)?;
+        let config = Object::new_in(value, path, &[KEYS, super::endpoint::CALL_KEYS], problems)?;
         let signing = Signing::parse(&config, problems);
         let cluster = match config.optional_str("cluster") {
             Some("") => {
@@ -331,10 +333,12 @@ impl Lambda {
                 ),
             }
         }
+        let retry = super::endpoint::parse_retry(&config, problems);
         Some(Lambda {
             functions,
             sandbox: Rc::new(sandbox),
             signing,
+            retry,
         })
     }
 
@@ -426,6 +430,7 @@ impl fmt::Debug for Lambda {
 impl PartialEq for Lambda {
     fn eq(&self, other: &Self) -> bool {
         self.signing == other.signing
+            && self.retry == other.retry
             && self.sandbox.settings == other.sandbox.settings
             && self.functions.len() == other.functions.len()
             && self
@@ -1196,7 +1201,7 @@ mod tests {
         assert_eq!(
             parse(json!({"function": "x"})).unwrap_err(),
             vec![
-                "hooks[0].config.function: unknown field; expected one of: functions, secret, cluster, max_operations",
+                "hooks[0].config.function: unknown field; expected one of: functions, cluster, max_operations, secret, secrets, secret_env, secrets_env, signature, retry",
                 "hooks[0].config.functions: missing required field",
             ]
         );
@@ -1782,7 +1787,11 @@ mod tests {
             &crate::shared::Memory::default(),
             &mut crate::id::IdGen::new(1),
         );
-        assert_eq!(actions.len(), 1);
+        let delivered = actions
+            .iter()
+            .filter(|action| matches!(action, crate::hooks::Action::Deliver(_)))
+            .count();
+        assert_eq!(delivered, 1);
     }
 
     /// The cost of one event through a small function: `cargo test --release cost -- --ignored

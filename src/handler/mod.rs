@@ -19,6 +19,9 @@ use crate::event::{Bodies, Redaction};
 use crate::log::Level;
 use crate::signing::Signing;
 
+/// How handlers that make no call sign (they do not).
+static NO_SIGNING: Signing = Signing::NONE;
+
 /// The handler names a hook may use.
 pub const HANDLERS: &[&str] = &["webhook", "webhook-custom", "log", "lambda"];
 
@@ -86,9 +89,20 @@ impl Handler {
         match self {
             Handler::Webhook(webhook) => &webhook.signing,
             Handler::WebhookCustom(custom) => &custom.signing,
-            Handler::Log(_) => &Signing::NONE,
+            Handler::Log(_) => &NO_SIGNING,
             #[cfg(feature = "lambda")]
             Handler::Lambda(lambda) => &lambda.signing,
+        }
+    }
+
+    /// The hook's `config.retry`, if it has one.
+    pub fn retry(&self) -> Option<&crate::delivery::retry::Overrides> {
+        match self {
+            Handler::Webhook(webhook) => webhook.retry.as_ref(),
+            Handler::WebhookCustom(custom) => custom.retry.as_ref(),
+            Handler::Log(_) => None,
+            #[cfg(feature = "lambda")]
+            Handler::Lambda(lambda) => lambda.retry.as_ref(),
         }
     }
 

@@ -12,7 +12,7 @@ use crate::delivery::Draft;
 use crate::event::{Bodies, Redaction};
 use crate::signing::Signing;
 
-const KEYS: &[&str] = &["url", "headers", "secret", "ssl_verify", "cluster"];
+const KEYS: &[&str] = &["url", "headers", "ssl_verify", "cluster"];
 
 /// A configured `webhook` handler.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,19 +21,23 @@ pub struct Webhook {
     /// Extra headers, lowercase names.
     pub headers: Vec<(String, String)>,
     pub signing: Signing,
+    /// `config.retry`: what this hook changes of the global retry policy.
+    pub retry: Option<crate::delivery::retry::Overrides>,
 }
 
 impl Webhook {
     /// Reads a `webhook` handler's `config` object at `path`.
     pub fn parse(value: &Value, path: &str, problems: &Problems) -> Option<Webhook> {
-        let config = Object::new(value, path, KEYS, problems)?;
+        let config = Object::new_in(value, path, &[KEYS, super::endpoint::CALL_KEYS], problems)?;
         let endpoint = Endpoint::parse(&config, problems);
         let headers = endpoint::parse_headers(&config, problems);
         let signing = Signing::parse(&config, problems);
+        let retry = endpoint::parse_retry(&config, problems);
         Some(Webhook {
             endpoint: endpoint?,
             headers,
             signing,
+            retry,
         })
     }
 
@@ -150,7 +154,7 @@ mod tests {
         assert_eq!(
             errors,
             vec![
-                "config.retries: unknown field; expected one of: url, headers, secret, ssl_verify, cluster",
+                "config.retries: unknown field; expected one of: url, headers, ssl_verify, cluster, secret, secrets, secret_env, secrets_env, signature, retry",
                 "config.url: missing required field",
                 "config.ssl_verify: expected true or false, found a string",
                 "config.headers.Content-Type: is set by the handler and cannot be configured",

@@ -37,7 +37,6 @@ const KEYS: &[&str] = &[
     "body_format",
     "payload",
     "payload_format",
-    "secret",
     "ssl_verify",
     "cluster",
 ];
@@ -55,8 +54,11 @@ pub struct WebhookCustom {
     /// Lowercase names; literal templates unless `headers_format` is set.
     headers: Vec<(String, Template)>,
     content: Content,
-    /// Kong's signature when a secret is set and the call has a body.
+    /// The hook's signature: Kong's only when the call has a body (as in Kong); the other
+    /// schemes sign an empty body too.
     pub signing: Signing,
+    /// `config.retry`: what this hook changes of the global retry policy.
+    pub retry: Option<crate::delivery::retry::Overrides>,
     /// A secret is set but the call never has a body: sent unsigned, as Kong does.
     secret_unused: bool,
     /// The configuration's JSON path, naming the hook in log lines.
@@ -91,7 +93,7 @@ enum Encoding {
 impl WebhookCustom {
     /// Reads a `webhook-custom` handler's `config` object at `path`.
     pub fn parse(value: &Value, path: &str, problems: &Problems) -> Option<WebhookCustom> {
-        let config = Object::new(value, path, KEYS, problems)?;
+        let config = Object::new_in(value, path, &[KEYS, super::endpoint::CALL_KEYS], problems)?;
         let endpoint = Endpoint::parse(&config, problems);
         let method = parse_method(&config, problems);
         let headers_format = config.optional_bool("headers_format", false);
@@ -142,13 +144,20 @@ impl WebhookCustom {
             Content::Body { .. } => true,
             Content::Payload { encoding, .. } => *encoding != Encoding::Query,
         };
-        let secret_unused = signing.is_set() && !has_body;
+        let kong = signing.scheme() == signing::Scheme::Kong;
+        let secret_unused = signing.is_set() && !has_body && kong;
+        let retry = super::endpoint::parse_retry(&config, problems);
         Some(WebhookCustom {
             endpoint,
             method,
             headers,
             content,
-            signing: if has_body { signing } else { Signing::NONE },
+            signing: if has_body || !kong {
+                signing
+            } else {
+                Signing::NONE
+            },
+            retry,
             secret_unused,
             path: path.to_string(),
         })

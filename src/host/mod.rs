@@ -5,6 +5,7 @@
 //! * `abi` (wasm32 only): checked bindings to the host calls the filter uses. The SDK's own
 //!   wrappers panic on unexpected statuses and on non-UTF-8 header values; these return errors.
 //! * `shared` (wasm32 only): the proxy's shared data, for state every worker sees.
+//! * `metrics` (wasm32 only): the core's metrics as the host's.
 //! * `root` and `http` (wasm32 only): the root context, which owns the per-VM queue and alone
 //!   dispatches calls, and the HTTP context, which captures a request and hands its event over
 //!   in `on_log`.
@@ -15,6 +16,8 @@ pub mod wire;
 mod abi;
 #[cfg(target_arch = "wasm32")]
 mod http;
+#[cfg(target_arch = "wasm32")]
+mod metrics;
 #[cfg(target_arch = "wasm32")]
 mod root;
 #[cfg(target_arch = "wasm32")]

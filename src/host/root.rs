@@ -12,6 +12,7 @@ use proxy_wasm::types::{BufferType, ContextType, Status};
 
 use super::abi::{self, CallAnswer, HostLog};
 use super::http::Http;
+use super::metrics::HostMetrics;
 use super::shared::HostShared;
 use crate::config;
 use crate::delivery::{EXCERPT_BYTES, Request, Response, SendError, Transport};
@@ -65,6 +66,9 @@ impl Root {
             );
         }
         self.draining_until = None;
+        for runtime in self.runtimes() {
+            runtime.retire();
+        }
         self.runtime = None;
         self.retiring.clear();
         if let Err(error) = abi::done() {
@@ -82,8 +86,13 @@ impl Root {
     /// Forgets earlier runtimes once nothing is left to send and no HTTP context (a stream
     /// that began before the reload) can hand them another event.
     fn prune_retiring(&mut self) {
-        self.retiring
-            .retain(|runtime| !runtime.is_idle() || Rc::strong_count(runtime) > 1);
+        self.retiring.retain(|runtime| {
+            let keep = !runtime.is_idle() || Rc::strong_count(runtime) > 1;
+            if !keep {
+                runtime.retire();
+            }
+            keep
+        });
     }
 }
 
@@ -145,7 +154,16 @@ impl Context for Root {
         let now = now_ms();
         let mut transport = HostTransport;
         if let Some(owner) = self.runtimes().find(|runtime| runtime.owns(token)) {
-            owner.complete(token, response, &answer.body, now, &mut transport, &HostLog);
+            let retry_after = answer.header("retry-after");
+            owner.complete(
+                token,
+                response,
+                &answer.body,
+                retry_after,
+                now,
+                &mut transport,
+                &HostLog,
+            );
         }
         self.prune_retiring();
         self.finish_draining(now);
@@ -206,7 +224,12 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let runtime = Rc::new(Runtime::new(config, seed(), Box::new(HostShared)));
+        let runtime = Rc::new(Runtime::new(
+            config,
+            seed(),
+            Box::new(HostShared),
+            Box::new(HostMetrics::default()),
+        ));
         let interval = runtime.flush_interval_ms();
         abi::log(
             Level::Info,
@@ -220,7 +243,7 @@ impl RootContext for Root {
         }
         if let Some(previous) = self.runtime.replace(runtime) {
             if self.retiring.len() >= MAX_RETIRING {
-                self.retiring.remove(0);
+                self.retiring.remove(0).retire();
                 abi::log(
                     Level::Warn,
                     "configuration reloaded repeatedly: the oldest configuration's undelivered events were dropped",

@@ -35,6 +35,7 @@ fn runtime_with(config: Value, store: Box<dyn Shared>) -> Runtime {
         config::parse(config.to_string().as_bytes()).unwrap(),
         42,
         store,
+        Box::new(crate::metrics::Null),
     )
 }
 
@@ -104,7 +105,15 @@ fn a_5xx_on_orders_is_delivered_signed_and_a_200_is_not() {
     assert_eq!(signature, format!("sha1={expected}"));
     assert!(!runtime.is_idle());
     assert!(runtime.owns(1));
-    runtime.complete(1, Response::Status(200), b"", 2_100, &mut transport, &log);
+    runtime.complete(
+        1,
+        Response::Status(200),
+        b"",
+        None,
+        2_100,
+        &mut transport,
+        &log,
+    );
     assert!(runtime.is_idle());
     assert_eq!(runtime.counters().emitted[0], 2);
     assert!(!log.text().contains("secret-token"));
@@ -271,13 +280,69 @@ fn snooze_is_shared_by_workers() {
 #[cfg(feature = "lambda")]
 #[test]
 fn the_status_counts_lambda_errors() {
-    let runtime = runtime(json!({"hooks": [{"name": "loops", "source": "traffic", "handler": "lambda",
-        "config": {"functions": ["loop {}"], "max_operations": 1000}}]}));
+    let runtime = runtime(
+        json!({"hooks": [{"name": "loops", "source": "traffic", "handler": "lambda",
+        "config": {"functions": ["loop {}"], "max_operations": 1000}}]}),
+    );
     let log = Lines::default();
     runtime.observe(&request("GET", "/a", 200), 0, &log);
     runtime.observe(&request("GET", "/b", 200), 0, &log);
     let status = runtime.status();
     assert_eq!(status["hooks"]["loops"]["errors"], 2);
     assert_eq!(status["hooks"]["loops"]["accepted"], 0);
-    assert!(log.text().contains("operation budget exceeded"), "{}", log.text());
+    assert!(
+        log.text().contains("operation budget exceeded"),
+        "{}",
+        log.text()
+    );
+}
+
+#[test]
+fn dead_letters_reach_the_dead_letter_hook_once() {
+    let runtime = runtime(json!({
+        "hooks": [
+            {"name": "orders", "source": "traffic", "handler": "webhook",
+             "config": {"url": "http://receiver:9000/orders", "retry": {"max_attempts": 1}}},
+            {"name": "dead", "source": "event_hooks", "event": "dead_letter", "handler": "webhook",
+             "config": {"url": "http://receiver:9000/dead"}}
+        ],
+        "delivery": {"dead_letter": "dead"}
+    }));
+    let log = Lines::default();
+    let mut transport = Recorder::default();
+    runtime.observe(&request("GET", "/orders/1", 500), 0, &log);
+    runtime.flush(0, &mut transport, &log);
+    assert_eq!(transport.sent.len(), 1);
+    // The only attempt fails: the dead letter goes to hook `dead`.
+    runtime.complete(1, Response::Status(503), b"", None, 0, &mut transport, &log);
+    runtime.flush(0, &mut transport, &log);
+    let bodies = transport.bodies();
+    assert_eq!(bodies.len(), 2);
+    let letter = &bodies[1];
+    // Kong's shape adds source and event; the summary's own `event` (the event given up) stays.
+    assert_eq!(letter["source"], "event_hooks");
+    assert_eq!(letter["hook"], "orders");
+    assert_eq!(letter["attempts"], 1);
+    assert_eq!(letter["last_status"], 503);
+    assert_eq!(letter["last_error"], "answered 503");
+    assert_eq!(
+        letter["webhook_id"].as_str(),
+        transport.sent[0]
+            .headers
+            .iter()
+            .find(|(n, _)| n == "webhook-id")
+            .map(|(_, v)| v.as_str())
+    );
+    assert_eq!(letter["event"]["request"]["path"], "/orders/1");
+    // The dead letter's own failure makes no other.
+    runtime.complete(2, Response::Status(500), b"", None, 0, &mut transport, &log);
+    runtime.flush(60_000_000, &mut transport, &log);
+    assert!(transport.sent.len() <= 3);
+    assert!(
+        transport
+            .bodies()
+            .iter()
+            .skip(2)
+            .all(|b| b["source"] == "event_hooks")
+    );
 }

@@ -18,6 +18,21 @@ pub struct Settings {
     pub rate_limit: rate_limit::Settings,
 }
 
+/// The `event_hooks` source's events.
+pub const DEAD_LETTER_EVENTS: &[EventSpec] = &[EventSpec {
+    name: "dead_letter",
+    fields: &[
+        "hook",
+        "webhook_id",
+        "attempts",
+        "last_status",
+        "last_error",
+        "event",
+    ],
+    unique: &[],
+    description: "A delivery was given up or dropped (an operational webhook).",
+}];
+
 /// A source of events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {
@@ -31,6 +46,9 @@ pub enum Source {
     Balancer,
     /// Requests refused with 429 by any rate limiter.
     RateLimiting,
+    /// The filter's own operational events: `dead_letter`, for the hook named by
+    /// `delivery.dead_letter`.
+    EventHooks,
 }
 
 /// One event of a source: its name, the fields of its data, and the fields that identify it
@@ -50,6 +68,7 @@ impl Source {
         Source::DaoCrud,
         Source::Balancer,
         Source::RateLimiting,
+        Source::EventHooks,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +78,7 @@ impl Source {
             Source::DaoCrud => "dao:crud",
             Source::Balancer => "balancer",
             Source::RateLimiting => "rate-limiting-advanced",
+            Source::EventHooks => "event_hooks",
         }
     }
 
@@ -78,6 +98,7 @@ impl Source {
             Source::DaoCrud => crud::DAO_EVENTS,
             Source::Balancer => health::EVENTS,
             Source::RateLimiting => rate_limit::EVENTS,
+            Source::EventHooks => DEAD_LETTER_EVENTS,
         }
     }
 
@@ -103,6 +124,11 @@ impl Source {
                 .collect::<Vec<_>>()
                 .join(", "),
         }
+    }
+
+    /// Whether events of this source come from proxied requests.
+    pub fn from_requests(self) -> bool {
+        self != Source::EventHooks
     }
 
     /// The names of every source, for messages.

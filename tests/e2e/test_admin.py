@@ -70,7 +70,7 @@ def test_listings_never_show_a_secret(start_envoy, receiver, upstream):
     assert alerts["config"]["headers"] == {"authorization": "[redacted]", "x-team": "payments"}
     assert listing["data"][2]["enabled"] is False
     status, sources = admin(port, "/sources")
-    assert sorted(sources["data"]) == ["balancer", "crud", "dao:crud", "rate-limiting-advanced", "traffic"]
+    assert sorted(sources["data"]) == ["balancer", "crud", "dao:crud", "event_hooks", "rate-limiting-advanced", "traffic"]
     assert admin(port, "/sources/dao:crud")[1]["data"]["delete"]["fields"] == ["operation", "entity", "old_entity", "schema"]
     assert admin(port, "/sources/nope") == (404, {"message": "source not found"})
     status, state = admin(port, "/status")

@@ -89,12 +89,13 @@ def test_a_busy_cluster_holds_deliveries_until_it_can_take_them(start_envoy, rec
     assert "failed" not in log
 
 
-def test_a_receiver_slower_than_the_timeout_fails_the_delivery(start_envoy, receiver, upstream):
+def test_a_receiver_slower_than_the_timeout_fails_the_attempt(start_envoy, receiver, upstream):
+    # One attempt only, to see the failure itself (retries are tested in test_delivery.py).
     receiver.delay = 1.5
-    envoy = start_envoy(setup(receiver, upstream, [hook("all")], {"timeout_ms": 200}))
+    envoy = start_envoy(setup(receiver, upstream, [hook("all")], {"timeout_ms": 200, "retry": {"max_attempts": 1}}))
     port = envoy.listener_port()
     assert http_get(port, "/slow")[0] == 200
-    wait_until(lambda: "failed: answered 504: upstream request timeout" in envoy.log(), what="the timeout in the log")
+    wait_until(lambda: "after 1 attempt(s): answered 504: upstream request timeout" in envoy.log(), what="the timeout in the log")
     assert http_get(port, "/still-fine") == (200, b"upstream 200\n")
 
 

@@ -357,7 +357,7 @@ fn configuration_errors_name_their_paths_never_their_values() {
     assert_eq!(
         errors,
         vec![
-            "config.retries: unknown field; expected one of: url, method, headers, headers_format, body, body_format, payload, payload_format, secret, ssl_verify, cluster",
+            "config.retries: unknown field; expected one of: url, method, headers, headers_format, body, body_format, payload, payload_format, ssl_verify, cluster, secret, secrets, secret_env, secrets_env, signature, retry",
             "config.method: must be an HTTP method such as GET or POST",
             "config.body_format: expected true or false, found a string",
             "config.headers.Host: is set by the handler and cannot be configured",

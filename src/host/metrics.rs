@@ -1,0 +1,63 @@
+//! The core's metrics as the host's (`proxy_define_metric`, `proxy_increment_metric`): Envoy
+//! shows them in `/stats` and `/stats/prometheus`. Each name is defined once per VM, on first
+//! use; a host that refuses a metric costs the metric, never the request.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::metrics::Metrics;
+
+#[link(wasm_import_module = "env")]
+unsafe extern "C" {
+    fn proxy_define_metric(
+        metric_type: u32,
+        name_data: *const u8,
+        name_size: usize,
+        return_id: *mut u32,
+    ) -> u32;
+    fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+}
+
+const OK: u32 = 0;
+const COUNTER: u32 = 0;
+const GAUGE: u32 = 1;
+
+/// The host's metrics, with the ids of those defined so far (`None`: the host refused it).
+#[derive(Default)]
+pub struct HostMetrics {
+    ids: RefCell<HashMap<String, Option<u32>>>,
+}
+
+impl HostMetrics {
+    fn id(&self, kind: u32, name: &str) -> Option<u32> {
+        if let Some(id) = self.ids.try_borrow().ok()?.get(name) {
+            return *id;
+        }
+        let mut id = 0u32;
+        // SAFETY: the name pointer and length describe `name`, alive for the call; `id` is a
+        // valid place for the host to write the new metric's id.
+        let status = unsafe { proxy_define_metric(kind, name.as_ptr(), name.len(), &mut id) };
+        let id = (status == OK).then_some(id);
+        if let Ok(mut ids) = self.ids.try_borrow_mut() {
+            ids.insert(name.to_string(), id);
+        }
+        id
+    }
+
+    fn add(&self, kind: u32, name: &str, delta: i64) {
+        if let Some(id) = self.id(kind, name) {
+            // SAFETY: no pointers. A refused increment loses that increment only.
+            let _ = unsafe { proxy_increment_metric(id, delta) };
+        }
+    }
+}
+
+impl Metrics for HostMetrics {
+    fn count(&self, name: &str, delta: u64) {
+        self.add(COUNTER, name, i64::try_from(delta).unwrap_or(i64::MAX));
+    }
+
+    fn gauge(&self, name: &str, delta: i64) {
+        self.add(GAUGE, name, delta);
+    }
+}
