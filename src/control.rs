@@ -27,7 +27,7 @@ const ENTRY: usize = 16;
 
 /// The shared-data key of a hook's controls.
 pub fn key(hook: &Hook) -> String {
-    format!("event_hooks.control.{}", hook.name)
+    format!("{}control/{}", crate::shared::NAMESPACE, hook.name)
 }
 
 /// Whether `event` may go through `hook` at `now_ms`, recording it if so. Hooks without

@@ -14,6 +14,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+/// Every key the filter writes starts with this namespace. On Kong, ngx_wasm_module stores a key
+/// `ns/rest` in the `shm_kv` zone named `ns` when one exists (else in the default zone `*`), so
+/// `nginx_wasm_shm_kv_event_hooks = 12m` gives the filter a zone of its own.
+pub const NAMESPACE: &str = "event_hooks/";
+
 /// How often [`update`] retries after losing a race.
 pub const MAX_TRIES: usize = 16;
 

@@ -17,7 +17,15 @@ use crate::hooks::{Hook, HookSet};
 use crate::source::{self, Source};
 use reader::{Object, Problem, Problems, child, element, kind};
 
-const TOP_KEYS: &[&str] = &["hooks", "delivery", "crud", "health", "rate_limit", "admin"];
+const TOP_KEYS: &[&str] = &[
+    "host",
+    "hooks",
+    "delivery",
+    "crud",
+    "health",
+    "rate_limit",
+    "admin",
+];
 const HOOK_KEYS: &[&str] = &[
     "name",
     "enabled",
@@ -52,9 +60,47 @@ pub const MAX_QUEUE_BYTES: u64 = 256 * 1024 * 1024;
 /// The longest snooze: one year, in seconds.
 pub const MAX_SNOOZE: u64 = 365 * 24 * 3600;
 
+/// The proxy the filter runs in, when the configuration names it (`"host"`); otherwise the
+/// host adapter detects it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Host {
+    Envoy,
+    Kong,
+}
+
+impl Host {
+    pub const NAMES: &[&str] = &["envoy", "kong"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Host::Envoy => "envoy",
+            Host::Kong => "kong",
+        }
+    }
+
+    fn parse(top: &Object<'_, '_>, problems: &Problems) -> Option<Host> {
+        let text = top.optional_str("host")?;
+        match text {
+            "envoy" => Some(Host::Envoy),
+            "kong" => Some(Host::Kong),
+            _ => {
+                problems.add(
+                    &top.path_of("host"),
+                    format!(
+                        "unknown host {text:?}; expected \"envoy\" or \"kong\" (or leave it out to detect the host)"
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
+
 /// A validated configuration.
 #[derive(Debug)]
 pub struct Config {
+    /// `None`: detect the host.
+    pub host: Option<Host>,
     pub hooks: HookSet,
     pub delivery: Settings,
     pub sources: source::Settings,
@@ -94,6 +140,7 @@ pub fn parse_with_env(bytes: &[u8], env: reader::Env) -> Result<Config, Vec<Prob
 
 fn read(document: &Value, problems: &Problems) -> Option<Config> {
     let top = Object::new(document, "", TOP_KEYS, problems)?;
+    let host = Host::parse(&top, problems);
     let hooks = read_hooks(&top, problems);
     let delivery = match top.get("delivery") {
         Some(value) => read_delivery(value, &top.path_of("delivery"), problems),
@@ -122,6 +169,7 @@ fn read(document: &Value, problems: &Problems) -> Option<Config> {
         }
     }
     Some(Config {
+        host,
         hooks: HookSet::new(hooks?),
         delivery: delivery?,
         sources,

@@ -121,7 +121,7 @@ fn every_problem_is_reported_with_its_path() {
     assert_eq!(
         found,
         vec![
-            "surprise: unknown field; expected one of: hooks, delivery, crud, health, rate_limit, admin",
+            "surprise: unknown field; expected one of: host, hooks, delivery, crud, health, rate_limit, admin",
             "hooks[0].extra: unknown field; expected one of: name, enabled, source, event, filter, handler, snooze, on_change, config, redact_headers",
             "hooks[0].name: must be 1 to 128 characters of A-Z a-z 0-9 _ . -",
             "hooks[0].source: unknown source \"trafic\"; expected one of: traffic, crud, dao:crud, balancer, rate-limiting-advanced, event_hooks",
@@ -272,5 +272,29 @@ fn crud_hooks_need_crud_settings_and_valid_event_names() {
             "hooks[0].source: source crud needs the top-level crud settings (crud.match selects the admin API's requests)",
             "hooks[1].source: source dao:crud needs the top-level crud settings (crud.match selects the admin API's requests)",
         ]
+    );
+}
+
+#[test]
+fn the_host_can_be_forced_or_left_to_detection() {
+    let parse = |host: Value| {
+        let mut config = json!({"hooks": []});
+        if !host.is_null() {
+            config["host"] = host;
+        }
+        parse(config.to_string().as_bytes()).map(|config| config.host)
+    };
+    assert_eq!(parse(Value::Null).unwrap(), None);
+    assert_eq!(parse(json!("envoy")).unwrap(), Some(Host::Envoy));
+    assert_eq!(parse(json!("kong")).unwrap(), Some(Host::Kong));
+    assert_eq!(
+        errors(json!({"host": "nginx", "hooks": []})),
+        vec![
+            "host: unknown host \"nginx\"; expected \"envoy\" or \"kong\" (or leave it out to detect the host)"
+        ]
+    );
+    assert_eq!(
+        errors(json!({"host": 1, "hooks": []})),
+        vec!["host: expected a string, found a number"]
     );
 }

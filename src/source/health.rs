@@ -185,7 +185,7 @@ pub fn observe(
     let upstream_id = lookup(&traffic.data, &["upstream", "cluster"])
         .and_then(Value::as_str)
         .unwrap_or("");
-    let key = format!("event_hooks.health.{upstream_id}/{address}");
+    let key = format!("{}health/{upstream_id}/{address}", crate::shared::NAMESPACE);
     if !tracked.keys.contains(&key) {
         if tracked.keys.len() >= MAX_HOSTS {
             tracked.full = true;
@@ -339,13 +339,13 @@ mod tests {
         let mut tracked = Tracked::default();
         let settings = Settings::default();
         observe(&store, &settings, &mut tracked, &traffic(200, "", "a:1")).unwrap();
-        let (_, cas) = store.get("event_hooks.health.orders/a:1").unwrap().unwrap();
+        let (_, cas) = store.get("event_hooks/health/orders/a:1").unwrap().unwrap();
         for _ in 0..10 {
             observe(&store, &settings, &mut tracked, &traffic(200, "", "a:1")).unwrap();
         }
         assert_eq!(
             store
-                .get("event_hooks.health.orders/a:1")
+                .get("event_hooks/health/orders/a:1")
                 .unwrap()
                 .unwrap()
                 .1,
