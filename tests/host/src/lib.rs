@@ -1,0 +1,19 @@
+//! A proxy-wasm host on wasmtime for testing `event_hooks.wasm` under the rules of the hosts it
+//! runs in: Envoy, and Kong Gateway 3.4 to 3.10 (ngx_wasm_module), which cannot be run here.
+//!
+//! * [`rules`]: the two hosts, and what changes between Kong versions.
+//! * [`proxy`]: drives a module like a proxy (VM start, configuration, HTTP streams, ticks on a
+//!   virtual clock, answers to its calls).
+//! * [`abi`], [`wasi`], [`properties`]: the host functions, per host.
+
+pub mod abi;
+pub mod memory;
+pub mod properties;
+pub mod proxy;
+pub mod rules;
+pub mod state;
+pub mod wasi;
+
+pub use proxy::{Filter, LoadError, Outcome, Proxy, Request};
+pub use rules::{KongVersion, Rules};
+pub use state::{Options, Received, Reply};
