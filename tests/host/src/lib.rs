@@ -5,12 +5,16 @@
 //! * [`proxy`]: drives a module like a proxy (VM start, configuration, HTTP streams, ticks on a
 //!   virtual clock, answers to its calls).
 //! * [`abi`], [`wasi`], [`properties`]: the host functions, per host.
+//! * [`scenario`], [`signature`]: plays `tests/scenarios/*.json`.
 
 pub mod abi;
 pub mod memory;
 pub mod properties;
 pub mod proxy;
 pub mod rules;
+pub mod scenario;
+pub mod scenario_files;
+pub mod signature;
 pub mod state;
 pub mod wasi;
 

@@ -1,0 +1,69 @@
+//! One test per scenario file and runner, so that `cargo test` reports each on its own:
+//! writes `$OUT_DIR/scenario_tests.rs`, included by `tests/scenarios.rs`. A scenario whose
+//! `runs_on` leaves a runner out becomes an ignored test there, with its `why_not`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+#[path = "src/scenario_files.rs"]
+mod scenario_files;
+
+/// (module, runner, Kong version): the runners and, for Kong, the versions played. Kong 3.9
+/// is the default; 3.8 (metrics, but failed calls go unreported) and 3.4 (no metrics, no
+/// `kong.*` properties) bound the range of Kong behaviours.
+const RUNNERS: &[(&str, &str, Option<&str>)] = &[
+    ("harness_envoy", "harness-envoy", None),
+    ("harness_kong", "harness-kong", Some("3.9.1")),
+    ("harness_kong_3_8", "harness-kong", Some("3.8.1")),
+    ("harness_kong_3_4", "harness-kong", Some("3.4.2")),
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = Path::new("../scenarios");
+    println!("cargo::rerun-if-changed=../scenarios");
+    let files = scenario_files::json_files(dir);
+    let mut out = String::new();
+    for (module, runner, version) in RUNNERS {
+        writeln!(out, "mod {module} {{")?;
+        for path in &files {
+            println!("cargo::rerun-if-changed={}", path.display());
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            let ident: String = path
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            // An unreadable scenario still gets its test, which reports why it fails.
+            let scenario: serde_json::Value = std::fs::read_to_string(path)
+                .ok()
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default();
+            if !scenario_files::runs_on(&scenario)
+                .iter()
+                .any(|r| r == runner)
+            {
+                let why = scenario_files::why_not(&scenario, runner);
+                writeln!(out, "    #[ignore = {:?}]", format!("{runner}: {why}"))?;
+            }
+            writeln!(out, "    #[test]")?;
+            writeln!(out, "    fn {ident}() {{")?;
+            writeln!(
+                out,
+                "        super::play({name:?}, {runner:?}, {version:?});"
+            )?;
+            writeln!(out, "    }}")?;
+        }
+        writeln!(out, "}}")?;
+    }
+    let target = Path::new(&std::env::var("OUT_DIR")?).join("scenario_tests.rs");
+    std::fs::write(target, out)?;
+    Ok(())
+}
