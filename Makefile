@@ -9,11 +9,12 @@ PYTHON := $(VENV)/bin/python
 ENVOY := $(VENV)/bin/envoy
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: help build wasm-target envoy certs run test unit e2e lint fmt clean
+.PHONY: help build wasm-target envoy certs run test unit hosts e2e lint fmt clean
 
 help:
 	@echo "make run     build, then start Envoy with the filter and the demo receiver"
-	@echo "make test    run every test (native unit tests, then end-to-end through Envoy)"
+	@echo "make test    run every test (native unit tests, the wasmtime hosts, then end-to-end through Envoy)"
+	@echo "make hosts   play the filter in the wasmtime test host, under Envoy's and Kong's rules"
 	@echo "make build   build $(WASM)"
 	@echo "make lint    cargo fmt --check and clippy (native and wasm32)"
 	@echo "make envoy   install Envoy 1.40.0 and the test tools into $(VENV)/"
@@ -45,7 +46,13 @@ unit:
 e2e: build envoy certs
 	$(VENV)/bin/pytest -q tests/e2e
 
-test: unit e2e
+# The filter in tests/host, a wasmtime proxy-wasm host playing Envoy's and Kong's (3.4 to 3.10)
+# rules on a virtual clock: tests/scenarios/*.json and targeted tests. Profile `hosts`: release
+# speed without the filter's LTO (see Cargo.toml).
+hosts: build
+	cargo test -p event-hooks-testhost --profile hosts
+
+test: unit hosts e2e
 
 lint: wasm-target
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
@@ -55,9 +62,12 @@ lint: wasm-target
 	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
 	cargo clippy --all-targets --no-default-features -- -D warnings
 	cargo clippy --target $(WASM_TARGET) --lib --no-default-features -- -D warnings
+	cargo fmt --check -p event-hooks-testhost
+	cargo clippy -p event-hooks-testhost --all-targets -- -D warnings
 
 fmt:
 	cargo fmt
+	cargo fmt -p event-hooks-testhost
 
 clean:
 	cargo clean
