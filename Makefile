@@ -50,7 +50,7 @@ e2e: build envoy certs
 # rules on a virtual clock: tests/scenarios/*.json and targeted tests. Profile `hosts`: release
 # speed without the filter's LTO (see Cargo.toml).
 hosts: build
-	cargo test -p event-hooks-testhost --profile hosts
+	cargo test -p event-hooks-testhost --profile hosts --no-fail-fast
 
 test: unit hosts e2e
 
