@@ -92,7 +92,7 @@ impl Settings {
                 None => {
                     problems.add(
                         &object.path_of("token_env"),
-                        format!("environment variable {name} is not set (give it to the VM: vm_config.environment_variables)"),
+                        crate::config::reader::env_not_set(name),
                     );
                     None
                 }

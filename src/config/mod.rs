@@ -109,7 +109,8 @@ pub struct Config {
 }
 
 /// Parses and validates a configuration; `*_env` keys read the process environment (in a
-/// proxy, the VM's: Envoy's `vm_config.environment_variables`).
+/// proxy, the VM's: Envoy's `vm_config.environment_variables`, what Kong's `nginx_main_env`
+/// passes to nginx workers).
 pub fn parse(bytes: &[u8]) -> Result<Config, Vec<Problem>> {
     parse_with_env(bytes, Box::new(|name| std::env::var(name).ok()))
 }

@@ -78,6 +78,13 @@ impl Problems {
     }
 }
 
+/// What a `*_env` key says when its variable is unset (or empty) in the VM's environment.
+pub fn env_not_set(name: &str) -> String {
+    format!(
+        "environment variable {name} is not set (give it to the VM: Envoy's vm_config.environment_variables, Kong's nginx_main_env)"
+    )
+}
+
 /// The path of a key below `parent`.
 pub fn child(parent: &str, key: &str) -> String {
     if parent.is_empty() {
