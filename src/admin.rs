@@ -31,7 +31,7 @@ use crate::hooks::{Hook, HookSet};
 use crate::signing::Secret;
 use crate::source::Source;
 
-const KEYS: &[&str] = &["prefix", "token", "token_env"];
+pub const KEYS: &[&str] = &["prefix", "token", "token_env"];
 /// The request header carrying `test`'s event data (a JSON object).
 pub const TEST_DATA_HEADER: &str = "x-event-data";
 /// The most bytes of the receiver's answer `test` and `ping` show.

@@ -71,7 +71,8 @@ pub enum Scheme {
 }
 
 impl Scheme {
-    const NAMES: &'static [(&'static str, Scheme)] = &[
+    /// Every scheme, by the name `signature` gives it.
+    pub const NAMES: &'static [(&'static str, Scheme)] = &[
         ("kong", Scheme::Kong),
         ("standard-webhooks", Scheme::StandardWebhooks),
         ("github", Scheme::GitHub),
