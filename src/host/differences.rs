@@ -10,7 +10,7 @@
 //! | upstream address | `ip:port` | `upstream.address` (ip) and `upstream.port` |
 //! | cluster / route | `xds.cluster_name`, `xds.route_name` | `kong.service_id`, `kong.route_id` (read in request headers) |
 //! | `response.flags`, `response.code_details` | read | never read: ngx_wasm_module logs an error for each |
-//! | metrics | always | from Kong 3.9 (`kong.version`); before, the calls trap |
+//! | metrics | always; gauges by increments | from Kong 3.9 (`kong.version`), gauges recorded as levels (an increment traps), names at most 256 bytes with `pw:<filter>:`; before 3.9 the calls trap |
 //! | `proxy_done`, root `on_done` | drains on removal | never called: both are unimplemented |
 //!
 //! Common to both, and relied on everywhere: only the root context dispatches deliveries (from
@@ -37,6 +37,11 @@ pub const KONG_PROBE: &[&str] = &["ngx", "pid"];
 pub const KONG_VERSION: &[&str] = &["kong", "version"];
 /// The first Kong version whose ngx_wasm_module implements the metrics calls.
 pub const KONG_METRICS_SINCE: (u32, u32) = (3, 9);
+/// The filter's name in Kong's filter chain (`event_hooks` unless the file was renamed).
+pub const PLUGIN_NAME: &[&str] = &["plugin_name"];
+/// Kong stores a metric as `pw:<filter name>:<name>` and traps when that is longer than
+/// `max_metric_name_length` (256 unless configured lower).
+pub const KONG_METRIC_NAME_MAX: usize = 256;
 
 /// Reads a property of the current stream: its raw value, `None` when absent or unreadable.
 pub type Read<'a> = &'a dyn Fn(&[&str]) -> Option<Vec<u8>>;
@@ -50,6 +55,8 @@ pub struct Known {
     metrics: Cell<Option<bool>>,
     /// Set when the configuration named the host.
     forced: Cell<bool>,
+    /// Kong: the longest metric name it takes from this filter.
+    metric_name_max: Cell<Option<usize>>,
 }
 
 impl Known {
@@ -65,6 +72,13 @@ impl Known {
 
     pub fn metrics(&self) -> Option<bool> {
         self.metrics.get()
+    }
+
+    /// Whether the host takes a metric of this name (Kong traps on one too long).
+    pub fn metric_name_fits(&self, name: &str) -> bool {
+        self.metric_name_max
+            .get()
+            .is_none_or(|max| name.len() <= max)
     }
 
     /// Applies a configuration's `"host"`: a named host is taken as is; without one, a host
@@ -107,10 +121,19 @@ impl Known {
         };
         if self.metrics.get().is_none() {
             let metrics = match host {
-                Host::Envoy => true,
-                Host::Kong => read(KONG_VERSION)
-                    .map(|version| wire::string(&version))
-                    .is_some_and(|version| kong_has_metrics(&version)),
+                Host::Envoy => {
+                    self.metric_name_max.set(None);
+                    true
+                }
+                Host::Kong => {
+                    let filter = read(PLUGIN_NAME).map_or(11, |name| name.len());
+                    let prefix = "pw::".len().saturating_add(filter);
+                    self.metric_name_max
+                        .set(Some(KONG_METRIC_NAME_MAX.saturating_sub(prefix)));
+                    read(KONG_VERSION)
+                        .map(|version| wire::string(&version))
+                        .is_some_and(|version| kong_has_metrics(&version))
+                }
             };
             self.metrics.set(Some(metrics));
         }
@@ -324,7 +347,10 @@ mod tests {
         assert_eq!(known.host(), Some(Host::Kong));
         assert_eq!(known.metrics(), Some(true));
         known.learn(&|path| props.read(path));
-        assert_eq!(*props.asked.borrow(), vec!["ngx.pid", "kong.version"]);
+        assert_eq!(
+            *props.asked.borrow(),
+            vec!["ngx.pid", "plugin_name", "kong.version"]
+        );
 
         let known = Known::default();
         let props = envoy();
@@ -332,6 +358,27 @@ mod tests {
         assert_eq!(known.host(), Some(Host::Envoy));
         assert_eq!(known.metrics(), Some(true));
         assert_eq!(*props.asked.borrow(), vec!["ngx.pid"]);
+    }
+
+    #[test]
+    fn kong_metric_names_are_capped_by_the_filter_name() {
+        let known = Known::default();
+        assert!(
+            known.metric_name_fits(&"x".repeat(1000)),
+            "not known: no cap"
+        );
+        let props = Props::new(&[("ngx.pid", b"1"), ("plugin_name", b"event_hooks")]);
+        known.learn(&|path| props.read(path));
+        // "pw:event_hooks:" is 15 bytes of Kong's 256.
+        assert!(known.metric_name_fits(&"x".repeat(241)));
+        assert!(!known.metric_name_fits(&"x".repeat(242)));
+
+        let known = Known::default();
+        known.learn(&|path| envoy().read(path));
+        assert!(
+            known.metric_name_fits(&"x".repeat(1000)),
+            "Envoy has no cap"
+        );
     }
 
     #[test]
@@ -367,7 +414,7 @@ mod tests {
         let props = envoy();
         known.learn(&|path| props.read(path));
         assert_eq!(known.host(), Some(Host::Kong), "no probe of the host");
-        assert_eq!(*props.asked.borrow(), vec!["kong.version"]);
+        assert_eq!(*props.asked.borrow(), vec!["plugin_name", "kong.version"]);
 
         known.configure(Some(Host::Envoy));
         assert_eq!(known.metrics(), Some(true));

@@ -5,13 +5,16 @@
 //!
 //! Kong before 3.9 traps on these calls, so none is made until the host is known
 //! ([`Known::metrics`]): changes until then are held, summed per name (a bounded number of
-//! names), and sent once the host is known to take them, or dropped.
+//! names), and sent once the host is known to take them, or dropped. Kong also traps on an
+//! increment of a gauge and on a name too long: there a gauge's level is kept here and recorded
+//! (`proxy_record_metric`; Kong shows the level of the worker that changed it last), and a name
+//! over Kong's limit is not defined.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use super::differences::Known;
+use super::differences::{Host, Known};
 use crate::metrics::Metrics;
 
 /// The most metric names held while the host is not known yet.
@@ -26,6 +29,7 @@ unsafe extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
 }
 
 const OK: u32 = 0;
@@ -38,6 +42,8 @@ pub struct HostMetrics {
     ids: RefCell<HashMap<String, Option<u32>>>,
     /// Changes made before the host was known: kind and sum, by name.
     held: RefCell<HashMap<String, (u32, i64)>>,
+    /// Kong: each gauge's level in this worker, by id.
+    levels: RefCell<HashMap<u32, i64>>,
 }
 
 impl HostMetrics {
@@ -46,6 +52,7 @@ impl HostMetrics {
             known,
             ids: RefCell::default(),
             held: RefCell::default(),
+            levels: RefCell::default(),
         }
     }
 
@@ -80,7 +87,23 @@ impl HostMetrics {
     }
 
     fn send(&self, kind: u32, name: &str, delta: i64) {
-        if let Some(id) = self.id(kind, name) {
+        if !self.known.metric_name_fits(name) {
+            return;
+        }
+        let Some(id) = self.id(kind, name) else {
+            return;
+        };
+        if kind == GAUGE && self.known.host() == Some(Host::Kong) {
+            let Ok(mut levels) = self.levels.try_borrow_mut() else {
+                return;
+            };
+            let level = levels.entry(id).or_insert(0);
+            *level = level.saturating_add(delta);
+            // Kong keeps a gauge's level as an unsigned count; ours never go below zero.
+            let value = u64::try_from(*level).unwrap_or(0);
+            // SAFETY: no pointers. A refused record loses that change only.
+            let _ = unsafe { proxy_record_metric(id, value) };
+        } else {
             // SAFETY: no pointers. A refused increment loses that increment only.
             let _ = unsafe { proxy_increment_metric(id, delta) };
         }
