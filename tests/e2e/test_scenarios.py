@@ -274,8 +274,8 @@ def test_scenario(scenario: scenarios.Scenario, stage: Stage):
 
     stats = wait_until(settled, WAIT, "the filter's queue, retries and calls in flight to drain")
     received = receiver.received()
-    assert len(received) == len(scenario.calls) and scenarios.matched_all(scenario.calls, received, TOLERANCE), \
-        scenarios.explain(scenario.calls, received, TOLERANCE)
+    if len(received) != len(scenario.calls) or not scenarios.matched_all(scenario.calls, received, TOLERANCE):
+        pytest.fail(f"the receiver got other calls than expected:\n{scenarios.explain(scenario.calls, received, TOLERANCE)}")
     # Every call the filter made reached the receiver: none was lost on the way.
     attempts = stats.get("event_hooks.attempts", 0) - before.get("event_hooks.attempts", 0)
     assert attempts == len(received), (attempts, len(received))
