@@ -28,6 +28,27 @@ def test_every_scenario_file_keeps_the_contract(path):
     assert scenario.runs_on
 
 
+def claims(scenario: scenarios.Scenario) -> set[str]:
+    """The source:, handler: and signature: names a scenario's configuration really uses."""
+    used = set()
+    for hook in scenario.config.get("hooks", []):
+        config = hook.get("config", {})
+        used |= {f"source:{hook.get('source')}", f"handler:{hook.get('handler')}"}
+        if any(key in config for key in ("secret", "secret_env")):
+            used.add(f"signature:{config.get('signature', 'kong')}")
+    return used
+
+
+@pytest.mark.parametrize("scenario", scenarios.load_all(), ids=lambda scenario: scenario.name)
+def test_what_a_scenario_says_it_covers_its_configuration_uses(scenario):
+    supported = scenarios.supported()
+    for item in scenario.covers:
+        kind, _, name = item.partition(":")
+        if kind in supported:
+            assert name in supported[kind], f"{item}: the filter has no such {kind}"
+            assert item in claims(scenario), f"{item}: no hook of the configuration uses it"
+
+
 def test_there_are_scenarios_for_every_runner():
     loaded = scenarios.load_all()
     assert len(loaded) >= 10
