@@ -364,7 +364,7 @@ def test_a_bad_configuration_is_refused_by_both(cli, validator, config, message,
     assert any(error.startswith(f"{location}: ") for error in errors), errors
 
 
-def test_kong_5_and_later_refuse_a_configuration_written_as_a_string(validator):
+def test_kong_3_5_and_later_refuse_a_configuration_written_as_a_string(validator):
     # With event_hooks.meta.json, Kong validates `config` as JSON: a string is not an object.
     # (Kong 3.4 reads no meta.json and wants the string: kong-3.4.yml.)
     assert not validator.is_valid('{"hooks": []}')
