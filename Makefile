@@ -8,14 +8,19 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 ENVOY := $(VENV)/bin/envoy
 VENV_STAMP := $(VENV)/.installed
+# The offline validator, built by plain `cargo build` (debug: no release build of Rhai needed).
+CLI := target/debug/event-hooks
+META := kong/event_hooks.meta.json
 
-.PHONY: help build wasm-target envoy certs run test unit hosts e2e lint fmt clean
+.PHONY: help build cli schema wasm-target envoy certs run test unit hosts e2e lint fmt clean
 
 help:
 	@echo "make run     build, then start Envoy with the filter and the demo receiver"
 	@echo "make test    run every test (native unit tests, the wasmtime hosts, then end-to-end through Envoy)"
 	@echo "make hosts   play the filter in the wasmtime test host, under Envoy's and Kong's rules"
 	@echo "make build   build $(WASM)"
+	@echo "make cli     build $(CLI) (event-hooks validate CONFIG.json, event-hooks schema)"
+	@echo "make schema  regenerate $(META), the configuration's JSON Schema for Kong"
 	@echo "make lint    cargo fmt --check and clippy (native and wasm32)"
 	@echo "make envoy   install Envoy 1.40.0 and the test tools into $(VENV)/"
 
@@ -25,6 +30,13 @@ wasm-target:
 build: wasm-target
 	cargo build --release --target $(WASM_TARGET) --lib
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
+
+cli:
+	cargo build --bin event-hooks
+
+schema: cli
+	$(CLI) schema --kong-meta > $(META).tmp
+	mv $(META).tmp $(META)
 
 envoy: $(VENV_STAMP)
 
@@ -43,7 +55,7 @@ unit:
 	cargo test
 	cargo test --no-default-features   # the filter built without the lambda feature
 
-e2e: build envoy certs
+e2e: build cli envoy certs
 	$(VENV)/bin/pytest -q tests/e2e
 
 # The filter in tests/host, a wasmtime proxy-wasm host playing Envoy's and Kong's (3.4 to 3.10)

@@ -31,7 +31,7 @@ use crate::hooks::{Hook, HookSet};
 use crate::signing::Secret;
 use crate::source::Source;
 
-const KEYS: &[&str] = &["prefix", "token", "token_env"];
+pub const KEYS: &[&str] = &["prefix", "token", "token_env"];
 /// The request header carrying `test`'s event data (a JSON object).
 pub const TEST_DATA_HEADER: &str = "x-event-data";
 /// The most bytes of the receiver's answer `test` and `ping` show.
@@ -92,7 +92,7 @@ impl Settings {
                 None => {
                     problems.add(
                         &object.path_of("token_env"),
-                        format!("environment variable {name} is not set (give it to the VM: vm_config.environment_variables)"),
+                        crate::config::reader::env_not_set(name),
                     );
                     None
                 }

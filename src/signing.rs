@@ -71,7 +71,8 @@ pub enum Scheme {
 }
 
 impl Scheme {
-    const NAMES: &'static [(&'static str, Scheme)] = &[
+    /// Every scheme, by the name `signature` gives it.
+    pub const NAMES: &'static [(&'static str, Scheme)] = &[
         ("kong", Scheme::Kong),
         ("standard-webhooks", Scheme::StandardWebhooks),
         ("github", Scheme::GitHub),
@@ -200,7 +201,7 @@ fn read_env(config: &Object<'_, '_>, key: &str, problems: &Problems) -> Option<S
     if value.is_none() {
         problems.add(
             &config.path_of(key),
-            format!("environment variable {name} is not set (give it to the VM: vm_config.environment_variables)"),
+            crate::config::reader::env_not_set(name),
         );
     }
     value
@@ -241,10 +242,7 @@ fn extra_secrets(config: &Object<'_, '_>, problems: &Problems) -> Vec<(String, S
     for (path, name) in list("secrets_env") {
         match problems.env(name).filter(|value| !value.is_empty()) {
             Some(value) => out.push((path, value)),
-            None => problems.add(
-                &path,
-                format!("environment variable {name} is not set (give it to the VM: vm_config.environment_variables)"),
-            ),
+            None => problems.add(&path, crate::config::reader::env_not_set(name)),
         }
     }
     out

@@ -5,6 +5,7 @@
 //! keys are refused. The proxy never runs a configuration that half-works.
 
 pub mod reader;
+pub mod schema;
 
 use serde_json::Value;
 
@@ -15,7 +16,7 @@ use crate::filter::Filter;
 use crate::handler::{HANDLERS, Handler};
 use crate::hooks::{Hook, HookSet};
 use crate::source::{self, Source};
-use reader::{Object, Problem, Problems, child, element, kind};
+use reader::{Object, Problem, Problems, Whole, child, element, kind};
 
 const TOP_KEYS: &[&str] = &[
     "host",
@@ -51,6 +52,20 @@ const DELIVERY_KEYS: &[&str] = &[
     "dead_letter",
 ];
 
+/// The whole-number keys of `delivery`, with the numbers each takes.
+mod delivery_numbers {
+    use super::{MAX_QUEUE_BYTES, Whole};
+
+    pub const QUEUE_SIZE: Whole = Whole::new("queue_size", 1, 1_000_000);
+    pub const MAX_QUEUE_BYTES_KEY: Whole = Whole::new("max_queue_bytes", 65_536, MAX_QUEUE_BYTES);
+    pub const MAX_IN_FLIGHT: Whole = Whole::new("max_in_flight", 1, 10_000);
+    pub const MAX_IN_FLIGHT_PER_DESTINATION: Whole =
+        Whole::new("max_in_flight_per_destination", 1, 10_000);
+    pub const MAX_PENDING_RETRIES: Whole = Whole::new("max_pending_retries", 1, 1_000_000);
+    pub const TIMEOUT_MS: Whole = Whole::new("timeout_ms", 1, 600_000);
+    pub const FLUSH_INTERVAL_MS: Whole = Whole::new("flush_interval_ms", 10, 60_000);
+}
+
 /// The most hooks one configuration may declare.
 pub const MAX_HOOKS: usize = 10_000;
 /// The longest hook name.
@@ -59,6 +74,7 @@ pub const MAX_NAME_LEN: usize = 128;
 pub const MAX_QUEUE_BYTES: u64 = 256 * 1024 * 1024;
 /// The longest snooze: one year, in seconds.
 pub const MAX_SNOOZE: u64 = 365 * 24 * 3600;
+const SNOOZE: Whole = Whole::new("snooze", 0, MAX_SNOOZE);
 
 /// The proxy the filter runs in, when the configuration names it (`"host"`); otherwise the
 /// host adapter detects it.
@@ -109,7 +125,8 @@ pub struct Config {
 }
 
 /// Parses and validates a configuration; `*_env` keys read the process environment (in a
-/// proxy, the VM's: Envoy's `vm_config.environment_variables`).
+/// proxy, the VM's: Envoy's `vm_config.environment_variables`, what Kong's `nginx_main_env`
+/// passes to nginx workers).
 pub fn parse(bytes: &[u8]) -> Result<Config, Vec<Problem>> {
     parse_with_env(bytes, Box::new(|name| std::env::var(name).ok()))
 }
@@ -306,7 +323,7 @@ fn read_hook(value: &Value, index: usize, path: &str, problems: &Problems) -> Op
         }
         _ => None,
     };
-    let snooze = hook.optional_u64("snooze", 0, 0, MAX_SNOOZE);
+    let snooze = hook.whole(SNOOZE, 0);
     let on_change = hook.optional_bool("on_change", false);
     let enabled = hook.optional_bool("enabled", true);
     let mut shown = value.clone();
@@ -373,12 +390,11 @@ fn read_redaction(hook: &Object<'_, '_>, problems: &Problems) -> Option<Redactio
 }
 
 fn read_delivery(value: &Value, path: &str, problems: &Problems) -> Option<Settings> {
+    use delivery_numbers as n;
     let delivery = Object::new(value, path, DELIVERY_KEYS, problems)?;
     let defaults = Settings::default();
-    let size = |key: &str, default: usize, max: u64| {
-        let min = if key == "max_queue_bytes" { 65_536 } else { 1 };
-        let value = delivery.optional_u64(key, default as u64, min, max);
-        usize::try_from(value).unwrap_or(default)
+    let size = |spec: Whole, default: usize| {
+        usize::try_from(delivery.whole(spec, default as u64)).unwrap_or(default)
     };
     let retry = match delivery.get("retry") {
         Some(value) => retry::Settings::parse(value, &delivery.path_of("retry"), problems)?,
@@ -389,26 +405,16 @@ fn read_delivery(value: &Value, path: &str, problems: &Problems) -> Option<Setti
         None => defaults.breaker,
     };
     Some(Settings {
-        queue_size: size("queue_size", defaults.queue_size, 1_000_000),
-        max_queue_bytes: size("max_queue_bytes", defaults.max_queue_bytes, MAX_QUEUE_BYTES),
-        max_in_flight: size("max_in_flight", defaults.max_in_flight, 10_000),
+        queue_size: size(n::QUEUE_SIZE, defaults.queue_size),
+        max_queue_bytes: size(n::MAX_QUEUE_BYTES_KEY, defaults.max_queue_bytes),
+        max_in_flight: size(n::MAX_IN_FLIGHT, defaults.max_in_flight),
         max_in_flight_per_destination: size(
-            "max_in_flight_per_destination",
+            n::MAX_IN_FLIGHT_PER_DESTINATION,
             defaults.max_in_flight_per_destination,
-            10_000,
         ),
-        max_pending_retries: size(
-            "max_pending_retries",
-            defaults.max_pending_retries,
-            1_000_000,
-        ),
-        timeout_ms: delivery.optional_u64("timeout_ms", defaults.timeout_ms, 1, 600_000),
-        flush_interval_ms: delivery.optional_u64(
-            "flush_interval_ms",
-            defaults.flush_interval_ms,
-            10,
-            60_000,
-        ),
+        max_pending_retries: size(n::MAX_PENDING_RETRIES, defaults.max_pending_retries),
+        timeout_ms: delivery.whole(n::TIMEOUT_MS, defaults.timeout_ms),
+        flush_interval_ms: delivery.whole(n::FLUSH_INTERVAL_MS, defaults.flush_interval_ms),
         retry,
         breaker,
         dead_letter: delivery.optional_str("dead_letter").map(str::to_string),

@@ -28,6 +28,21 @@ impl fmt::Display for Problem {
 /// Looks an environment variable up.
 pub type Env = Box<dyn Fn(&str) -> Option<String>>;
 
+/// A key that takes a whole number, and the numbers it takes: one place for the parser's check
+/// and the schema's `minimum` and `maximum`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Whole {
+    pub key: &'static str,
+    pub min: u64,
+    pub max: u64,
+}
+
+impl Whole {
+    pub const fn new(key: &'static str, min: u64, max: u64) -> Whole {
+        Whole { key, min, max }
+    }
+}
+
 /// The context of one configuration's parsing: every problem found (arrays in document order,
 /// object keys sorted), and the environment `*_env` keys are read from.
 #[derive(Default)]
@@ -76,6 +91,13 @@ impl Problems {
     pub fn messages(self) -> Vec<String> {
         self.into_vec().iter().map(ToString::to_string).collect()
     }
+}
+
+/// What a `*_env` key says when its variable is unset (or empty) in the VM's environment.
+pub fn env_not_set(name: &str) -> String {
+    format!(
+        "environment variable {name} is not set (give it to the VM: Envoy's vm_config.environment_variables, Kong's nginx_main_env)"
+    )
 }
 
 /// The path of a key below `parent`.
@@ -247,6 +269,11 @@ impl<'a, 'p> Object<'a, 'p> {
                 default
             }
         }
+    }
+
+    /// The whole number `spec` describes, `default` when absent.
+    pub fn whole(&self, spec: Whole, default: u64) -> u64 {
+        self.optional_u64(spec.key, default, spec.min, spec.max)
     }
 
     /// An optional array, `default()` when absent. `each` reads one element, or says what it

@@ -10,9 +10,11 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::config::reader::{Object, Problems};
+use crate::config::reader::{Object, Problems, Whole};
 
-const KEYS: &[&str] = &["failures", "cooldown_ms"];
+pub const KEYS: &[&str] = &["failures", "cooldown_ms"];
+pub const FAILURES: Whole = Whole::new("failures", 1, 10_000);
+pub const COOLDOWN_MS: Whole = Whole::new("cooldown_ms", 1, 3_600_000);
 /// The most destinations tracked per VM.
 pub const MAX_DESTINATIONS: usize = 1_024;
 
@@ -36,10 +38,10 @@ impl Settings {
     pub fn parse(value: &Value, path: &str, problems: &Problems) -> Option<Settings> {
         let object = Object::new(value, path, KEYS, problems)?;
         let defaults = Settings::default();
-        let failures = object.optional_u64("failures", u64::from(defaults.failures), 1, 10_000);
+        let failures = object.whole(FAILURES, u64::from(defaults.failures));
         Some(Settings {
             failures: u32::try_from(failures).unwrap_or(defaults.failures),
-            cooldown_ms: object.optional_u64("cooldown_ms", defaults.cooldown_ms, 1, 3_600_000),
+            cooldown_ms: object.whole(COOLDOWN_MS, defaults.cooldown_ms),
         })
     }
 }

@@ -12,9 +12,13 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::config::reader::{Object, Problems};
+use crate::config::reader::{Object, Problems, Whole};
 
-const KEYS: &[&str] = &["max_attempts", "max_age_ms", "backoff_ms", "max_backoff_ms"];
+pub const KEYS: &[&str] = &["max_attempts", "max_age_ms", "backoff_ms", "max_backoff_ms"];
+pub const MAX_ATTEMPTS: Whole = Whole::new("max_attempts", 1, 100);
+pub const MAX_AGE_MS: Whole = Whole::new("max_age_ms", 1_000, 86_400_000);
+pub const BACKOFF_MS: Whole = Whole::new("backoff_ms", 1, 3_600_000);
+pub const MAX_BACKOFF_MS: Whole = Whole::new("max_backoff_ms", 1, 86_400_000);
 
 /// The retry policy (`delivery.retry`, or a hook's `config.retry`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,16 +103,12 @@ pub struct Overrides {
 impl Overrides {
     pub fn parse(value: &Value, path: &str, problems: &Problems) -> Option<Overrides> {
         let object = Object::new(value, path, KEYS, problems)?;
-        let number = |key: &str, min: u64, max: u64| {
-            object
-                .get(key)
-                .map(|_| object.optional_u64(key, min, min, max))
-        };
+        let number = |spec: Whole| object.get(spec.key).map(|_| object.whole(spec, spec.min));
         Some(Overrides {
-            max_attempts: number("max_attempts", 1, 100).and_then(|n| u32::try_from(n).ok()),
-            max_age_ms: number("max_age_ms", 1_000, 86_400_000),
-            backoff_ms: number("backoff_ms", 1, 3_600_000),
-            max_backoff_ms: number("max_backoff_ms", 1, 86_400_000),
+            max_attempts: number(MAX_ATTEMPTS).and_then(|n| u32::try_from(n).ok()),
+            max_age_ms: number(MAX_AGE_MS),
+            backoff_ms: number(BACKOFF_MS),
+            max_backoff_ms: number(MAX_BACKOFF_MS),
         })
     }
 

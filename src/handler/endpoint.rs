@@ -237,12 +237,13 @@ impl Endpoint {
         }
     }
 
-    /// TLS is the cluster's transport socket, not the URL's scheme: say so for `https` URLs and
-    /// for `ssl_verify`, which the filter cannot enforce.
+    /// TLS and its verification belong to the host, which the filter cannot check: on Envoy
+    /// the cluster's transport socket, on Kong the `wasm` block's `tls_*` settings (the call
+    /// carries `:scheme: https`). Said for `https` URLs and for `ssl_verify`.
     pub fn note(&self, hook: &str) -> Option<String> {
         (self.url.scheme == Scheme::Https || self.ssl_verify).then(|| {
             format!(
-                "hook {hook}: TLS to {} is what cluster {} does: give it a TLS transport socket that verifies the certificate (the filter cannot)",
+                "hook {hook}: TLS to {} is the host's: on Envoy cluster {} needs a TLS transport socket that verifies the certificate, on Kong set nginx_wasm_tls_verify_cert and nginx_wasm_tls_trusted_certificate (the filter cannot verify)",
                 self.url.authority(),
                 self.cluster
             )
@@ -413,12 +414,12 @@ mod tests {
     }
 
     #[test]
-    fn https_and_ssl_verify_get_a_note_about_the_cluster() {
+    fn https_and_ssl_verify_get_a_note_about_the_hosts_tls() {
         let (https, _) = endpoint(json!({"url": "https://h.example/", "cluster": "h"})).unwrap();
         assert_eq!(
             https.note("n").as_deref(),
             Some(
-                "hook n: TLS to h.example is what cluster h does: give it a TLS transport socket that verifies the certificate (the filter cannot)"
+                "hook n: TLS to h.example is the host's: on Envoy cluster h needs a TLS transport socket that verifies the certificate, on Kong set nginx_wasm_tls_verify_cert and nginx_wasm_tls_trusted_certificate (the filter cannot verify)"
             )
         );
         let (verify, _) = endpoint(json!({"url": "http://h/", "ssl_verify": true})).unwrap();

@@ -42,18 +42,13 @@ use crate::event::{Bodies, Event, Redaction};
 use crate::log::Level;
 use crate::signing::Signing;
 
-const KEYS: &[&str] = &["functions", "cluster", "max_operations"];
+use super::lambda_config::KEYS;
+pub use super::lambda_config::{
+    DEFAULT_MAX_OPERATIONS, MAX_FUNCTIONS, MAX_MAX_OPERATIONS, MAX_SOURCE_BYTES, MIN_MAX_OPERATIONS,
+};
 /// The keys of the map given to `http`.
 const REQUEST_KEYS: &[&str] = &["url", "method", "headers", "body", "cluster"];
 
-/// The most functions one hook may chain.
-pub const MAX_FUNCTIONS: usize = 16;
-/// The longest function, in bytes of source.
-pub const MAX_SOURCE_BYTES: usize = 65_536;
-/// Operations one event may spend across the whole chain, by default and at most.
-pub const DEFAULT_MAX_OPERATIONS: u64 = 100_000;
-pub const MIN_MAX_OPERATIONS: u64 = 1_000;
-pub const MAX_MAX_OPERATIONS: u64 = 1_000_000;
 /// `http` and `log` calls one event may make, across the chain.
 pub const MAX_CALLS: usize = 16;
 /// Nested calls of script-defined functions.
@@ -302,12 +297,8 @@ impl Lambda {
             }
             other => other.map(str::to_string),
         };
-        let max_operations = config.optional_u64(
-            "max_operations",
-            DEFAULT_MAX_OPERATIONS,
-            MIN_MAX_OPERATIONS,
-            MAX_MAX_OPERATIONS,
-        );
+        let max_operations =
+            config.whole(super::lambda_config::MAX_OPERATIONS, DEFAULT_MAX_OPERATIONS);
         let sources = read_sources(&config, problems)?;
         let origin = path.strip_suffix(".config").unwrap_or(path).to_string();
         let sandbox = Sandbox::new(Settings {

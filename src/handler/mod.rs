@@ -22,6 +22,24 @@ use crate::signing::Signing;
 /// How handlers that make no call sign (they do not).
 static NO_SIGNING: Signing = Signing::NONE;
 
+/// What the `lambda` handler's `config` takes. Outside [`lambda`] so that a build without the
+/// feature still describes it (the configuration's schema is the same in every build).
+pub mod lambda_config {
+    use crate::config::reader::Whole;
+
+    pub const KEYS: &[&str] = &["functions", "cluster", "max_operations"];
+    /// The most functions one hook may chain.
+    pub const MAX_FUNCTIONS: usize = 16;
+    /// The longest function, in bytes of source.
+    pub const MAX_SOURCE_BYTES: usize = 65_536;
+    /// Operations one event may spend across the whole chain, by default and at most.
+    pub const DEFAULT_MAX_OPERATIONS: u64 = 100_000;
+    pub const MIN_MAX_OPERATIONS: u64 = 1_000;
+    pub const MAX_MAX_OPERATIONS: u64 = 1_000_000;
+    pub const MAX_OPERATIONS: Whole =
+        Whole::new("max_operations", MIN_MAX_OPERATIONS, MAX_MAX_OPERATIONS);
+}
+
 /// The handler names a hook may use.
 pub const HANDLERS: &[&str] = &["webhook", "webhook-custom", "log", "lambda"];
 

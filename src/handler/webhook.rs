@@ -12,7 +12,7 @@ use crate::delivery::Draft;
 use crate::event::{Bodies, Redaction};
 use crate::signing::Signing;
 
-const KEYS: &[&str] = &["url", "headers", "ssl_verify", "cluster"];
+pub const KEYS: &[&str] = &["url", "headers", "ssl_verify", "cluster"];
 
 /// A configured `webhook` handler.
 #[derive(Debug, Clone, PartialEq)]

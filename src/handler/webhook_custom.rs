@@ -28,7 +28,7 @@ use crate::log::Level;
 use crate::signing::{self, Signing};
 use crate::template::{self, Escape, MAX_RENDERED, Overflow, Template};
 
-const KEYS: &[&str] = &[
+pub const KEYS: &[&str] = &[
     "url",
     "method",
     "headers",

@@ -29,6 +29,13 @@ unsafe extern "C" {
         return_map_data: *mut *mut u8,
         return_map_size: *mut usize,
     ) -> u32;
+    fn proxy_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
     fn proxy_get_property(
         path_data: *const u8,
         path_size: usize,
@@ -186,6 +193,24 @@ pub fn header_map(kind: MapType) -> Result<Option<Vec<(String, String)>>, HostEr
     }
 }
 
+/// One header of a map, as bytes; `None` when absent. Kong's `:dispatch_status` (why a call
+/// failed) is only readable this way: it is not among the map's pairs.
+pub fn header_value(kind: MapType, name: &str) -> Result<Option<Vec<u8>>, HostError> {
+    let mut data = null_mut();
+    let mut size = 0usize;
+    // SAFETY: the name pointer and length describe `name`, alive for the call; `data` and
+    // `size` are valid places for the host to write its reply.
+    let status = unsafe {
+        proxy_get_header_map_value(kind as u32, name.as_ptr(), name.len(), &mut data, &mut size)
+    };
+    match status {
+        // SAFETY: on Ok the host wrote an allocation of `size` bytes (or null) to `data`.
+        OK => Ok(Some(unsafe { take(data, size) })),
+        NOT_FOUND => Ok(None),
+        status => Err(HostError(status)),
+    }
+}
+
 /// A property's raw value; `None` when the host does not have it.
 pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
     let serialized = path.join("\0");
@@ -203,21 +228,8 @@ pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, HostError> {
     }
 }
 
-/// A string property; `None` when absent or unreadable.
-pub fn string_property(path: &[&str]) -> Option<String> {
-    property(path)
-        .ok()
-        .flatten()
-        .map(|bytes| wire::string(&bytes))
-}
-
-/// An integer property in either host's encoding; `None` when absent or unreadable.
-pub fn integer_property(path: &[&str]) -> Option<u64> {
-    property(path)
-        .ok()
-        .flatten()
-        .and_then(|bytes| wire::integer(&bytes))
-}
+/// Kong's reason for a failed call (`tcp socket - timeout`, `resolver failure`, ...).
+pub const DISPATCH_STATUS: &str = ":dispatch_status";
 
 /// The host's answer to an HTTP call: its headers, its status, and the start of its body.
 pub struct CallAnswer {
@@ -249,6 +261,18 @@ impl CallAnswer {
         answer.status = answer
             .header(":status")
             .and_then(|status| status.parse().ok());
+        if answer.status.is_none() && answer.header(DISPATCH_STATUS).is_none() {
+            // Kong: a call that failed has no `:status`, and its reason is not in the pairs.
+            if let Ok(Some(reason)) =
+                header_value(MapType::HttpCallResponseHeaders, DISPATCH_STATUS)
+            {
+                if !reason.is_empty() {
+                    answer
+                        .headers
+                        .push((DISPATCH_STATUS.to_string(), wire::string(&reason)));
+                }
+            }
+        }
         answer
     }
 

@@ -8,13 +8,14 @@
 //! event delivery goes through the root context.
 
 use std::rc::Rc;
-use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 use serde_json::Value;
 
-use super::abi::{self, CallAnswer, HostLog};
+use super::abi::{self, CallAnswer, DISPATCH_STATUS, HostLog};
+use super::differences::{self, Known};
+use super::root::dispatch;
 use crate::admin::{self, Reply, Route};
 use crate::delivery::Draft;
 use crate::handler::Output;
@@ -32,6 +33,8 @@ enum Admin {
 }
 
 pub struct Http {
+    /// The host, learned by the first HTTP context of the VM.
+    known: Rc<Known>,
     /// `None` before the filter is configured: the context then does nothing at all.
     runtime: Option<Rc<Runtime>>,
     /// Whether any hook listens to a source built from requests.
@@ -44,11 +47,12 @@ pub struct Http {
 }
 
 impl Http {
-    pub fn new(runtime: Option<Rc<Runtime>>) -> Self {
+    pub fn new(runtime: Option<Rc<Runtime>>, known: Rc<Known>) -> Self {
         let observe = runtime
             .as_ref()
             .is_some_and(|runtime| runtime.observes_requests());
         Http {
+            known,
             runtime,
             observe,
             capture: Capture::default(),
@@ -63,6 +67,26 @@ impl Http {
             .iter()
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
+    }
+
+    /// Whether the request announces a body. Kong never says `end_of_stream` in the headers
+    /// phase, so a bodiless request is recognised by its headers.
+    fn has_body(&self) -> bool {
+        self.header("transfer-encoding").is_some()
+            || self
+                .header("content-length")
+                .is_some_and(|length| length.trim() != "0")
+    }
+
+    /// The log-phase properties, as this host gives them.
+    fn properties(&mut self, headers_seen: bool) -> Properties {
+        let earlier = std::mem::take(&mut self.capture.properties);
+        differences::log_properties(
+            self.known.host_or_envoy(),
+            headers_seen,
+            earlier,
+            &read_property,
+        )
     }
 
     /// Answers the admin request.
@@ -112,22 +136,12 @@ impl Http {
         let now_ns = abi::now_ns().unwrap_or(0);
         let id = runtime.next_id(now_ns / 1_000_000);
         let request = draft.attempt(&id, now_ns / 1_000_000_000, config.handler.signing());
-        let headers: Vec<(&str, &str)> = request
-            .headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-            .collect();
-        match proxy_wasm::hostcalls::dispatch_http_call(
-            &request.destination.cluster,
-            headers,
-            Some(&request.body),
-            Vec::new(),
-            Duration::from_millis(runtime.timeout_ms()),
-        ) {
+        let host = self.known.host_or_envoy();
+        match dispatch(host, &request, runtime.timeout_ms()) {
             Ok(_) => self.admin = Some(Admin::Calling { data }),
             Err(status) => self.reply(&admin::failed_call(&format!(
-                "the host refused the call to cluster {} ({status:?})",
-                request.destination.cluster
+                "the host refused the call to {} ({status:?})",
+                differences::call(host, &request).upstream
             ))),
         }
     }
@@ -160,7 +174,7 @@ impl Http {
                     let data = data.as_bytes().to_vec();
                     self.test(runtime, hook, &data);
                 }
-                None if end_of_stream => self.test(runtime, hook, b"{}"),
+                None if end_of_stream || !self.has_body() => self.test(runtime, hook, b"{}"),
                 None => self.reply(&admin::body_not_readable()),
             },
             Route::Ping { hook } => match runtime.hooks().get(hook).and_then(admin::ping) {
@@ -185,43 +199,15 @@ impl Context for Http {
         let answer = CallAnswer::read(body_size, admin::MAX_RESULT_BODY);
         let reply = match answer.status {
             Some(status) => admin::result(data, Some(status), &answer.headers, &answer.body),
-            None => admin::failed_call(answer.header(":dispatch_status").unwrap_or("no answer")),
+            None => admin::failed_call(answer.header(DISPATCH_STATUS).unwrap_or("no answer")),
         };
         self.reply(&reply);
     }
 }
 
-/// Log-phase properties (Envoy's attribute names). Request fields are read only when the
-/// header callback did not run (a reply sent by an earlier filter).
-fn properties(headers_seen: bool) -> Properties {
-    let text = |path: &[&str]| abi::string_property(path);
-    let number = |path: &[&str]| abi::integer_property(path);
-    let (method, path, host, scheme) = if headers_seen {
-        (None, None, None, None)
-    } else {
-        (
-            text(&["request", "method"]),
-            text(&["request", "path"]),
-            text(&["request", "host"]),
-            text(&["request", "scheme"]),
-        )
-    };
-    Properties {
-        method,
-        path,
-        host,
-        scheme,
-        request_id: text(&["request", "id"]),
-        status: number(&["response", "code"]),
-        flags: number(&["response", "flags"]),
-        code_details: text(&["response", "code_details"]),
-        upstream_address: text(&["upstream", "address"]),
-        cluster: text(&["xds", "cluster_name"]),
-        route: text(&["xds", "route_name"]),
-        duration_ns: number(&["request", "duration"]),
-        start_ns: number(&["request", "time"]),
-        source_address: text(&["source", "address"]),
-    }
+/// A property of the current stream, for [`differences`]: unreadable counts as absent.
+fn read_property(path: &[&str]) -> Option<Vec<u8>> {
+    abi::property(path).ok().flatten()
 }
 
 impl HttpContext for Http {
@@ -229,6 +215,7 @@ impl HttpContext for Http {
         let Some(runtime) = self.runtime.clone() else {
             return Action::Continue;
         };
+        self.known.learn(&read_property);
         self.capture.seen_ns = abi::now_ns();
         self.capture.request_headers = abi::header_map(MapType::HttpRequestHeaders).ok().flatten();
         let admin = runtime.admin().and_then(|settings| {
@@ -243,7 +230,10 @@ impl HttpContext for Http {
         }
         if !self.observe {
             self.capture = Capture::default();
+            return Action::Continue;
         }
+        self.capture.properties =
+            differences::request_properties(self.known.host_or_envoy(), &read_property);
         Action::Continue
     }
 
@@ -275,7 +265,7 @@ impl HttpContext for Http {
         let candidate = self.header(":method").is_some_and(crud::is_write_method)
             && status.is_some_and(|status| (200..300).contains(&status));
         if candidate && !end_of_stream {
-            self.capture.properties = properties(true);
+            self.capture.properties = self.properties(true);
             if let Some(limit) = runtime.crud_body_limit(&self.capture) {
                 self.body = Some((Vec::new(), limit));
             }
@@ -314,12 +304,14 @@ impl HttpContext for Http {
     fn on_log(&mut self) {
         let Some(runtime) = self
             .runtime
-            .as_ref()
+            .clone()
             .filter(|_| self.observe && self.admin.is_none())
         else {
             return;
         };
-        self.capture.properties = properties(self.capture.request_headers.is_some());
+        self.known.learn(&read_property);
+        let headers_seen = self.capture.request_headers.is_some();
+        self.capture.properties = self.properties(headers_seen);
         let now_ns = abi::now_ns().unwrap_or(0);
         runtime.observe(&self.capture, now_ns, &HostLog);
     }

@@ -1,11 +1,24 @@
 //! The core's metrics as the host's (`proxy_define_metric`, `proxy_increment_metric`): Envoy
-//! shows them in `/stats` and `/stats/prometheus`. Each name is defined once per VM, on first
-//! use; a host that refuses a metric costs the metric, never the request.
+//! shows them in `/stats` and `/stats/prometheus`, Kong (3.9 and later) through its Prometheus
+//! plugin. Each name is defined once per VM, on first use; a host that refuses a metric costs
+//! the metric, never the request.
+//!
+//! Kong before 3.9 traps on these calls, so none is made until the host is known
+//! ([`Known::metrics`]): changes until then are held, summed per name (a bounded number of
+//! names), and sent once the host is known to take them, or dropped. Kong also traps on an
+//! increment of a gauge and on a name too long: there a gauge's level is kept here and recorded
+//! (`proxy_record_metric`; Kong shows the level of the worker that changed it last), and a name
+//! over Kong's limit is not defined.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
+use super::differences::{Host, Known};
 use crate::metrics::Metrics;
+
+/// The most metric names held while the host is not known yet.
+const MAX_HELD: usize = 4096;
 
 #[link(wasm_import_module = "env")]
 unsafe extern "C" {
@@ -16,6 +29,7 @@ unsafe extern "C" {
         return_id: *mut u32,
     ) -> u32;
     fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
+    fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
 }
 
 const OK: u32 = 0;
@@ -23,12 +37,25 @@ const COUNTER: u32 = 0;
 const GAUGE: u32 = 1;
 
 /// The host's metrics, with the ids of those defined so far (`None`: the host refused it).
-#[derive(Default)]
 pub struct HostMetrics {
+    known: Rc<Known>,
     ids: RefCell<HashMap<String, Option<u32>>>,
+    /// Changes made before the host was known: kind and sum, by name.
+    held: RefCell<HashMap<String, (u32, i64)>>,
+    /// Kong: each gauge's level in this worker, by id.
+    levels: RefCell<HashMap<u32, i64>>,
 }
 
 impl HostMetrics {
+    pub fn new(known: Rc<Known>) -> Self {
+        HostMetrics {
+            known,
+            ids: RefCell::default(),
+            held: RefCell::default(),
+            levels: RefCell::default(),
+        }
+    }
+
     fn id(&self, kind: u32, name: &str) -> Option<u32> {
         if let Some(id) = self.ids.try_borrow().ok()?.get(name) {
             return *id;
@@ -45,9 +72,62 @@ impl HostMetrics {
     }
 
     fn add(&self, kind: u32, name: &str, delta: i64) {
-        if let Some(id) = self.id(kind, name) {
+        match self.known.metrics() {
+            Some(true) => {
+                self.release();
+                self.send(kind, name, delta);
+            }
+            Some(false) => {
+                if let Ok(mut held) = self.held.try_borrow_mut() {
+                    held.clear();
+                }
+            }
+            None => self.hold(kind, name, delta),
+        }
+    }
+
+    fn send(&self, kind: u32, name: &str, delta: i64) {
+        if !self.known.metric_name_fits(name) {
+            return;
+        }
+        let Some(id) = self.id(kind, name) else {
+            return;
+        };
+        if kind == GAUGE && self.known.host() == Some(Host::Kong) {
+            let Ok(mut levels) = self.levels.try_borrow_mut() else {
+                return;
+            };
+            let level = levels.entry(id).or_insert(0);
+            *level = level.saturating_add(delta);
+            // Kong keeps a gauge's level as an unsigned count; ours never go below zero.
+            let value = u64::try_from(*level).unwrap_or(0);
+            // SAFETY: no pointers. A refused record loses that change only.
+            let _ = unsafe { proxy_record_metric(id, value) };
+        } else {
             // SAFETY: no pointers. A refused increment loses that increment only.
             let _ = unsafe { proxy_increment_metric(id, delta) };
+        }
+    }
+
+    fn hold(&self, kind: u32, name: &str, delta: i64) {
+        let Ok(mut held) = self.held.try_borrow_mut() else {
+            return;
+        };
+        if let Some((_, sum)) = held.get_mut(name) {
+            *sum = sum.saturating_add(delta);
+        } else if held.len() < MAX_HELD {
+            held.insert(name.to_string(), (kind, delta));
+        }
+    }
+
+    /// Sends what was held before the host was known.
+    fn release(&self) {
+        let held = match self.held.try_borrow_mut() {
+            Ok(mut held) if !held.is_empty() => std::mem::take(&mut *held),
+            _ => return,
+        };
+        for (name, (kind, delta)) in held {
+            self.send(kind, &name, delta);
         }
     }
 }

@@ -2,6 +2,8 @@
 //!
 //! * [`wire`]: the ABI's wire formats: property values (Envoy: 8-byte little-endian
 //!   integers; Kong: decimal strings) and serialized header maps. Pure, so tested natively.
+//! * [`differences`]: everything that differs between Envoy and Kong (call targets, property
+//!   encodings, which calls exist), and how the host is detected. Pure, so tested natively.
 //! * `abi` (wasm32 only): checked bindings to the host calls the filter uses. The SDK's own
 //!   wrappers panic on unexpected statuses and on non-UTF-8 header values; these return errors.
 //! * `shared` (wasm32 only): the proxy's shared data, for state every worker sees.
@@ -10,6 +12,7 @@
 //!   dispatches calls, and the HTTP context, which captures a request and hands its event over
 //!   in `on_log`.
 
+pub mod differences;
 pub mod wire;
 
 #[cfg(target_arch = "wasm32")]

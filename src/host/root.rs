@@ -10,7 +10,8 @@ use std::time::Duration;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, Status};
 
-use super::abi::{self, CallAnswer, HostLog};
+use super::abi::{self, CallAnswer, DISPATCH_STATUS, HostLog};
+use super::differences::{self, Host, Known};
 use super::http::Http;
 use super::metrics::HostMetrics;
 use super::shared::HostShared;
@@ -23,6 +24,8 @@ use crate::runtime::Runtime;
 const MAX_RETIRING: usize = 4;
 
 pub struct Root {
+    /// The host and what it allows, shared with every HTTP context and the metrics.
+    known: Rc<Known>,
     runtime: Option<Rc<Runtime>>,
     /// Earlier configurations' runtimes, kept until their queues drain.
     retiring: Vec<Rc<Runtime>>,
@@ -35,6 +38,7 @@ pub struct Root {
 impl Root {
     pub fn new() -> Self {
         Root {
+            known: Rc::default(),
             runtime: None,
             retiring: Vec::new(),
             ticking: false,
@@ -71,6 +75,9 @@ impl Root {
         }
         self.runtime = None;
         self.retiring.clear();
+        if self.known.host() == Some(Host::Kong) {
+            return; // Kong never asked to wait: `on_done` answered true there.
+        }
         if let Err(error) = abi::done() {
             abi::log(
                 Level::Error,
@@ -96,27 +103,28 @@ impl Root {
     }
 }
 
+/// Makes `request` through the host's HTTP callout, addressed as `host` takes it.
+pub fn dispatch(host: Host, request: &Request, timeout_ms: u64) -> Result<u32, Status> {
+    let call = differences::call(host, request);
+    proxy_wasm::hostcalls::dispatch_http_call(
+        call.upstream,
+        call.headers,
+        Some(&request.body),
+        Vec::new(),
+        Duration::from_millis(timeout_ms),
+    )
+}
+
 /// Dispatches through the host's HTTP callout.
-struct HostTransport;
+struct HostTransport(Host);
 
 impl Transport for HostTransport {
     fn send(&mut self, request: &Request, timeout_ms: u64) -> Result<u32, SendError> {
-        let headers: Vec<(&str, &str)> = request
-            .headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-            .collect();
-        proxy_wasm::hostcalls::dispatch_http_call(
-            &request.destination.cluster,
-            headers,
-            Some(&request.body),
-            Vec::new(),
-            Duration::from_millis(timeout_ms),
-        )
-        .map_err(|status| match status {
+        dispatch(self.0, request, timeout_ms).map_err(|status| match status {
             // Envoy: the call would fail at once (circuit breaker open, no healthy host).
             Status::InternalFailure => SendError::Busy(format!("{status:?}")),
-            // Envoy: an unknown cluster or missing pseudo-headers.
+            // Envoy: an unknown cluster or missing pseudo-headers; Kong: an upstream it
+            // cannot parse.
             _ => SendError::Refused(format!("{status:?}")),
         })
     }
@@ -149,10 +157,10 @@ impl Context for Root {
             Some(503) if answer.header("x-envoy-overloaded").is_some() => Response::Overloaded,
             Some(status) => Response::Status(status),
             // Kong reports why a call failed in `:dispatch_status`; Envoy sends no headers.
-            None => Response::NoAnswer(answer.header(":dispatch_status").map(str::to_string)),
+            None => Response::NoAnswer(answer.header(DISPATCH_STATUS).map(str::to_string)),
         };
         let now = now_ms();
-        let mut transport = HostTransport;
+        let mut transport = HostTransport(self.known.host_or_envoy());
         if let Some(owner) = self.runtimes().find(|runtime| runtime.owns(token)) {
             let retry_after = answer.header("retry-after");
             owner.complete(
@@ -174,6 +182,16 @@ impl Context for Root {
     fn on_done(&mut self) -> bool {
         let outstanding = self.outstanding();
         if outstanding == 0 {
+            return true;
+        }
+        if self.known.host() == Some(Host::Kong) {
+            // ngx_wasm_module has no `proxy_done`: a root context cannot ask to wait.
+            abi::log(
+                Level::Warn,
+                &format!(
+                    "stopping with {outstanding} deliveries undelivered (queued or in flight)"
+                ),
+            );
             return true;
         }
         let drain_ms = self
@@ -224,11 +242,12 @@ impl RootContext for Root {
                 return false;
             }
         };
+        self.known.configure(config.host);
         let runtime = Rc::new(Runtime::new(
             config,
             seed(),
             Box::new(HostShared),
-            Box::new(HostMetrics::default()),
+            Box::new(HostMetrics::new(self.known.clone())),
         ));
         let interval = runtime.flush_interval_ms();
         abi::log(
@@ -271,7 +290,7 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         let now = now_ms();
-        let mut transport = HostTransport;
+        let mut transport = HostTransport(self.known.host_or_envoy());
         for runtime in self.runtimes() {
             runtime.flush(now, &mut transport, &HostLog);
         }
@@ -287,7 +306,7 @@ impl RootContext for Root {
             .as_ref()
             .filter(|runtime| runtime.observes_requests() || runtime.admin().is_some())
             .cloned();
-        Some(Box::new(Http::new(runtime)))
+        Some(Box::new(Http::new(runtime, self.known.clone())))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -7,7 +7,9 @@
 //! decimal strings (`"200"`). Both are accepted without knowing the host: a value made only of
 //! ASCII digits is read as decimal, otherwise 8 bytes are read as a little-endian integer.
 //! (An 8-byte integer is made only of ASCII digits only from 0x3030303030303030, beyond any
-//! status, flag set, duration or timestamp before the year 2078.)
+//! status, flag set, duration or timestamp before the year 2078.) Times and durations differ in
+//! unit as well (Envoy: nanoseconds; Kong: seconds with a fraction, [`decimal_seconds_ns`]),
+//! so [`super::differences`] decodes them knowing the host.
 
 /// An integer property, in either encoding.
 pub fn integer(bytes: &[u8]) -> Option<u64> {
@@ -16,6 +18,28 @@ pub fn integer(bytes: &[u8]) -> Option<u64> {
     }
     let array: [u8; 8] = bytes.try_into().ok()?;
     Some(u64::from_le_bytes(array))
+}
+
+/// A time or duration Kong gives in seconds with a decimal fraction (`"0.250"`,
+/// `"1795000000.123"`), in nanoseconds. At most 12 digits of seconds, 9 of fraction.
+pub fn decimal_seconds_ns(bytes: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(bytes).ok()?.trim();
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits =
+        |part: &str, max: usize| part.len() <= max && part.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole, 12) || !digits(fraction, 9) {
+        return None;
+    }
+    let seconds: u64 = whole.parse().ok()?;
+    let mut nanos: u64 = 0;
+    for position in 0..9 {
+        let digit = fraction
+            .as_bytes()
+            .get(position)
+            .map_or(0, |b| u64::from(b - b'0'));
+        nanos = nanos * 10 + digit;
+    }
+    seconds.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
 /// A string property; invalid UTF-8 is replaced, never fatal.
@@ -98,6 +122,29 @@ mod tests {
         assert_eq!(integer(b"200"), Some(200));
         assert_eq!(integer(b"20000000"), Some(20_000_000));
         assert_eq!(integer(b"0"), Some(0));
+    }
+
+    #[test]
+    fn kong_decimal_seconds() {
+        assert_eq!(decimal_seconds_ns(b"0.250"), Some(250_000_000));
+        assert_eq!(decimal_seconds_ns(b"0.000"), Some(0));
+        assert_eq!(decimal_seconds_ns(b"12"), Some(12_000_000_000));
+        assert_eq!(
+            decimal_seconds_ns(b"1795000000.123"),
+            Some(1_795_000_000_123_000_000)
+        );
+        assert_eq!(decimal_seconds_ns(b"1.123456789"), Some(1_123_456_789));
+        for bad in [
+            &b""[..],
+            b".5",
+            b"1.2.3",
+            b"-1",
+            b"1e3",
+            b"1.1234567891",
+            b"9999999999999",
+        ] {
+            assert_eq!(decimal_seconds_ns(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

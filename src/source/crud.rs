@@ -21,7 +21,7 @@
 use serde_json::{Map, Value};
 
 use super::EventSpec;
-use crate::config::reader::{Object, Problems};
+use crate::config::reader::{Object, Problems, Whole};
 use crate::event::Event;
 use crate::filter::Filter;
 use crate::source::Source;
@@ -97,17 +97,22 @@ pub fn crud_spec(name: &str) -> Option<&'static EventSpec> {
     CRUD_EVENTS.get(index)
 }
 
+/// The longest entity schema name an event may name.
+pub const MAX_SCHEMA_LEN: usize = 128;
+
 fn is_schema(name: &str) -> bool {
     !name.is_empty()
-        && name.len() <= 128
+        && name.len() <= MAX_SCHEMA_LEN
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
 }
 
-const KEYS: &[&str] = &["match", "prefix", "max_body_bytes"];
+pub const KEYS: &[&str] = &["match", "prefix", "max_body_bytes"];
 /// The largest response body read for an entity.
 pub const MAX_BODY_BYTES: u64 = 1024 * 1024;
+/// The numbers `max_body_bytes` takes.
+pub const BODY_BYTES: Whole = Whole::new("max_body_bytes", 1, MAX_BODY_BYTES);
 
 /// The top-level `crud` settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,7 +148,7 @@ impl Settings {
                 "/".to_string()
             }
         };
-        let max_body_bytes = object.optional_u64("max_body_bytes", 65_536, 1, MAX_BODY_BYTES);
+        let max_body_bytes = object.whole(BODY_BYTES, 65_536);
         Some(Settings {
             matcher: matcher?,
             prefix,

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use serde_json::{Map, Value};
 
 use super::EventSpec;
-use crate::config::reader::{Object, Problems};
+use crate::config::reader::{Object, Problems, Whole};
 use crate::event::{Event, lookup};
 use crate::shared::{Change, Shared, update};
 use crate::source::Source;
@@ -35,7 +35,11 @@ const FAILURE_FLAGS: &[&str] = &["UF", "UC", "UR", "UT", "LR", "URX"];
 /// The most upstream hosts a worker tracks.
 pub const MAX_HOSTS: usize = 4_096;
 
-const KEYS: &[&str] = &["failure_statuses", "unhealthy_after", "healthy_after"];
+pub const KEYS: &[&str] = &["failure_statuses", "unhealthy_after", "healthy_after"];
+pub const UNHEALTHY_AFTER: Whole = Whole::new("unhealthy_after", 1, 1_000);
+pub const HEALTHY_AFTER: Whole = Whole::new("healthy_after", 1, 1_000);
+/// The HTTP statuses `failure_statuses` may list.
+pub const STATUSES: std::ops::RangeInclusive<u64> = 100..=599;
 
 /// The top-level `health` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,17 +68,17 @@ impl Settings {
             || defaults.failure_statuses.clone(),
             |item| {
                 item.as_u64()
-                    .filter(|status| (100..=599).contains(status))
+                    .filter(|status| STATUSES.contains(status))
                     .ok_or("an HTTP status (100 to 599)")
             },
         );
-        let count = |key: &str, default: u32| {
-            u32::try_from(object.optional_u64(key, u64::from(default), 1, 1_000)).unwrap_or(default)
+        let count = |spec: Whole, default: u32| {
+            u32::try_from(object.whole(spec, u64::from(default))).unwrap_or(default)
         };
         Some(Settings {
             failure_statuses,
-            unhealthy_after: count("unhealthy_after", defaults.unhealthy_after),
-            healthy_after: count("healthy_after", defaults.healthy_after),
+            unhealthy_after: count(UNHEALTHY_AFTER, defaults.unhealthy_after),
+            healthy_after: count(HEALTHY_AFTER, defaults.healthy_after),
         })
     }
 }

@@ -28,7 +28,7 @@ pub const EVENTS: &[EventSpec] = &[EventSpec {
     description: "A request was refused with 429 by a rate limiter.",
 }];
 
-const KEYS: &[&str] = &["consumer_headers"];
+pub const KEYS: &[&str] = &["consumer_headers"];
 
 /// Kong's named windows, in seconds.
 const WINDOWS: &[(&str, u64)] = &[

@@ -299,7 +299,7 @@ fn a_secret_with_nothing_to_sign_gets_a_note() {
         "payload": {"a": "b"}, "secret": "hunter2"}))
     .unwrap();
     let note = get.note("pings").unwrap();
-    assert!(note.starts_with("hook pings: TLS to r is what cluster c does"));
+    assert!(note.starts_with("hook pings: TLS to r is the host's: on Envoy cluster c needs"));
     assert!(note.ends_with(
         "hook pings: its GET calls have no body, so they are sent unsigned (the signature covers the body only, as in Kong)"
     ));
