@@ -15,6 +15,8 @@ const KEY_ZONED: u32 = 2304;
 const KEY_OTHER: u32 = 2368;
 const METRIC: u32 = 2432;
 const MESSAGE: u32 = 2496;
+const EOS: u32 = 2560;
+const PROPERTY: u32 = 2624;
 const OUT: u32 = 4000;
 
 fn escape(bytes: &[u8]) -> String {
@@ -29,6 +31,8 @@ struct Callbacks<'a> {
     request_headers: &'a str,
     log: &'a str,
     call_response: &'a str,
+    /// The property `(call $property)` reads (segments separated by NUL).
+    property: &'a str,
 }
 
 /// A minimal proxy-wasm module whose callbacks do what `callbacks` says. `(call $dispatch)`
@@ -52,6 +56,7 @@ fn module(callbacks: Callbacks<'_>) -> Filter {
   (import "env" "proxy_define_metric" (func $define_metric (param i32 i32 i32 i32) (result i32)))
   (import "env" "proxy_increment_metric" (func $increment_metric (param i32 i64) (result i32)))
   (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_property" (func $get_property (param i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 2)
   (global $heap (mut i32) (i32.const 32768))
   (data (i32.const {HEADERS}) "{headers}")
@@ -60,6 +65,14 @@ fn module(callbacks: Callbacks<'_>) -> Filter {
   (data (i32.const {KEY_OTHER}) "{other}")
   (data (i32.const {METRIC}) "{metric}")
   (data (i32.const {MESSAGE}) "{message}")
+  (data (i32.const {EOS}) "end of stream")
+  (data (i32.const {PROPERTY}) "{property}")
+  (func $property
+    (drop (call $get_property (i32.const {PROPERTY}) (i32.const {property_len})
+      (i32.const {OUT}) (i32.const 4008))))
+  (func $log_end_of_stream (param $eos i32)
+    (if (local.get $eos)
+      (then (drop (call $log (i32.const 2) (i32.const {EOS}) (i32.const 13))))))
   (func $dispatch
     (drop (call $http_call (i32.const {UPSTREAM}) (i32.const {upstream_len})
       (i32.const {HEADERS}) (i32.const {headers_len}) (i32.const 0) (i32.const 0)
@@ -73,8 +86,10 @@ fn module(callbacks: Callbacks<'_>) -> Filter {
   (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
   (func (export "proxy_on_configure") (param i32 i32) (result i32) {configure} (i32.const 1))
   (func (export "proxy_on_tick") (param i32) {tick})
-  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) {request_headers} (i32.const 0))
-  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (call $log_end_of_stream (local.get 2)) {request_headers} (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (call $log_end_of_stream (local.get 2)) (i32.const 0))
   (func (export "proxy_on_log") (param i32) {log})
   (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
   (func (export "proxy_on_delete") (param i32))
@@ -90,6 +105,8 @@ fn module(callbacks: Callbacks<'_>) -> Filter {
         metric = escape(metric),
         message = escape(message),
         message_len = message.len(),
+        property = escape(callbacks.property.as_bytes()),
+        property_len = callbacks.property.len(),
         configure = callbacks.configure,
         tick = callbacks.tick,
         request_headers = callbacks.request_headers,
@@ -445,4 +462,46 @@ fn a_module_importing_an_unknown_host_function_does_not_load() {
         .err()
         .unwrap();
     assert!(error.0.contains("env.proxy_teleport"), "{error}");
+}
+
+#[test]
+fn kong_header_callbacks_never_see_end_of_stream() {
+    let filter = module(Callbacks::default());
+    let mut proxy = start(&filter, Rules::Envoy);
+    proxy.request(&Request::get("/"));
+    assert_eq!(proxy.log_text().matches("end of stream").count(), 2);
+    let mut proxy = start(&filter, kong("3.9.1"));
+    proxy.request(&Request::get("/"));
+    assert_eq!(proxy.log_text().matches("end of stream").count(), 0);
+}
+
+#[test]
+fn kong_refuses_request_properties_outside_a_request() {
+    let filter = module(Callbacks {
+        configure: "(call $property)",
+        property: "response\0code",
+        ..Default::default()
+    });
+    let proxy = start(&filter, kong("3.9.1"));
+    assert_eq!(proxy.host_errors().len(), 1, "{}", proxy.log_text());
+    assert!(proxy.host_errors()[0].contains("cannot get ngx properties outside of a request"));
+    assert!(start(&filter, Rules::Envoy).host_errors().is_empty());
+}
+
+#[test]
+fn kong_logs_an_error_for_envoy_only_properties() {
+    for property in ["response\0flags", "response\0code_details"] {
+        let filter = module(Callbacks {
+            request_headers: "(call $property)",
+            property,
+            ..Default::default()
+        });
+        let mut proxy = start(&filter, kong("3.9.1"));
+        proxy.request(&Request::get("/"));
+        assert_eq!(proxy.host_errors().len(), 1, "{property}");
+        assert!(proxy.host_errors()[0].contains("property not supported"));
+        let mut proxy = start(&filter, Rules::Envoy);
+        proxy.request(&Request::get("/"));
+        assert!(proxy.host_errors().is_empty());
+    }
 }
