@@ -50,6 +50,7 @@ per_host!(
     snooze_is_a_fixed_window,
     a_refused_call_is_retried,
     a_silent_receiver_times_out_and_is_retried,
+    failed_calls_do_not_block_later_deliveries,
     the_filter_loads,
 );
 
@@ -321,6 +322,33 @@ fn kong_never_calls_the_root_on_done() {
     proxy.request(&Request::get("/").status(500));
     assert!(!proxy.shutdown(30_000));
     assert_clean(&proxy);
+}
+
+/// As many unanswered calls as a destination may have in flight (16) must not stop every later
+/// delivery to it.
+fn failed_calls_do_not_block_later_deliveries(rules: Rules) {
+    let config = json!({"delivery": {"timeout_ms": 1000}, "hooks": [errors_hook(json!({}))]});
+    let mut proxy = start(rules, config);
+    proxy.reply_with(std::iter::repeat_n(Reply::Silence, 16));
+    for _ in 0..16 {
+        proxy.request(&Request::get("/early").status(500));
+    }
+    proxy.advance(5_000);
+    proxy.request(&Request::get("/late").status(500));
+    proxy.advance(20 * 60 * 1000);
+    let late = proxy
+        .received()
+        .iter()
+        .filter(|call| body(call)["request"]["path"] == "/late")
+        .count();
+    assert_eq!(
+        late,
+        1,
+        "{rules}: {} calls, {} dispatches",
+        proxy.received().len(),
+        proxy.state().dispatches.len()
+    );
+    assert!(proxy.traps().is_empty());
 }
 
 /// It imports only what the host has (Proxy::start refuses a module importing anything else),
