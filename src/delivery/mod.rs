@@ -263,6 +263,10 @@ pub struct DeadLetter {
     pub body: Rc<[u8]>,
 }
 
+/// How long after a call's `timeout_ms` the filter stops waiting for the host's answer (the
+/// host's own timeout answer comes first).
+pub const ANSWER_GRACE_MS: u64 = 1_000;
+
 /// The most dead letters waiting for the runtime at once (it takes them after every call).
 const MAX_DEAD_LETTERS: usize = 1_024;
 
@@ -282,7 +286,8 @@ pub struct Delivery {
     /// Deliveries waiting for their next attempt, by (when, sequence).
     retries: BTreeMap<(u64, u64), Job>,
     sequence: u64,
-    in_flight: BTreeMap<u32, Job>,
+    /// Calls under way, by token, with when to stop waiting for their answer.
+    in_flight: BTreeMap<u32, (u64, Job)>,
     per_destination: HashMap<String, usize>,
     bytes: usize,
     stats: Vec<HookStats>,
@@ -453,6 +458,7 @@ impl Delivery {
         metrics: &dyn Metrics,
     ) {
         self.promote_due_retries(now_ms);
+        self.expire_calls(hooks, now_ms, log, metrics);
         let mut held: Vec<Job> = Vec::new();
         let mut blocked: Vec<String> = self.overloaded.clone();
         while self.in_flight.len() < self.settings.max_in_flight {
@@ -498,7 +504,10 @@ impl Delivery {
                         .per_destination
                         .entry(destination.to_string())
                         .or_insert(0) += 1;
-                    if let Some(mut previous) = self.in_flight.insert(token, job) {
+                    let deadline = now_ms
+                        .saturating_add(self.settings.timeout_ms)
+                        .saturating_add(ANSWER_GRACE_MS);
+                    if let Some((_, mut previous)) = self.in_flight.insert(token, (deadline, job)) {
                         // A host reusing a live token: the earlier call's answer is lost.
                         self.release_destination(&previous.draft.destination.cluster);
                         previous.last_error = Some("the host reused its call token".into());
@@ -530,6 +539,34 @@ impl Delivery {
         }
     }
 
+    /// Completes as unanswered every call still waiting past its deadline. Some hosts never
+    /// answer a call that failed (Kong before 3.9 only logs "dispatch failed"): without this
+    /// its slot would be held forever, and its destination would stop getting calls.
+    fn expire_calls(&mut self, hooks: &HookSet, now_ms: u64, log: &dyn Log, metrics: &dyn Metrics) {
+        let expired: Vec<u32> = self
+            .in_flight
+            .iter()
+            .filter(|(_, (deadline, _))| *deadline <= now_ms)
+            .map(|(token, _)| *token)
+            .collect();
+        for token in expired {
+            let detail = format!(
+                "the host gave no answer within timeout_ms {} + {ANSWER_GRACE_MS} ms",
+                self.settings.timeout_ms
+            );
+            self.complete(
+                token,
+                Response::NoAnswer(Some(detail)),
+                b"",
+                None,
+                hooks,
+                now_ms,
+                log,
+                metrics,
+            );
+        }
+    }
+
     fn release_destination(&mut self, destination: &str) {
         if let Some(count) = self.per_destination.get_mut(destination) {
             *count = count.saturating_sub(1);
@@ -553,7 +590,7 @@ impl Delivery {
         log: &dyn Log,
         metrics: &dyn Metrics,
     ) {
-        let Some(mut job) = self.in_flight.remove(&token) else {
+        let Some((_, mut job)) = self.in_flight.remove(&token) else {
             return;
         };
         let destination = job.draft.destination.cluster.clone();

@@ -559,3 +559,36 @@ fn excerpts_are_short_single_lines() {
     assert!(text.ends_with("..."));
     assert_eq!(excerpt(&[0xff, b'a']).as_deref(), Some("\u{fffd}a"));
 }
+
+#[test]
+fn a_call_the_host_never_answers_is_retried_after_its_timeout_and_a_late_answer_is_ignored() {
+    // Kong before 3.9 never calls back for a call that failed: the slot must come back.
+    let mut h = Harness::new(json!({"timeout_ms": 2_000, "max_in_flight_per_destination": 1}));
+    h.accept(h.job(0, 0));
+    h.accept(h.job(1, 0));
+    h.pump();
+    assert_eq!((h.sent(), h.delivery.in_flight()), (1, 1));
+    let silent = h.last();
+
+    h.now += 2_000 + ANSWER_GRACE_MS - 1;
+    h.tick();
+    assert_eq!(h.delivery.in_flight(), 1, "still within timeout and grace");
+    assert_eq!(h.sent(), 1);
+
+    h.now += 1;
+    h.tick();
+    assert!(!h.delivery.owns(silent));
+    assert_eq!(
+        h.sent(),
+        2,
+        "the destination's slot is free again: id-1 goes out"
+    );
+    assert_eq!(h.header(1, "webhook-id"), "id-1");
+    assert_eq!(h.delivery.pending_retries(), 1, "id-0 waits for its retry");
+
+    // The answer that finally comes for the expired call changes nothing.
+    let before = h.stats(0);
+    h.answer(silent, Response::Status(200));
+    assert_eq!(h.stats(0), before);
+    assert_eq!(h.delivery.pending_retries(), 1);
+}

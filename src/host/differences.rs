@@ -35,7 +35,8 @@ use super::wire;
 pub const KONG_PROBE: &[&str] = &["ngx", "pid"];
 /// Kong's host property with its version.
 pub const KONG_VERSION: &[&str] = &["kong", "version"];
-/// The first Kong version whose ngx_wasm_module implements the metrics calls.
+/// The first Kong version whose metrics calls are worth making: its Prometheus plugin exports
+/// filter metrics from 3.9 (ngx_wasm_module implements the calls from 3.8 and traps before).
 pub const KONG_METRICS_SINCE: (u32, u32) = (3, 9);
 /// The filter's name in Kong's filter chain (`event_hooks` unless the file was renamed).
 pub const PLUGIN_NAME: &[&str] = &["plugin_name"];
