@@ -212,7 +212,9 @@ pub fn event(capture: &Capture, now_ns: u64) -> Event {
     }
     if let Some(ip) = props.source_address.as_deref().and_then(client_ip) {
         let mut client = Map::new();
-        client.insert("ip".into(), Value::String(ip));
+        // Capped like all text from the host (found by fuzzing: `source.address` was the one
+        // string an event took uncut).
+        client.insert("ip".into(), Value::String(capped(ip)));
         data.insert("client".into(), Value::Object(client));
     }
     if let Some(start) = props.start_ns.filter(|ns| *ns > 0).or(capture.seen_ns) {
@@ -500,6 +502,23 @@ mod tests {
         assert_eq!(client_ip("::1").as_deref(), Some("::1"));
         assert_eq!(client_ip(":80"), None);
         assert_eq!(client_ip("[oops"), None);
+    }
+
+    /// Fuzz finding (target `properties`): a `source.address` longer than 4,096 bytes went into
+    /// `client.ip` uncut, the one event field not bounded like all other text.
+    #[test]
+    fn fuzz_finding_client_ip_is_capped() {
+        let capture = Capture {
+            properties: Properties {
+                source_address: Some("1".repeat(MAX_TEXT_BYTES * 2)),
+                ..Properties::default()
+            },
+            ..Capture::default()
+        };
+        let ip = event(&capture, 0).data["client"]["ip"].clone();
+        let ip = ip.as_str().unwrap();
+        assert_eq!(ip.len(), MAX_TEXT_BYTES + TRUNCATED.len());
+        assert!(ip.ends_with(TRUNCATED));
     }
 
     #[test]
