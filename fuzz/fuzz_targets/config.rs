@@ -46,7 +46,10 @@ fn check(bytes: &[u8], rest: &mut Unstructured<'_>) {
     if let Err(problems) = &first {
         assert!(!problems.is_empty(), "refused without a problem");
         for problem in problems {
-            assert!(!problem.path.is_empty(), "a problem without a path: {problem}");
+            assert!(
+                !problem.path.is_empty(),
+                "a problem without a path: {problem}"
+            );
             if let Some(mark) = shows_a_secret(&problem.message) {
                 panic!("a problem message shows a secret ({mark}): {problem}");
             }
@@ -75,24 +78,38 @@ fn check(bytes: &[u8], rest: &mut Unstructured<'_>) {
         }
         if let Some(ping) = event_hooks::admin::ping(hook) {
             let body = String::from_utf8_lossy(&ping.body);
-            assert!(shows_a_secret(&body).is_none(), "a ping shows a secret: {body}");
+            assert!(
+                shows_a_secret(&body).is_none(),
+                "a ping shows a secret: {body}"
+            );
         }
         // Lambda functions may be given a budget of a million operations: a few such runs per
         // input would make the target too slow to explore anything else.
-        let operations = hook.shown.pointer("/config/max_operations").and_then(Value::as_u64);
+        let operations = hook
+            .shown
+            .pointer("/config/max_operations")
+            .and_then(Value::as_u64);
         if operations.is_some_and(|operations| operations > 100_000) {
             continue;
         }
         let name = hook
             .event
             .clone()
-            .or_else(|| hook.source.events().first().map(|spec| spec.name.to_string()))
+            .or_else(|| {
+                hook.source
+                    .events()
+                    .first()
+                    .map(|spec| spec.name.to_string())
+            })
             .unwrap_or_default();
         let event = Event::new(hook.source, name, data.clone());
         for output in event_hooks::admin::run(hook, &event) {
             match output {
                 Output::Log(_, line) => {
-                    assert!(shows_a_secret(&line).is_none() && !line.contains(HEADER_MARK), "a log line shows a secret: {line}");
+                    assert!(
+                        shows_a_secret(&line).is_none() && !line.contains(HEADER_MARK),
+                        "a log line shows a secret: {line}"
+                    );
                 }
                 Output::Draft(draft) => check_draft(&draft),
             }
@@ -103,24 +120,41 @@ fn check(bytes: &[u8], rest: &mut Unstructured<'_>) {
 fn check_draft(draft: &event_hooks::delivery::Draft) {
     assert!(
         !draft.method.is_empty()
-            && draft.method.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_lowercase()),
+            && draft
+                .method
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b.is_ascii_lowercase()),
         "a call's method is not an uppercase token: {:?}",
         draft.method
     );
-    assert!(draft.path.starts_with('/'), "a call's path does not start with /: {:?}", draft.path);
     assert!(
-        !draft.path.bytes().any(|b| b.is_ascii_control() || b == b' '),
+        draft.path.starts_with('/'),
+        "a call's path does not start with /: {:?}",
+        draft.path
+    );
+    assert!(
+        !draft
+            .path
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b' '),
         "a call's path holds a space or control character: {:?}",
         draft.path
     );
     assert!(
-        !draft.authority.is_empty() && !draft.authority.bytes().any(|b| b.is_ascii_control() || b == b' '),
+        !draft.authority.is_empty()
+            && !draft
+                .authority
+                .bytes()
+                .any(|b| b.is_ascii_control() || b == b' '),
         "a call's authority is empty or holds a space or control character: {:?}",
         draft.authority
     );
     for (name, value) in &draft.headers {
         assert!(
-            !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase()),
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase()),
             "a call's header name is not a lowercase token: {name:?}"
         );
         assert!(
@@ -131,7 +165,10 @@ fn check_draft(draft: &event_hooks::delivery::Draft) {
             panic!("a call's header {name} carries a secret ({mark})");
         }
         if value.contains(HEADER_MARK) {
-            assert_eq!(name, "authorization", "a credential header's value went elsewhere");
+            assert_eq!(
+                name, "authorization",
+                "a credential header's value went elsewhere"
+            );
         }
     }
     let body = String::from_utf8_lossy(&draft.body);

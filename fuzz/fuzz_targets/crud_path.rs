@@ -13,24 +13,48 @@
 
 use arbitrary::Unstructured;
 use event_hooks::config::reader::Problems;
-use event_hooks::source::crud::{self, Body, Missing, Operation};
 use event_hooks::source::Source;
+use event_hooks::source::crud::{self, Body, Missing, Operation};
 use event_hooks_fuzz::{chance, count, free_text, pick};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 
 const SEGMENTS: &[&str] = &[
-    "consumers", "services", "routes", "plugins", "s1", "bob", "", "a b", "é", "plugins.json",
-    "..", "%2F", "x:y", "UPPER", "snake_case", "kebab-case",
+    "consumers",
+    "services",
+    "routes",
+    "plugins",
+    "s1",
+    "bob",
+    "",
+    "a b",
+    "é",
+    "plugins.json",
+    "..",
+    "%2F",
+    "x:y",
+    "UPPER",
+    "snake_case",
+    "kebab-case",
 ];
 
 fn path(u: &mut Unstructured<'_>, prefix: &str) -> String {
     if chance(u, 1, 6) {
         return free_text(u, 64);
     }
-    let mut path = if chance(u, 3, 4) { prefix.to_string() } else { "/".to_string() };
+    let mut path = if chance(u, 3, 4) {
+        prefix.to_string()
+    } else {
+        "/".to_string()
+    };
     let segments: Vec<String> = (0..count(u, 5))
-        .map(|_| if chance(u, 1, 8) { free_text(u, 10) } else { pick(u, SEGMENTS).to_string() })
+        .map(|_| {
+            if chance(u, 1, 8) {
+                free_text(u, 10)
+            } else {
+                pick(u, SEGMENTS).to_string()
+            }
+        })
         .collect();
     path.push_str(&segments.join(if chance(u, 1, 8) { "//" } else { "/" }));
     if chance(u, 1, 4) {
@@ -65,7 +89,11 @@ fuzz_target!(|data: &[u8]| {
     let method = if chance(&mut u, 1, 8) {
         free_text(&mut u, 8)
     } else {
-        pick(&mut u, &["POST", "PUT", "PATCH", "DELETE", "GET", "HEAD", "post"]).to_string()
+        pick(
+            &mut u,
+            &["POST", "PUT", "PATCH", "DELETE", "GET", "HEAD", "post"],
+        )
+        .to_string()
     };
     let status: u64 = match count(&mut u, 4) {
         0 => u.arbitrary().unwrap_or(0),
@@ -79,7 +107,10 @@ fuzz_target!(|data: &[u8]| {
     let Some(write) = crud::map(&method, &path, status, &prefix) else {
         return;
     };
-    assert!((200..300).contains(&status), "a {status} answer made a write");
+    assert!(
+        (200..300).contains(&status),
+        "a {status} answer made a write"
+    );
     assert!(crud::is_write_method(&method), "{method} made a write");
     let expected = match method.as_str() {
         "POST" => Operation::Create,
@@ -88,19 +119,40 @@ fuzz_target!(|data: &[u8]| {
         _ => Operation::Delete,
     };
     assert_eq!(write.operation, expected, "{method} {path} {status}");
-    assert_eq!(write.id.is_none(), method == "POST", "POST has no id, the others one");
+    assert_eq!(
+        write.id.is_none(),
+        method == "POST",
+        "POST has no id, the others one"
+    );
     let crud_name = format!("{}:{}", write.schema, write.operation.name());
-    assert!(crud::crud_spec(&write.schema).is_some(), "schema {:?} is no event name", write.schema);
-    assert!(crud::crud_spec(&crud_name).is_some(), "{crud_name:?} is no event name");
+    assert!(
+        crud::crud_spec(&write.schema).is_some(),
+        "schema {:?} is no event name",
+        write.schema
+    );
+    assert!(
+        crud::crud_spec(&crud_name).is_some(),
+        "{crud_name:?} is no event name"
+    );
     let bare = path.split_once('?').map_or(path.as_str(), |(bare, _)| bare);
-    let under = bare.strip_prefix(prefix.as_str()).expect("a write's path is under the prefix");
+    let under = bare
+        .strip_prefix(prefix.as_str())
+        .expect("a write's path is under the prefix");
     let segments: Vec<&str> = under.split('/').filter(|s| !s.is_empty()).collect();
     let (schema_at, id_at) = match write.id {
         None => (segments.len().checked_sub(1), None),
         Some(_) => (segments.len().checked_sub(2), segments.len().checked_sub(1)),
     };
-    assert_eq!(schema_at.map(|at| segments[at]), Some(write.schema.as_str()), "schema of {path}");
-    assert_eq!(id_at.map(|at| segments[at]), write.id.as_deref(), "id of {path}");
+    assert_eq!(
+        schema_at.map(|at| segments[at]),
+        Some(write.schema.as_str()),
+        "schema of {path}"
+    );
+    assert_eq!(
+        id_at.map(|at| segments[at]),
+        write.id.as_deref(),
+        "id of {path}"
+    );
     if !path.contains('?') {
         let query = free_text(&mut u, 16);
         assert_eq!(
@@ -114,7 +166,11 @@ fuzz_target!(|data: &[u8]| {
         0 => Body::Empty,
         1 => Body::TooLarge,
         2 => Body::Complete(free_text(&mut u, 128).into_bytes()),
-        _ => Body::Complete(json!({"id": "x", "username": free_text(&mut u, 8)}).to_string().into_bytes()),
+        _ => Body::Complete(
+            json!({"id": "x", "username": free_text(&mut u, 8)})
+                .to_string()
+                .into_bytes(),
+        ),
     };
     let (events, missing) = crud::events(&write, &body);
     let names: Vec<(Source, &str)> = events.iter().map(|e| (e.source, e.name.as_str())).collect();
@@ -127,13 +183,21 @@ fuzz_target!(|data: &[u8]| {
         ]
     );
     let entity = events[0].data.get("entity");
-    assert!(events.iter().all(|e| e.data == events[0].data), "the three events differ in data");
+    assert!(
+        events.iter().all(|e| e.data == events[0].data),
+        "the three events differ in data"
+    );
     assert_eq!(events[0].data.get("old_entity"), Some(&Value::Null));
     match &body {
         Body::TooLarge => assert!(entity.is_none() && missing == Some(Missing::TooLarge)),
         Body::Complete(bytes) if !bytes.iter().all(u8::is_ascii_whitespace) => {
             let parsed = serde_json::from_slice::<Value>(bytes).ok();
-            assert_eq!(entity, parsed.as_ref(), "entity of {:?}", String::from_utf8_lossy(bytes));
+            assert_eq!(
+                entity,
+                parsed.as_ref(),
+                "entity of {:?}",
+                String::from_utf8_lossy(bytes)
+            );
             assert_eq!(missing.is_some(), parsed.is_none());
         }
         _ => {

@@ -37,7 +37,9 @@ fn number_order(a: &serde_json::Number, b: &serde_json::Number) -> Option<Orderi
 fn equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => number_order(x, y) == Some(Ordering::Equal),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| equal(x, y)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| equal(x, y))
+        }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| equal(v, w)))
         }
@@ -109,7 +111,11 @@ fuzz_target!(|data: &[u8]| {
     let Some(compiled) = compile(&filter_value) else {
         return;
     };
-    assert_eq!(Some(&compiled), compile(&filter_value).as_ref(), "compiling is not deterministic");
+    assert_eq!(
+        Some(&compiled),
+        compile(&filter_value).as_ref(),
+        "compiling is not deterministic"
+    );
     let Value::Object(entries) = &filter_value else {
         panic!("a filter that is not an object compiled");
     };

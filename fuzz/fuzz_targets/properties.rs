@@ -35,7 +35,10 @@ fn integer_oracle(bytes: &[u8]) -> Option<u64> {
         return u64::try_from(n).ok();
     }
     (bytes.len() == 8).then(|| {
-        bytes.iter().rev().fold(0u64, |n, b| (n << 8) | u64::from(*b))
+        bytes
+            .iter()
+            .rev()
+            .fold(0u64, |n, b| (n << 8) | u64::from(*b))
     })
 }
 
@@ -48,24 +51,42 @@ fn seconds_oracle(bytes: &[u8]) -> Option<u64> {
         None => (text, ""),
     };
     let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if whole.is_empty() || whole.len() > 12 || fraction.len() > 9 || !digits(whole) || !digits(fraction) {
+    if whole.is_empty()
+        || whole.len() > 12
+        || fraction.len() > 9
+        || !digits(whole)
+        || !digits(fraction)
+    {
         return None;
     }
     let padded = format!("{fraction:0<9}");
-    let ns = u128::from(whole.parse::<u64>().ok()?) * 1_000_000_000 + u128::from(padded.parse::<u64>().ok()?);
+    let ns = u128::from(whole.parse::<u64>().ok()?) * 1_000_000_000
+        + u128::from(padded.parse::<u64>().ok()?);
     u64::try_from(ns).ok()
 }
 
 fn check_decoders(raw: &[u8]) {
     assert_eq!(wire::integer(raw), integer_oracle(raw), "integer({raw:?})");
-    assert_eq!(wire::decimal_seconds_ns(raw), seconds_oracle(raw), "decimal_seconds_ns({raw:?})");
+    assert_eq!(
+        wire::decimal_seconds_ns(raw),
+        seconds_oracle(raw),
+        "decimal_seconds_ns({raw:?})"
+    );
     assert_eq!(wire::string(raw), String::from_utf8_lossy(raw));
     if let Some(pairs) = wire::header_map(raw) {
-        let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let replaced = pairs.iter().any(|(k, v)| k.contains('\u{fffd}') || v.contains('\u{fffd}'));
+        let borrowed: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let replaced = pairs
+            .iter()
+            .any(|(k, v)| k.contains('\u{fffd}') || v.contains('\u{fffd}'));
         if !replaced && !raw.is_empty() {
             let encoded = wire::encode_header_map(&borrowed);
-            assert!(raw.starts_with(&encoded), "a decoded header map is not what its buffer holds");
+            assert!(
+                raw.starts_with(&encoded),
+                "a decoded header map is not what its buffer holds"
+            );
         }
     }
 }
@@ -76,17 +97,37 @@ fn check_round_trips(u: &mut Unstructured<'_>) {
     if !le.iter().all(u8::is_ascii_digit) {
         assert_eq!(wire::integer(&le), Some(n), "Envoy's encoding of {n}");
     }
-    assert_eq!(wire::integer(n.to_string().as_bytes()), Some(n), "Kong's encoding of {n}");
+    assert_eq!(
+        wire::integer(n.to_string().as_bytes()),
+        Some(n),
+        "Kong's encoding of {n}"
+    );
     let (seconds, nanos) = (n / 1_000_000_000, n % 1_000_000_000);
     let digits = count(u, 9);
     let fraction = format!("{nanos:09}");
-    let text = if digits == 0 { format!("{seconds}") } else { format!("{seconds}.{}", &fraction[..digits]) };
-    let expected = seconds * 1_000_000_000 + fraction[..digits].parse::<u64>().unwrap_or(0) * 10u64.pow(9 - digits as u32);
-    assert_eq!(wire::decimal_seconds_ns(text.as_bytes()), Some(expected), "Kong seconds {text}");
+    let text = if digits == 0 {
+        format!("{seconds}")
+    } else {
+        format!("{seconds}.{}", &fraction[..digits])
+    };
+    let expected = seconds * 1_000_000_000
+        + fraction[..digits].parse::<u64>().unwrap_or(0) * 10u64.pow(9 - digits as u32);
+    assert_eq!(
+        wire::decimal_seconds_ns(text.as_bytes()),
+        Some(expected),
+        "Kong seconds {text}"
+    );
     let pairs: Vec<(String, String)> = (0..count(u, 6)).map(|_| (string(u), string(u))).collect();
-    let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let borrowed: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let encoded = wire::encode_header_map(&borrowed);
-    assert_eq!(wire::header_map(&encoded), Some(pairs), "a header map does not round-trip");
+    assert_eq!(
+        wire::header_map(&encoded),
+        Some(pairs),
+        "a header map does not round-trip"
+    );
 }
 
 /// A property value in one of the encodings hosts use, or garbage.
@@ -98,7 +139,21 @@ fn property(u: &mut Unstructured<'_>) -> Option<Vec<u8>> {
         2 => Some(n.to_string().into_bytes()),
         3 => Some(format!("{}.{:03}", n % 10_000_000_000, n % 1000).into_bytes()),
         4 => Some(string(u).into_bytes()),
-        5 => Some(pick(u, &[&b"3.9.1"[..], b"3.10.0.2", b"envoy", b"", b"127.0.0.1:80", b"[::1]:8080", b"200"]).to_vec()),
+        5 => Some(
+            pick(
+                u,
+                &[
+                    &b"3.9.1"[..],
+                    b"3.10.0.2",
+                    b"envoy",
+                    b"",
+                    b"127.0.0.1:80",
+                    b"[::1]:8080",
+                    b"200",
+                ],
+            )
+            .to_vec(),
+        ),
         _ => {
             let len = count(u, 24);
             Some(u.bytes(len).unwrap_or_default().to_vec())
@@ -107,11 +162,27 @@ fn property(u: &mut Unstructured<'_>) -> Option<Vec<u8>> {
 }
 
 const PATHS: &[&str] = &[
-    "ngx.pid", "ngx.host", "kong.version", "plugin_name", "kong.service_id", "kong.route_id",
-    "request.method", "request.path", "request.host", "request.scheme", "request.id",
-    "request.duration", "request.time", "response.code", "response.flags",
-    "response.code_details", "source.address", "upstream.address", "upstream.port",
-    "xds.cluster_name", "xds.route_name",
+    "ngx.pid",
+    "ngx.host",
+    "kong.version",
+    "plugin_name",
+    "kong.service_id",
+    "kong.route_id",
+    "request.method",
+    "request.path",
+    "request.host",
+    "request.scheme",
+    "request.id",
+    "request.duration",
+    "request.time",
+    "response.code",
+    "response.flags",
+    "response.code_details",
+    "source.address",
+    "upstream.address",
+    "upstream.port",
+    "xds.cluster_name",
+    "xds.route_name",
 ];
 
 fn headers(u: &mut Unstructured<'_>) -> Option<Vec<(String, String)>> {
@@ -123,16 +194,36 @@ fn headers(u: &mut Unstructured<'_>) -> Option<Vec<(String, String)>> {
         }
         _ => {
             const NAMES: &[&str] = &[
-                ":method", ":path", ":authority", ":scheme", ":status", "x-request-id", "X-Team",
-                "x-team", "ratelimit-limit", "x-ratelimit-limit-minute", "ratelimit-policy",
-                "x-ratelimit-remaining", "ratelimit-reset", "x-consumer-id", "authorization",
+                ":method",
+                ":path",
+                ":authority",
+                ":scheme",
+                ":status",
+                "x-request-id",
+                "X-Team",
+                "x-team",
+                "ratelimit-limit",
+                "x-ratelimit-limit-minute",
+                "ratelimit-policy",
+                "x-ratelimit-remaining",
+                "ratelimit-reset",
+                "x-consumer-id",
+                "authorization",
             ];
             let many = chance(u, 1, 16);
             let n = if many { 150 } else { count(u, 8) };
-            Some((0..n).map(|i| {
-                let name = if many { format!("h-{}", i % 120) } else { pick(u, NAMES).to_string() };
-                (name, string(u))
-            }).collect())
+            Some(
+                (0..n)
+                    .map(|i| {
+                        let name = if many {
+                            format!("h-{}", i % 120)
+                        } else {
+                            pick(u, NAMES).to_string()
+                        };
+                        (name, string(u))
+                    })
+                    .collect(),
+            )
         }
     }
 }
@@ -149,7 +240,11 @@ fn check_bounded(value: &Value, path: &str) {
                 assert!(map.len() <= MAX_HEADERS, "{path} holds {} names", map.len());
                 for name in map.keys() {
                     assert!(!name.starts_with(':'), "{path} holds a pseudo-header");
-                    assert_eq!(name, &name.to_ascii_lowercase(), "{path} holds an uppercase name");
+                    assert_eq!(
+                        name,
+                        &name.to_ascii_lowercase(),
+                        "{path} holds an uppercase name"
+                    );
                 }
             }
             for (key, value) in map {
@@ -175,7 +270,11 @@ fuzz_target!(|data: &[u8]| {
     let known = Known::default();
     known.learn(&read);
     let host = known.host().unwrap_or(Host::Envoy);
-    assert_eq!(host == Host::Kong, props.contains_key("ngx.pid"), "host detection");
+    assert_eq!(
+        host == Host::Kong,
+        props.contains_key("ngx.pid"),
+        "host detection"
+    );
     let request_headers = headers(&mut u);
     let headers_seen = request_headers.is_some();
     let earlier = differences::request_properties(host, &read);
@@ -194,10 +293,22 @@ fuzz_target!(|data: &[u8]| {
 
     let _ = rate_limit::event(&rate_limit::Settings::default(), &event);
     let store = Memory::default();
-    let cluster = event.data.pointer("/upstream/cluster").and_then(Value::as_str).unwrap_or("");
-    if let Some(address) = event.data.pointer("/upstream/address").and_then(Value::as_str) {
+    let cluster = event
+        .data
+        .pointer("/upstream/cluster")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if let Some(address) = event
+        .data
+        .pointer("/upstream/address")
+        .and_then(Value::as_str)
+    {
         let state = property(&mut u).unwrap_or_default();
-        let _ = store.set(&format!("{NAMESPACE}health/{cluster}/{address}"), &state, None);
+        let _ = store.set(
+            &format!("{NAMESPACE}health/{cluster}/{address}"),
+            &state,
+            None,
+        );
     }
     let mut tracked = health::Tracked::default();
     for _ in 0..3 {

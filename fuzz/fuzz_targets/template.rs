@@ -19,8 +19,30 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 const PIECES: &[&str] = &[
-    "{{", "}}", "{*", "*}", "{#", "#}", "\\", "\\\\", "{%", "%}", "{(", "{[", "{-", "{", "}", " ",
-    "\n", "request.path", "response.status", "request.headers", "tags.0", "a..b", "é", "\"",
+    "{{",
+    "}}",
+    "{*",
+    "*}",
+    "{#",
+    "#}",
+    "\\",
+    "\\\\",
+    "{%",
+    "%}",
+    "{(",
+    "{[",
+    "{-",
+    "{",
+    "}",
+    " ",
+    "\n",
+    "request.path",
+    "response.status",
+    "request.headers",
+    "tags.0",
+    "a..b",
+    "é",
+    "\"",
 ];
 
 fn template_text(u: &mut Unstructured<'_>) -> String {
@@ -49,7 +71,9 @@ fn text_of(value: Option<&Value>) -> String {
 
 fn render(template: &Template, context: &Value, escape: Escape, limit: usize) -> (Vec<u8>, bool) {
     let mut out = Vec::new();
-    let fitted = template.render_into(context, escape, &mut out, limit).is_ok();
+    let fitted = template
+        .render_into(context, escape, &mut out, limit)
+        .is_ok();
     (out, fitted)
 }
 
@@ -60,7 +84,10 @@ fn percent_decode(text: &[u8]) -> Option<Vec<u8>> {
         if byte == b'%' {
             let hex = [*bytes.next()?, *bytes.next()?];
             let hex = std::str::from_utf8(&hex).ok()?;
-            if !hex.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)) {
+            if !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+            {
                 return None;
             }
             out.push(u8::from_str_radix(hex, 16).ok()?);
@@ -84,18 +111,33 @@ fn check_escape(context: &Value, path: &str, escape: Escape) {
     match escape {
         Escape::Json => {
             let quoted = [b"\"".as_slice(), &out, b"\""].concat();
-            let parsed: String = serde_json::from_slice(&quoted)
-                .unwrap_or_else(|e| panic!("JSON escaping made an invalid string ({e}): {}", String::from_utf8_lossy(&out)));
+            let parsed: String = serde_json::from_slice(&quoted).unwrap_or_else(|e| {
+                panic!(
+                    "JSON escaping made an invalid string ({e}): {}",
+                    String::from_utf8_lossy(&out)
+                )
+            });
             assert_eq!(parsed, text, "JSON escaping changed the text");
         }
         Escape::Percent => {
-            let decoded = percent_decode(&out)
-                .unwrap_or_else(|| panic!("percent-encoding left other bytes: {}", String::from_utf8_lossy(&out)));
-            assert_eq!(decoded, text.as_bytes(), "percent-encoding changed the text");
+            let decoded = percent_decode(&out).unwrap_or_else(|| {
+                panic!(
+                    "percent-encoding left other bytes: {}",
+                    String::from_utf8_lossy(&out)
+                )
+            });
+            assert_eq!(
+                decoded,
+                text.as_bytes(),
+                "percent-encoding changed the text"
+            );
         }
         Escape::Header => {
             let kept: Vec<u8> = text.bytes().filter(|b| header_safe(*b)).collect();
-            assert_eq!(out, kept, "header escaping did more than drop control characters");
+            assert_eq!(
+                out, kept,
+                "header escaping did more than drop control characters"
+            );
         }
         Escape::None => assert_eq!(out, text.as_bytes(), "no escaping changed the text"),
     }
@@ -103,7 +145,11 @@ fn check_escape(context: &Value, path: &str, escape: Escape) {
 
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
-    let text = if chance(&mut u, 1, 6) { free_text(&mut u, 256) } else { template_text(&mut u) };
+    let text = if chance(&mut u, 1, 6) {
+        free_text(&mut u, 256)
+    } else {
+        template_text(&mut u)
+    };
     let mut context = Value::Object(event_data(&mut u));
     if chance(&mut u, 1, 8) {
         context = value(&mut u, 0);
@@ -111,10 +157,23 @@ fuzz_target!(|data: &[u8]| {
     if let Value::Object(map) = &mut context {
         map.insert("note".into(), Value::String(string(&mut u)));
     }
-    let escape = pick(&mut u, &[Escape::Json, Escape::Percent, Escape::Header, Escape::None]);
+    let escape = pick(
+        &mut u,
+        &[Escape::Json, Escape::Percent, Escape::Header, Escape::None],
+    );
     let parsed = Template::parse(&text);
-    assert_eq!(parsed, Template::parse(&text), "parsing is not deterministic");
-    for path in ["note", "request.headers", "response.status", "tags.0", " request.path "] {
+    assert_eq!(
+        parsed,
+        Template::parse(&text),
+        "parsing is not deterministic"
+    );
+    for path in [
+        "note",
+        "request.headers",
+        "response.status",
+        "tags.0",
+        " request.path ",
+    ] {
         check_escape(&context, path, escape);
     }
     let Ok(template) = parsed else {
@@ -124,17 +183,31 @@ fuzz_target!(|data: &[u8]| {
     assert!(fitted, "a rendering without a limit overflowed");
     if whole.len() <= MAX_RENDERED {
         let rendered = template.render(&context, escape);
-        assert_eq!(rendered.as_bytes(), whole.as_slice(), "render differs from render_into");
+        assert_eq!(
+            rendered.as_bytes(),
+            whole.as_slice(),
+            "render differs from render_into"
+        );
     }
     let limit = count(&mut u, whole.len() + 8);
     let (cut, fitted) = render(&template, &context, escape, limit);
     assert!(cut.len() <= limit, "a rendering passed its limit");
     assert_eq!(fitted, whole.len() <= limit, "overflow reported wrongly");
-    assert!(whole.starts_with(&cut), "a cut rendering is not a prefix of the whole one");
+    assert!(
+        whole.starts_with(&cut),
+        "a cut rendering is not a prefix of the whole one"
+    );
     if template.is_literal() {
         let (other, _) = render(&template, &Value::Null, escape, usize::MAX);
-        assert_eq!(other, whole, "a template without fields depends on the data");
+        assert_eq!(
+            other, whole,
+            "a template without fields depends on the data"
+        );
     }
     let literal = Template::literal(&text);
-    assert_eq!(literal.render(&context, escape), text, "a literal template changed its text");
+    assert_eq!(
+        literal.render(&context, escape),
+        text,
+        "a literal template changed its text"
+    );
 });

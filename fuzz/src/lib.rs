@@ -135,8 +135,23 @@ pub fn value(u: &mut Unstructured<'_>, depth: usize) -> Value {
 /// A key of event data or of a filter path segment.
 pub fn key(u: &mut Unstructured<'_>) -> String {
     const KEYS: &[&str] = &[
-        "request", "response", "headers", "status", "path", "method", "tags", "0", "1", "entity",
-        "id", "x-team", "authorization", "Authorization", "cookie", "set-cookie", "",
+        "request",
+        "response",
+        "headers",
+        "status",
+        "path",
+        "method",
+        "tags",
+        "0",
+        "1",
+        "entity",
+        "id",
+        "x-team",
+        "authorization",
+        "Authorization",
+        "cookie",
+        "set-cookie",
+        "",
     ];
     if chance(u, 1, 6) {
         free_text(u, 12)
@@ -232,7 +247,10 @@ pub fn field_path(u: &mut Unstructured<'_>) -> String {
         "request.headers.Authorization",
     ];
     if chance(u, 1, 5) {
-        (0..count(u, 3) + 1).map(|_| key(u)).collect::<Vec<_>>().join(".")
+        (0..count(u, 3) + 1)
+            .map(|_| key(u))
+            .collect::<Vec<_>>()
+            .join(".")
     } else {
         pick(u, PATHS).to_string()
     }
@@ -320,9 +338,31 @@ pub fn env(name: &str) -> Option<String> {
 /// A whole number near the edges of the ranges the configuration takes, or anything else.
 fn setting(u: &mut Unstructured<'_>) -> Value {
     const EDGES: &[i64] = &[
-        0, 1, 2, 3, 5, 9, 10, 100, 1_000, 5_000, 10_000, 30_000, 65_535, 65_536, 100_000,
-        600_000, 1_000_000, 1_000_001, 3_600_000, 31_536_000, 31_536_001, 86_400_000,
-        268_435_456, 268_435_457, -1,
+        0,
+        1,
+        2,
+        3,
+        5,
+        9,
+        10,
+        100,
+        1_000,
+        5_000,
+        10_000,
+        30_000,
+        65_535,
+        65_536,
+        100_000,
+        600_000,
+        1_000_000,
+        1_000_001,
+        3_600_000,
+        31_536_000,
+        31_536_001,
+        86_400_000,
+        268_435_456,
+        268_435_457,
+        -1,
     ];
     match count(u, 7) {
         0..=4 => json!(pick(u, EDGES)),
@@ -422,11 +462,15 @@ pub fn config_document(u: &mut Unstructured<'_>) -> Value {
         top.insert("delivery".into(), delivery);
     }
     if chance(u, 1, 3) {
-        let crud = object_of(u, &["match", "prefix", "max_body_bytes"], &mut |u, key| match key {
-            "match" => filter(u),
-            "prefix" => json!(pick(u, &["/", "/admin", "/admin/", "admin", ""])),
-            _ => setting(u),
-        });
+        let crud = object_of(
+            u,
+            &["match", "prefix", "max_body_bytes"],
+            &mut |u, key| match key {
+                "match" => filter(u),
+                "prefix" => json!(pick(u, &["/", "/admin", "/admin/", "admin", ""])),
+                _ => setting(u),
+            },
+        );
         top.insert("crud".into(), crud);
     }
     if chance(u, 1, 4) {
@@ -449,11 +493,15 @@ pub fn config_document(u: &mut Unstructured<'_>) -> Value {
         top.insert("rate_limit".into(), json!({"consumer_headers": headers}));
     }
     if chance(u, 1, 4) {
-        let admin = object_of(u, &["prefix", "token", "token_env"], &mut |u, key| match key {
-            "prefix" => json!(pick(u, &["/event-hooks", "/", "/a/", "x"])),
-            "token" => json!(format!("{SECRET_MARK}-token")),
-            _ => json!(pick(u, &["ADMIN_TOKEN", "EMPTY", "UNSET"])),
-        });
+        let admin = object_of(
+            u,
+            &["prefix", "token", "token_env"],
+            &mut |u, key| match key {
+                "prefix" => json!(pick(u, &["/event-hooks", "/", "/a/", "x"])),
+                "token" => json!(format!("{SECRET_MARK}-token")),
+                _ => json!(pick(u, &["ADMIN_TOKEN", "EMPTY", "UNSET"])),
+            },
+        );
         top.insert("admin".into(), admin);
     }
     if chance(u, 1, 20) {
@@ -485,7 +533,12 @@ fn hook(u: &mut Unstructured<'_>, index: usize) -> Value {
     let handler = pick(u, HANDLERS);
     let mut map = Map::new();
     if chance(u, 3, 4) {
-        let names = [format!("hook-{index}"), "dead".into(), "a b".into(), "x".repeat(129)];
+        let names = [
+            format!("hook-{index}"),
+            "dead".into(),
+            "a b".into(),
+            "x".repeat(129),
+        ];
         let name = names[count(u, 3)].clone();
         map.insert("name".into(), json!(name));
     }
@@ -516,7 +569,10 @@ fn hook(u: &mut Unstructured<'_>, index: usize) -> Value {
         map.insert("snooze".into(), setting(u));
     }
     if chance(u, 1, 6) {
-        map.insert("on_change".into(), Value::Bool(u.arbitrary().unwrap_or(true)));
+        map.insert(
+            "on_change".into(),
+            Value::Bool(u.arbitrary().unwrap_or(true)),
+        );
     }
     if chance(u, 1, 6) {
         let redact = match count(u, 2) {
@@ -536,7 +592,14 @@ fn hook(u: &mut Unstructured<'_>, index: usize) -> Value {
 }
 
 fn handler_config(u: &mut Unstructured<'_>, handler: &str) -> Value {
-    let mut keys: Vec<&str> = vec!["secret", "secrets", "secret_env", "secrets_env", "signature", "retry"];
+    let mut keys: Vec<&str> = vec![
+        "secret",
+        "secrets",
+        "secret_env",
+        "secrets_env",
+        "signature",
+        "retry",
+    ];
     match handler {
         "webhook" => keys.extend(["url", "cluster", "headers", "ssl_verify"]),
         "webhook-custom" => keys.extend([
@@ -562,7 +625,15 @@ fn handler_config(u: &mut Unstructured<'_>, handler: &str) -> Value {
             for _ in 0..count(u, 3) {
                 let name = pick(
                     u,
-                    &["x-team", "Authorization", "content-type", "host", "webhook-id", "x-id", ""],
+                    &[
+                        "x-team",
+                        "Authorization",
+                        "content-type",
+                        "host",
+                        "webhook-id",
+                        "x-id",
+                        "",
+                    ],
                 );
                 let value = match count(u, 5) {
                     0 if name.eq_ignore_ascii_case("authorization") => {
@@ -595,7 +666,10 @@ fn handler_config(u: &mut Unstructured<'_>, handler: &str) -> Value {
         "secrets_env" => json!(["WHSEC_SECRET"]),
         "signature" => json!(pick(u, &["kong", "standard-webhooks", "github", "svix"])),
         "retry" => retry(u),
-        "method" => json!(pick(u, &["POST", "get", "HEAD", "DELETE", "CONNECT", "B@D", ""])),
+        "method" => json!(pick(
+            u,
+            &["POST", "get", "HEAD", "DELETE", "CONNECT", "B@D", ""]
+        )),
         "body" => json!(pick(
             u,
             &[
@@ -617,11 +691,7 @@ fn handler_config(u: &mut Unstructured<'_>, handler: &str) -> Value {
             }
             Value::Object(payload)
         }
-        "functions" => Value::Array(
-            (0..count(u, 3))
-                .map(|_| json!(pick(u, SCRIPTS)))
-                .collect(),
-        ),
+        "functions" => Value::Array((0..count(u, 3)).map(|_| json!(pick(u, SCRIPTS))).collect()),
         "ssl_verify" | "headers_format" | "body_format" | "payload_format" => {
             Value::Bool(u.arbitrary().unwrap_or(false))
         }

@@ -45,25 +45,36 @@ fn keyword_holds(
                 Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
                 _ => return fail("has a bad argument"),
             };
-            (!types.iter().any(|t| is_type(instance, t))).then(|| format!("{path}: not of type {types:?}"))
+            (!types.iter().any(|t| is_type(instance, t)))
+                .then(|| format!("{path}: not of type {types:?}"))
         }
         "enum" => {
             let Value::Array(options) = argument else {
                 return fail("has a bad argument");
             };
-            (!options.iter().any(|option| same(option, instance))).then(|| format!("{path}: not in enum"))
+            (!options.iter().any(|option| same(option, instance)))
+                .then(|| format!("{path}: not in enum"))
         }
         "minimum" | "maximum" => {
             let (Some(limit), Some(number)) = (argument.as_f64(), instance.as_f64()) else {
                 return None;
             };
             let exclusive = schema
-                .get(if keyword == "minimum" { "exclusiveMinimum" } else { "exclusiveMaximum" })
+                .get(if keyword == "minimum" {
+                    "exclusiveMinimum"
+                } else {
+                    "exclusiveMaximum"
+                })
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-            let below = if keyword == "minimum" { number < limit } else { number > limit };
+            let below = if keyword == "minimum" {
+                number < limit
+            } else {
+                number > limit
+            };
             let at = number == limit;
-            (below || (exclusive && at)).then(|| format!("{path}: {keyword} {limit} broken by {number}"))
+            (below || (exclusive && at))
+                .then(|| format!("{path}: {keyword} {limit} broken by {number}"))
         }
         "exclusiveMinimum" | "exclusiveMaximum" => None,
         "minLength" | "maxLength" | "minItems" | "maxItems" | "minProperties" | "maxProperties" => {
@@ -75,7 +86,11 @@ fn keyword_holds(
                 _ => return None,
             };
             let limit = argument.as_u64()?;
-            let broken = if keyword.starts_with("min") { (length as u64) < limit } else { length as u64 > limit };
+            let broken = if keyword.starts_with("min") {
+                (length as u64) < limit
+            } else {
+                length as u64 > limit
+            };
             broken.then(|| format!("{path}: {keyword} {limit} broken"))
         }
         "pattern" => {
@@ -83,7 +98,9 @@ fn keyword_holds(
                 return None;
             };
             match compiled(pattern) {
-                Some(regex) => (!regex.is_match(text)).then(|| format!("{path}: does not match {pattern}")),
+                Some(regex) => {
+                    (!regex.is_match(text)).then(|| format!("{path}: does not match {pattern}"))
+                }
                 None => fail("has a pattern this validator cannot read"),
             }
         }
@@ -102,7 +119,8 @@ fn keyword_holds(
                 return None;
             };
             properties.iter().find_map(|(name, sub)| {
-                map.get(name).and_then(|value| check(sub, value, &format!("{path}.{name}")))
+                map.get(name)
+                    .and_then(|value| check(sub, value, &format!("{path}.{name}")))
             })
         }
         "additionalProperties" => {
@@ -182,12 +200,19 @@ fn keyword_holds(
             .find_map(|sub| check(sub, instance, path)),
         "anyOf" => {
             let subs = list(argument)?;
-            let failures: Vec<String> = subs.iter().filter_map(|sub| check(sub, instance, path)).collect();
-            (failures.len() == subs.len()).then(|| format!("{path}: anyOf: none matches ({})", failures.join("; ")))
+            let failures: Vec<String> = subs
+                .iter()
+                .filter_map(|sub| check(sub, instance, path))
+                .collect();
+            (failures.len() == subs.len())
+                .then(|| format!("{path}: anyOf: none matches ({})", failures.join("; ")))
         }
         "oneOf" => {
             let subs = list(argument)?;
-            let matching = subs.iter().filter(|sub| check(sub, instance, path).is_none()).count();
+            let matching = subs
+                .iter()
+                .filter(|sub| check(sub, instance, path).is_none())
+                .count();
             (matching != 1).then(|| format!("{path}: oneOf: {matching} match"))
         }
         "not" => check(argument, instance, path)
@@ -236,12 +261,16 @@ fn is_type(instance: &Value, name: &str) -> bool {
 /// JSON equality with numbers by value.
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
-            (Some(x), Some(y), _, _) => x == y,
-            (_, _, Some(x), Some(y)) => x == y,
-            _ => x.as_f64() == y.as_f64(),
-        },
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y)),
+        (Value::Number(x), Value::Number(y)) => {
+            match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+                (Some(x), Some(y), _, _) => x == y,
+                (_, _, Some(x), Some(y)) => x == y,
+                _ => x.as_f64() == y.as_f64(),
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same(x, y))
+        }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
         }
