@@ -592,14 +592,8 @@ fn hook(u: &mut Unstructured<'_>, index: usize) -> Value {
 }
 
 fn handler_config(u: &mut Unstructured<'_>, handler: &str) -> Value {
-    let mut keys: Vec<&str> = vec![
-        "secret",
-        "secrets",
-        "secret_env",
-        "secrets_env",
-        "signature",
-        "retry",
-    ];
+    // Signing and retries: the keys of every handler that makes calls.
+    let mut keys: Vec<&str> = event_hooks::handler::endpoint::CALL_KEYS.to_vec();
     match handler {
         "webhook" => keys.extend(["url", "cluster", "headers", "ssl_verify"]),
         "webhook-custom" => keys.extend([
