@@ -23,7 +23,9 @@ It passes when:
 * per hook, accepted = delivered + failed + dropped + pending (the admin status endpoint) at
   the end, the hooks' sums equal the filter's metrics, and once the receiver behaves, every
   pending delivery is settled;
-* every delivery the receiver accepted carries a valid signature.
+* every delivery the receiver got from a signing hook carries a valid signature;
+* the filter saw the traffic: at least 80% as many traffic events as requests it was sent
+  (with FAIL_OPEN, a failed VM would let traffic pass unseen and unchanged).
 """
 
 from __future__ import annotations
@@ -778,6 +780,10 @@ def run(seconds: float, workdir: Path, clients: int = 6, seed: int = 1, log=prin
         result.drain_seconds = time.monotonic() - drain_began
         result.status_drained = admin_status(port_f)
         result.accounting_failures += accounting(result.status_drained)
+        # The filter saw the traffic (with FAIL_OPEN, a failed VM would let it pass unseen).
+        seen = result.status_drained["events"]["traffic"]
+        if seen < 0.8 * (result.requests // 2):
+            result.failures.append(f"the filter made {seen} traffic events for {result.requests // 2} requests")
         # The gauges follow on the filter's next tick: nothing queued, waiting or in flight.
         gauges = ("queue.depth", "queue.bytes", "retries.pending", "in_flight")
         try:
