@@ -536,8 +536,12 @@ def measure(configuration: Configuration, settings: Settings, receiver: Receiver
             raise RuntimeError(f"{configuration.key}: {load.non_2xx} requests were not answered 200")
         if configuration.hooks is not None:
             run.filter_counters = filter_counters(envoy)
-            if not run.filter_counters.get("events.traffic"):
+            # With no hook on traffic the filter builds no events; with some, every request is one.
+            if not run.filter_counters or (configuration.hooks and not run.filter_counters.get("events.traffic")):
                 raise RuntimeError(f"{configuration.key}: the filter saw no traffic (did it fail open?): {run.filter_counters}")
+            matched = {key: value for key, value in run.filter_counters.items() if key.endswith(".matched") and value}
+            if set(matched) - {f"hook.{FAILURES_HOOK['name']}.matched"}:
+                raise RuntimeError(f"{configuration.key}: hooks meant to match nothing matched: {matched}")
         envoy.check_log()
         return run
     finally:
@@ -770,6 +774,8 @@ def report(settings: Settings, info: dict[str, str], rows: dict[str, Run], all_r
             delivered += ", **zero loss**" if lost <= 0 else f", **{lost:,} lost**"
             if configuration.delivers == "signed":
                 delivered += f"; {run.verified:,} signatures verified" + (f", **{run.bad} bad**" if run.bad else "")
+                lost_by_filter = run.filter_counters.get("deliveries.dropped", 0) + run.filter_counters.get("deliveries.failed", 0)
+                delivered += f"; filter: {lost_by_filter} dropped or failed"
         lines.append(f"| {number} | {configuration.label} | {run.load.rps:,.0f}{spread} | {run.load.p50_ms:.2f} ms | {run.load.p99_ms:.2f} ms | "
                      f"{run.load.rps / floor:.3f} | {run.cpu_us:.1f} µs | {delivered} |")
     lines += ["", f"![throughput against the number of hooks]({PLOT.relative_to(ROOT).as_posix()})", ""]
