@@ -456,7 +456,7 @@ UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
 def wrk(port: int, seconds: float, connections: int, cpu: int | None) -> Load:
     command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-H", "x-tenant: bench",
                f"http://127.0.0.1:{port}/"]
-    output = subprocess.run(pinned(command, cpu), capture_output=True, text=True, check=True).stdout
+    output = subprocess.run(pinned(command, cpu), capture_output=True, text=True, check=True, preexec_fn=_die_with_parent).stdout
 
     def find(pattern: str) -> re.Match:
         match = re.search(pattern, output, re.MULTILINE)
