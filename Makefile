@@ -78,7 +78,7 @@ lint: wasm-target
 	cargo fmt --check -p event-hooks-testhost
 	cargo clippy -p event-hooks-testhost --all-targets -- -D warnings
 
-# Benchmarks (bench/run.py): Envoy and wrk on separate CPUs, about 15 minutes; QUICK=1 for short
+# Benchmarks (bench/run.py): Envoy and wrk on separate CPUs, 10 to 15 minutes; QUICK=1 for short
 # runs while developing. Not part of `make test`. Installs wrk (apt) and matplotlib (.venv).
 .PHONY: bench
 BENCH_STAMP := $(VENV)/.bench-installed

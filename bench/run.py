@@ -9,7 +9,7 @@ round by round and each one's median round is reported, so every ratio compares 
 the same run. Then: webhook delivery throughput, the wasm's size with and without the lambda
 feature, and Envoy's resident memory over a million requests.
 
-    .venv/bin/python bench/run.py            # the full run (about 15 minutes)
+    .venv/bin/python bench/run.py            # the full run (10 to 15 minutes)
     .venv/bin/python bench/run.py --quick    # short runs, for development: numbers are indicative only
 
 BENCHMARKS.md keeps the text between its `hand-written` markers; everything else is generated.
