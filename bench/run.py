@@ -501,6 +501,7 @@ class Settings:
     memory_requests: int
     envoy_cpu: int | None
     client_cpu: int | None
+    custom: bool = False  # durations, rounds or requests set on the command line
 
 
 def settle(condition, timeout: float = 30) -> bool:
@@ -737,11 +738,18 @@ where the filter's time goes, why a target is missed.)
 
 
 def hand_written(path: Path) -> str:
-    if path.exists():
-        text = path.read_text()
+    """The hand-written section of the report being replaced, else of BENCHMARKS.md."""
+    for source in (path, OUTPUT):
+        text = source.read_text() if source.exists() else ""
         if HAND_BEGIN in text and HAND_END in text:
             return text.split(HAND_BEGIN, 1)[1].split(HAND_END, 1)[0].strip("\n") + "\n"
     return DEFAULT_HAND_WRITTEN
+
+
+def plot_path(output: Path) -> Path:
+    """bench/throughput.png for BENCHMARKS.md; beside any other report, so a trial run to
+    another file leaves the committed plot alone."""
+    return PLOT if output.resolve() == OUTPUT else output.with_name(output.stem + "-throughput.png")
 
 
 def report(settings: Settings, info: dict[str, str], rows: dict[str, Run], all_runs: dict[str, list[Run]],
@@ -768,7 +776,7 @@ def report(settings: Settings, info: dict[str, str], rows: dict[str, Run], all_r
     pinning = (f"Envoy on CPU {settings.envoy_cpu}; wrk, the receivers and this script on CPU {settings.client_cpu} (taskset)"
                if settings.envoy_cpu is not None else "not pinned (fewer than 2 CPUs or no taskset)")
     lines += [
-        f"| mode | {'quick' if settings.quick else 'full'}: {settings.rounds} round(s), {settings.seconds:g} s measured after "
+        f"| mode | {'quick' if settings.quick else 'full'}{' with settings from the command line' if settings.custom else ''}: {settings.rounds} round(s), {settings.seconds:g} s measured after "
         f"{settings.warmup:g} s of warm-up per configuration; wrk 1 thread, {settings.connections} connections, `GET /` with `x-tenant: bench` |",
         f"| pinning | {pinning} |",
         f"| run time | {elapsed / 60:.1f} min (load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}) |",
@@ -800,7 +808,8 @@ def report(settings: Settings, info: dict[str, str], rows: dict[str, Run], all_r
                 delivered += f"; filter: {lost_by_filter} dropped or failed"
         lines.append(f"| {number} | {configuration.label} | {run.load.rps:,.0f}{spread} | {run.load.p50_ms:.2f} ms | {run.load.p99_ms:.2f} ms | "
                      f"{run.load.rps / floor:.3f} | {run.cpu_us:.1f} µs | {floor_cpu / run.cpu_us:.3f} | {delivered} |")
-    lines += ["", f"![throughput against the number of hooks]({PLOT.relative_to(ROOT).as_posix()})", ""]
+    plot_link = Path(os.path.relpath(plot_path(path), path.resolve().parent)).as_posix()
+    lines += ["", f"![throughput against the number of hooks]({plot_link})", ""]
 
     lines += ["## Webhook delivery", ""]
     if deliveries:
@@ -916,6 +925,7 @@ def main() -> int:
         connections=args.connections,
         memory_requests=args.memory_requests or (100_000 if args.quick else 1_000_000),
         envoy_cpu=None, client_cpu=None,
+        custom=any(value is not None for value in (args.seconds, args.warmup, args.rounds, args.memory_requests)) or args.connections != 32,
     )
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
@@ -971,10 +981,10 @@ def main() -> int:
 
     rows = {key: sorted(runs, key=lambda r: r.load.rps)[len(runs) // 2] for key, runs in all_runs.items() if runs}
     if "empty" in rows:
-        plot(rows, rows["empty"].load.rps, PLOT)
+        plot(rows, rows["empty"].load.rps, plot_path(args.output))
     text = report(settings, info, rows, all_runs, deliveries, sizes, memory, time.monotonic() - started, args.output)
     args.output.write_text(text)
-    print(f"wrote {args.output} and {PLOT} in {(time.monotonic() - started) / 60:.1f} min")
+    print(f"wrote {args.output} and {plot_path(args.output)} in {(time.monotonic() - started) / 60:.1f} min")
     return 0
 
 
