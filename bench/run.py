@@ -945,6 +945,9 @@ def main() -> int:
 
     started = time.monotonic()
     info = machine()
+    if "/1.40." not in info["Envoy"]:
+        print(f"warning: the benchmarks are specified for Envoy 1.40; {ENVOY} is {info['Envoy']}", file=sys.stderr)
+        info["Envoy"] += " (**not 1.40**: the numbers compare with no other run)"
     build_empty_filter()
     sizes = {"event_hooks.wasm (default features: lambda)": WASM.stat().st_size}
     if only is None or "size" in only:
