@@ -277,12 +277,16 @@ def _exit_on_signal(signum, _frame):
     raise SystemExit(128 + signum)  # unwinds through `finally` blocks and atexit: Envoy is stopped
 
 
+try:
+    _LIBC = ctypes.CDLL(None)  # loaded here, not in the forked child, where other threads' locks are not ours
+except OSError:
+    _LIBC = None
+
+
 def _die_with_parent():
-    """In the child: Envoy gets SIGTERM if this script dies, however it dies (Linux)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+    """In the child: it gets SIGTERM if this script dies, however it dies (Linux)."""
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def pinned(command: list[str], cpu: int | None) -> list[str]:
