@@ -666,7 +666,7 @@ def machine() -> dict[str, str]:
     envoy = subprocess.run([str(ENVOY), "--version"], capture_output=True, text=True).stdout
     version = re.search(r"version: (\S+)", envoy)
     commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!BENCHMARKS.md", ":!bench/throughput.png"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
     wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
     return {
@@ -853,7 +853,7 @@ def report(settings: Settings, info: dict[str, str], rows: dict[str, Run], all_r
             f"({(memory.after_kib - memory.before_kib) / memory.before_kib * 100:+.1f}%; highest sample {kib(max(s for _, s in memory.samples) * 1024)})."
             + (" **Quick mode: not the million requests of a full run.**" if settings.quick else ""),
             "",
-            "Samples (requests served: VmRSS): " + ", ".join(f"{n:,}: {kib(s * 1024)}" for n, s in memory.samples[:: max(1, len(memory.samples) // 12)]),
+            "Samples (requests served: VmRSS): " + ", ".join(f"{n:,}: {kib(s * 1024)}" for n, s in memory.samples[:: -(-len(memory.samples) // 12)]),
             "",
         ]
     else:
