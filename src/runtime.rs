@@ -47,6 +47,10 @@ pub struct Runtime {
     ids: RefCell<IdGen>,
     tracked: RefCell<health::Tracked>,
     counters: RefCell<Counters>,
+    /// The metric names counted per event, built once: `events.<source>` in [`Source::ALL`]'s
+    /// order, and `hook.<name>.matched` per hook.
+    event_metrics: Vec<String>,
+    matched_metrics: Vec<String>,
 }
 
 impl Runtime {
@@ -57,11 +61,17 @@ impl Runtime {
         metrics: Box<dyn Metrics>,
     ) -> Self {
         metrics::define(metrics.as_ref());
-        for hook in config.hooks.iter() {
-            metrics.count(&metrics::name(&["hook", &hook.name, "matched"]), 0);
-        }
-        for source in Source::ALL {
-            metrics.count(&metrics::name(&["events", source.name()]), 0);
+        let matched_metrics: Vec<String> = config
+            .hooks
+            .iter()
+            .map(|hook| metrics::name(&["hook", &hook.name, "matched"]))
+            .collect();
+        let event_metrics: Vec<String> = Source::ALL
+            .iter()
+            .map(|source| metrics::name(&["events", source.name()]))
+            .collect();
+        for name in matched_metrics.iter().chain(&event_metrics) {
+            metrics.count(name, 0);
         }
         let dead_letter = config
             .delivery
@@ -83,6 +93,8 @@ impl Runtime {
             ids: RefCell::new(IdGen::new(seed)),
             tracked: RefCell::new(health::Tracked::default()),
             counters: RefCell::new(Counters::default()),
+            event_metrics,
+            matched_metrics,
         }
     }
 
@@ -337,8 +349,9 @@ impl Runtime {
                 *count = count.saturating_add(1);
             }
         });
-        self.metrics
-            .count(&metrics::name(&["events", event.source.name()]), 1);
+        if let Some(name) = self.event_metrics.get(source) {
+            self.metrics.count(name, 1);
+        }
         let actions = match self.ids.try_borrow_mut() {
             Ok(mut ids) => self
                 .hooks
@@ -368,10 +381,11 @@ impl Runtime {
         };
         for action in actions {
             match action {
-                Action::Matched(hook) => self.metrics.count(
-                    &metrics::name(&["hook", self.hooks.name(hook), "matched"]),
-                    1,
-                ),
+                Action::Matched(hook) => {
+                    if let Some(name) = self.matched_metrics.get(hook) {
+                        self.metrics.count(name, 1);
+                    }
+                }
                 Action::Deliver(mut job) => {
                     job.dead_letter = dead_letter;
                     delivery.accept(job, &self.hooks, now_ms, log, self.metrics.as_ref());
