@@ -161,6 +161,14 @@ impl Field<'_> {
         }
     }
 
+    /// The number, for a non-negative whole number.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Field::Json(value) => value.as_u64(),
+            _ => None,
+        }
+    }
+
     /// The value as JSON (text becomes a JSON string).
     pub fn into_value(self) -> Value {
         match self {
@@ -228,11 +236,19 @@ impl std::fmt::Write for Short {
 /// Something a filter reads fields from: an event, or a request not yet made into one.
 pub trait Fields {
     /// The value at `path` (split) as a hook with `redaction` sees it; `None` when absent.
-    fn field<'a>(&'a self, path: &[String], redaction: &'a Redaction) -> Option<Field<'a>>;
+    fn field<'a, S: AsRef<str>>(
+        &'a self,
+        path: &[S],
+        redaction: &'a Redaction,
+    ) -> Option<Field<'a>>;
 }
 
 impl Fields for Event {
-    fn field<'a>(&'a self, path: &[String], redaction: &'a Redaction) -> Option<Field<'a>> {
+    fn field<'a, S: AsRef<str>>(
+        &'a self,
+        path: &[S],
+        redaction: &'a Redaction,
+    ) -> Option<Field<'a>> {
         self.lookup(path, redaction).map(Field::Json)
     }
 }

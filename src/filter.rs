@@ -399,7 +399,11 @@ mod tests {
     struct AsText(Event);
 
     impl Fields for AsText {
-        fn field<'a>(&'a self, path: &[String], redaction: &'a Redaction) -> Option<Field<'a>> {
+        fn field<'a, S: AsRef<str>>(
+            &'a self,
+            path: &[S],
+            redaction: &'a Redaction,
+        ) -> Option<Field<'a>> {
             let value = self.0.lookup(path, redaction)?;
             Some(match value {
                 std::borrow::Cow::Borrowed(Value::String(text)) => {

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use crate::control;
 use crate::delivery::Job;
-use crate::event::{Bodies, Event, Redaction};
+use crate::event::{Bodies, Event, Fields, Redaction};
 use crate::filter::Filter;
 use crate::handler::{Handler, Output};
 use crate::id::IdGen;
@@ -117,7 +117,49 @@ impl HookSet {
         store: &dyn Shared,
         ids: &mut IdGen,
     ) -> Vec<Action> {
-        self.route_hooks(self.of_source(event.source), event, now_ms, store, ids)
+        self.route_lazy(
+            event.source,
+            &event.name,
+            event,
+            || event,
+            now_ms,
+            store,
+            ids,
+        )
+    }
+
+    /// What event `name` of `source` produces, its hooks' filters tested on `fields` (the
+    /// event, or what it would be built from): `event` builds it only once a hook's filter
+    /// passes. An event that no hook's filter selects is never built.
+    #[allow(clippy::too_many_arguments)]
+    pub fn route_lazy<'e, F: Fields>(
+        &self,
+        source: Source,
+        name: &str,
+        fields: &F,
+        event: impl FnOnce() -> &'e Event,
+        now_ms: u64,
+        store: &dyn Shared,
+        ids: &mut IdGen,
+    ) -> Vec<Action> {
+        let indexes = self.of_source(source);
+        let Some(first) = indexes
+            .iter()
+            .position(|&index| self.selects(index, name, fields))
+        else {
+            return Vec::new();
+        };
+        let rest = indexes.get(first..).unwrap_or_default();
+        self.route_hooks(rest, event(), now_ms, store, ids)
+    }
+
+    /// Whether hook `index` is on, takes events called `name`, and its filter passes.
+    fn selects<F: Fields>(&self, index: usize, name: &str, fields: &F) -> bool {
+        self.hooks.get(index).is_some_and(|hook| {
+            hook.enabled
+                && hook.event.as_ref().is_none_or(|event| event == name)
+                && hook.filter.matches(fields, &hook.redaction)
+        })
     }
 
     /// What `event` produces for hook `index` alone (a dead letter for the dead-letter hook).
@@ -164,10 +206,7 @@ impl HookSet {
         let Some(hook) = self.hooks.get(index) else {
             return;
         };
-        if !hook.enabled || hook.event.as_ref().is_some_and(|name| *name != event.name) {
-            return;
-        }
-        if !hook.filter.matches(event, &hook.redaction) {
+        if !self.selects(index, &event.name, event) {
             return;
         }
         match control::admit(store, hook, event, now_ms) {

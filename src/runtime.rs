@@ -6,12 +6,12 @@
 //! Callbacks of one VM run one at a time, so the inner `RefCell`s are never borrowed twice; a
 //! borrow that fails anyway is logged and the event counted as dropped, never a panic.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 
 use crate::admin;
 use crate::config::Config;
 use crate::delivery::{DeadLetter, Delivery, Job, Response, Transport};
-use crate::event::{Event, Redaction};
+use crate::event::{Event, Fields, Redaction};
 use crate::hooks::{Action, HookSet};
 use crate::id::IdGen;
 use crate::log::{Level, Log};
@@ -232,12 +232,11 @@ impl Runtime {
             .crud
             .as_ref()
             .filter(|_| self.listens_to_crud())?;
-        let event = traffic::event(capture, 0);
-        let method = crate::event::lookup(&event.data, &["request", "method"])?.as_str()?;
-        let status = crate::event::lookup(&event.data, &["response", "status"])?.as_u64()?;
+        let view = traffic::View::new(capture, 0);
+        let (method, status) = (view.method()?, view.status()?);
         (crud::is_write_method(method)
             && (200..300).contains(&status)
-            && settings.matcher.matches(&event, &Redaction::none()))
+            && settings.matcher.matches(&view, &Redaction::none()))
         .then_some(settings.max_body_bytes)
     }
 
@@ -255,39 +254,46 @@ impl Runtime {
     }
 
     /// Builds every event one finished request gives (traffic, crud, rate limiting, health)
-    /// and routes each to its hooks.
+    /// and routes each to its hooks. Filters test the request's fields where the host captured
+    /// them: its traffic event is built only once a hook needs it.
     pub fn observe(&self, capture: &Capture, now_ns: u64, log: &dyn Log) {
         let now_ms = now_ns / 1_000_000;
-        let traffic = traffic::event(capture, now_ns);
+        let view = traffic::View::new(capture, now_ns);
+        let built = OnceCell::new();
+        let traffic = || built.get_or_init(|| traffic::event(capture, now_ns));
         if self.hooks.listens_to(Source::Traffic) {
-            self.emit(&traffic, now_ms, log);
+            self.emit_lazy(Source::Traffic, "request", &view, traffic, now_ms, log);
         }
         if self.listens_to_crud() {
-            self.observe_crud(capture, &traffic, now_ms, log);
+            self.observe_crud(capture, &view, now_ms, log);
         }
-        if self.hooks.listens_to(Source::RateLimiting) {
-            if let Some(event) = rate_limit::event(&self.sources.rate_limit, &traffic) {
+        if self.hooks.listens_to(Source::RateLimiting) && view.status() == Some(429) {
+            if let Some(event) = rate_limit::event(&self.sources.rate_limit, traffic()) {
                 self.emit(&event, now_ms, log);
             }
         }
         if self.hooks.listens_to(Source::Balancer) {
-            self.observe_health(&traffic, now_ms, log);
+            self.observe_health(&view, now_ms, log);
         }
     }
 
-    fn observe_crud(&self, capture: &Capture, traffic: &Event, now_ms: u64, log: &dyn Log) {
+    fn observe_crud(
+        &self,
+        capture: &Capture,
+        view: &traffic::View<'_>,
+        now_ms: u64,
+        log: &dyn Log,
+    ) {
         let Some(settings) = &self.sources.crud else {
             return;
         };
-        let text = |path: &[&str]| crate::event::lookup(&traffic.data, path)?.as_str();
-        let (Some(method), Some(path), Some(status)) = (
-            text(&["request", "method"]),
-            capture.path(),
-            crate::event::lookup(&traffic.data, &["response", "status"]).and_then(|s| s.as_u64()),
-        ) else {
+        // The method uncapped: only a short one (POST, PUT, PATCH, DELETE) maps to a write.
+        let (Some(method), Some(path), Some(status)) =
+            (view.method(), capture.path(), view.status())
+        else {
             return;
         };
-        if !settings.matcher.matches(traffic, &Redaction::none()) {
+        if !settings.matcher.matches(view, &Redaction::none()) {
             return;
         }
         let Some(write) = crud::map(method, path, status, &settings.prefix) else {
@@ -304,7 +310,7 @@ impl Runtime {
         }
     }
 
-    fn observe_health(&self, traffic: &Event, now_ms: u64, log: &dyn Log) {
+    fn observe_health(&self, traffic: &traffic::View<'_>, now_ms: u64, log: &dyn Log) {
         let Ok(mut tracked) = self.tracked.try_borrow_mut() else {
             return;
         };
@@ -340,22 +346,42 @@ impl Runtime {
 
     /// Routes `event` to its hooks, queues the calls and writes the log lines that follow.
     pub fn emit(&self, event: &Event, now_ms: u64, log: &dyn Log) {
-        let source = Source::ALL
+        self.emit_lazy(event.source, &event.name, event, || event, now_ms, log);
+    }
+
+    /// [`Runtime::emit`] for event `name` of `source`, its hooks' filters tested on `fields`:
+    /// `event` builds it once one passes.
+    fn emit_lazy<'e, F: Fields>(
+        &self,
+        source: Source,
+        name: &str,
+        fields: &F,
+        event: impl FnOnce() -> &'e Event,
+        now_ms: u64,
+        log: &dyn Log,
+    ) {
+        let at = Source::ALL
             .iter()
-            .position(|source| *source == event.source)
+            .position(|candidate| *candidate == source)
             .unwrap_or(0);
         self.count(|c| {
-            if let Some(count) = c.emitted.get_mut(source) {
+            if let Some(count) = c.emitted.get_mut(at) {
                 *count = count.saturating_add(1);
             }
         });
-        if let Some(name) = self.event_metrics.get(source) {
+        if let Some(name) = self.event_metrics.get(at) {
             self.metrics.count(name, 1);
         }
         let actions = match self.ids.try_borrow_mut() {
-            Ok(mut ids) => self
-                .hooks
-                .route(event, now_ms, self.store.as_ref(), &mut ids),
+            Ok(mut ids) => self.hooks.route_lazy(
+                source,
+                name,
+                fields,
+                event,
+                now_ms,
+                self.store.as_ref(),
+                &mut ids,
+            ),
             Err(_) => {
                 self.count(|c| c.busy += 1);
                 log.log(

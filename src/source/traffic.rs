@@ -257,7 +257,7 @@ impl<'c> View<'c> {
 
     /// A field the accessors do not cover (a whole object, or a path that cannot exist): read
     /// from the event, built for it.
-    fn in_event(&self, path: &[String], redaction: &Redaction) -> Option<Field<'static>> {
+    fn in_event<S: AsRef<str>>(&self, path: &[S], redaction: &Redaction) -> Option<Field<'static>> {
         event(self.capture, self.now_ns)
             .lookup(path, redaction)
             .map(|value| Field::Json(Cow::Owned(value.into_owned())))
@@ -277,11 +277,15 @@ fn text(value: Option<&str>) -> Option<Field<'_>> {
 }
 
 impl Fields for View<'_> {
-    fn field<'a>(&'a self, path: &[String], redaction: &'a Redaction) -> Option<Field<'a>> {
+    fn field<'a, S: AsRef<str>>(
+        &'a self,
+        path: &[S],
+        redaction: &'a Redaction,
+    ) -> Option<Field<'a>> {
         let segments: (&str, Option<&str>, Option<&str>) = match path {
-            [a] => (a, None, None),
-            [a, b] => (a, Some(b), None),
-            [a, b, c] => (a, Some(b), Some(c)),
+            [a] => (a.as_ref(), None, None),
+            [a, b] => (a.as_ref(), Some(b.as_ref()), None),
+            [a, b, c] => (a.as_ref(), Some(b.as_ref()), Some(c.as_ref())),
             _ => return self.in_event(path, redaction),
         };
         match segments {
