@@ -52,6 +52,13 @@ impl Redaction {
         Redaction::headers(std::iter::empty())
     }
 
+    /// [`Redaction::none`], made once: for code that runs on every request and must not
+    /// allocate (a new one allocates its placeholder).
+    pub fn none_shared() -> &'static Redaction {
+        static NONE: std::sync::LazyLock<Redaction> = std::sync::LazyLock::new(Redaction::none);
+        &NONE
+    }
+
     /// Redacts these header names (matched without regard to case).
     pub fn headers(names: impl IntoIterator<Item = String>) -> Self {
         Redaction {

@@ -236,7 +236,7 @@ impl Runtime {
         let (method, status) = (view.method()?, view.status()?);
         (crud::is_write_method(method)
             && (200..300).contains(&status)
-            && settings.matcher.matches(&view, &Redaction::none()))
+            && settings.matcher.matches(&view, Redaction::none_shared()))
         .then_some(settings.max_body_bytes)
     }
 
@@ -293,7 +293,7 @@ impl Runtime {
         else {
             return;
         };
-        if !settings.matcher.matches(view, &Redaction::none()) {
+        if !settings.matcher.matches(view, Redaction::none_shared()) {
             return;
         }
         let Some(write) = crud::map(method, path, status, &settings.prefix) else {

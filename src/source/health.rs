@@ -160,11 +160,11 @@ impl State {
 
 /// Whether a request (its traffic fields) is a failure of its upstream host.
 fn failed<F: Fields>(traffic: &F, settings: &Settings) -> bool {
-    let none = Redaction::none();
+    let none = Redaction::none_shared();
     let status = traffic
-        .field(&["response", "status"], &none)
+        .field(&["response", "status"], none)
         .and_then(|status| status.as_u64());
-    let flags = traffic.field(&["response", "flags"], &none);
+    let flags = traffic.field(&["response", "flags"], none);
     let flags = flags.as_ref().and_then(Field::as_str);
     status.is_some_and(|status| settings.failure_statuses.contains(&status))
         || flags.is_some_and(|flags| flags.split(',').any(|flag| FAILURE_FLAGS.contains(&flag)))
@@ -186,12 +186,12 @@ pub fn observe<F: Fields>(
     tracked: &mut Tracked,
     traffic: &F,
 ) -> Result<Option<Event>, String> {
-    let none = Redaction::none();
-    let address = traffic.field(&["upstream", "address"], &none);
+    let none = Redaction::none_shared();
+    let address = traffic.field(&["upstream", "address"], none);
     let Some(address) = address.as_ref().and_then(Field::as_str) else {
         return Ok(None);
     };
-    let upstream_id = traffic.field(&["upstream", "cluster"], &none);
+    let upstream_id = traffic.field(&["upstream", "cluster"], none);
     let upstream_id = upstream_id.as_ref().and_then(Field::as_str).unwrap_or("");
     let key = format!("{}health/{upstream_id}/{address}", crate::shared::NAMESPACE);
     if !tracked.keys.contains(&key) {
