@@ -4,9 +4,9 @@
 //! Each enabled hook is filed under one condition of its filter (its *key*), chosen when the
 //! configuration loads; an event can only match the hook if that condition holds. Keys are:
 //!
-//! * an exact text (`"request.method": "DELETE"`, `{"in": ["a", "b"]}` of strings): one sorted
+//! * an exact text (`"request.method": "DELETE"`, `{"in": ["a", "b"]}` of strings): one hash
 //!   table per field, looked up once per event;
-//! * a text prefix (`"request.path": {"prefix": "/orders"}`): one sorted table per field,
+//! * a text prefix (`"request.path": {"prefix": "/orders"}`): one hash table per field,
 //!   looked up once per distinct prefix length;
 //! * any other condition (`"response.status": {"gte": 500}`): tested once per event for every
 //!   hook that has the same one.
@@ -18,6 +18,7 @@
 //! each with its whole filter, exactly as without the index.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde_json::Value;
 
@@ -39,12 +40,35 @@ pub struct Index {
 #[derive(Debug)]
 struct Texts {
     path: Vec<String>,
-    /// Sorted by text.
-    exact: Vec<(String, Vec<usize>)>,
-    /// Sorted by prefix.
-    prefixes: Vec<(String, Vec<usize>)>,
+    exact: Table,
+    prefixes: Table,
     /// The distinct prefix lengths, in bytes, ascending.
     lengths: Vec<usize>,
+}
+
+/// Hooks by text. Only the configuration's texts are keys (a request's text is looked up,
+/// never added), so a fast unkeyed hash will do.
+type Table = HashMap<String, Vec<usize>, BuildHasherDefault<Fnv>>;
+
+/// FNV-1a, 64 bits.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -168,8 +192,6 @@ impl Index {
             }
         }
         for texts in &mut index.texts {
-            texts.exact.sort_by(|(a, _), (b, _)| a.cmp(b));
-            texts.prefixes.sort_by(|(a, _), (b, _)| a.cmp(b));
             texts.lengths.sort_unstable();
             texts.lengths.dedup();
         }
@@ -177,16 +199,11 @@ impl Index {
     }
 
     fn file(&mut self, hook: usize, key: Key<'_>) {
-        let add = |buckets: &mut Vec<(String, Vec<usize>)>, text: &str| match buckets
-            .iter_mut()
-            .find(|(known, _)| known == text)
-        {
-            Some((_, hooks)) => {
-                if !hooks.contains(&hook) {
-                    hooks.push(hook);
-                }
+        let add = |table: &mut Table, text: &str| {
+            let hooks = table.entry(text.to_string()).or_default();
+            if !hooks.contains(&hook) {
+                hooks.push(hook);
             }
-            None => buckets.push((text.to_string(), vec![hook])),
         };
         match key {
             Key::Exact(path, items) => {
@@ -225,8 +242,8 @@ impl Index {
             None => {
                 self.texts.push(Texts {
                     path: path.to_vec(),
-                    exact: Vec::new(),
-                    prefixes: Vec::new(),
+                    exact: Table::default(),
+                    prefixes: Table::default(),
                     lengths: Vec::new(),
                 });
                 self.texts.len().saturating_sub(1)
@@ -246,17 +263,14 @@ impl Index {
             let Some(text) = field.as_str() else {
                 continue;
             };
-            if let Some(hooks) = find(&texts.exact, text) {
+            if let Some(hooks) = texts.exact.get(text) {
                 out.extend_from_slice(hooks);
             }
             for &length in &texts.lengths {
                 if length > text.len() {
                     break;
                 }
-                if let Some(hooks) = text
-                    .get(..length)
-                    .and_then(|head| find(&texts.prefixes, head))
-                {
+                if let Some(hooks) = text.get(..length).and_then(|head| texts.prefixes.get(head)) {
                     out.extend_from_slice(hooks);
                 }
             }
@@ -270,14 +284,6 @@ impl Index {
             }
         }
     }
-}
-
-/// The hooks filed under `text` in a sorted table.
-fn find<'a>(table: &'a [(String, Vec<usize>)], text: &str) -> Option<&'a [usize]> {
-    let at = table
-        .binary_search_by(|(known, _)| known.as_str().cmp(text))
-        .ok()?;
-    table.get(at).map(|(_, hooks)| hooks.as_slice())
 }
 
 #[cfg(test)]
