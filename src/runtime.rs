@@ -16,8 +16,9 @@ use crate::hooks::{Action, HookSet};
 use crate::id::IdGen;
 use crate::log::{Level, Log};
 use crate::metrics::{self, Metrics};
+use crate::needs::Needs;
 use crate::shared::Shared;
-use crate::source::traffic::{self, Capture};
+use crate::source::traffic::{self, Capture, Properties};
 use crate::source::{self, Source, crud, health, rate_limit};
 
 /// What the runtime counted since it started (per VM).
@@ -51,6 +52,8 @@ pub struct Runtime {
     /// order, and `hook.<name>.matched` per hook.
     event_metrics: Vec<String>,
     matched_metrics: Vec<String>,
+    /// What the host captures of each request.
+    needs: Needs,
 }
 
 impl Runtime {
@@ -73,6 +76,7 @@ impl Runtime {
         for name in matched_metrics.iter().chain(&event_metrics) {
             metrics.count(name, 0);
         }
+        let needs = Needs::of(&config.hooks, &config.sources);
         let dead_letter = config
             .delivery
             .dead_letter
@@ -95,7 +99,15 @@ impl Runtime {
             counters: RefCell::new(Counters::default()),
             event_metrics,
             matched_metrics,
+            needs,
         }
+    }
+
+    /// What the host adapter must capture of each request: the properties to read before
+    /// [`Runtime::observe_with`] decides, those its `rest` reads once an event is built, and
+    /// the header maps.
+    pub fn needs(&self) -> Needs {
+        self.needs
     }
 
     pub fn hooks(&self) -> &HookSet {
@@ -254,13 +266,41 @@ impl Runtime {
     }
 
     /// Builds every event one finished request gives (traffic, crud, rate limiting, health)
-    /// and routes each to its hooks. Filters test the request's fields where the host captured
-    /// them: its traffic event is built only once a hook needs it.
+    /// and routes each to its hooks, for a capture of every property.
     pub fn observe(&self, capture: &Capture, now_ns: u64, log: &dyn Log) {
+        self.observe_with(capture, &|_| {}, now_ns, log);
+    }
+
+    /// [`Runtime::observe`] for a capture of what [`Runtime::needs`] says: the properties of
+    /// `first`, and the header maps it asks for. Filters test the request's fields where the
+    /// host captured them; its traffic event is built only once a hook needs it, and `rest`
+    /// then adds the properties of `then` to a copy of the capture's.
+    pub fn observe_with(
+        &self,
+        capture: &Capture,
+        rest: &dyn Fn(&mut Properties),
+        now_ns: u64,
+        log: &dyn Log,
+    ) {
         let now_ms = now_ns / 1_000_000;
         let view = traffic::View::new(capture, now_ns);
         let built = OnceCell::new();
-        let traffic = || built.get_or_init(|| traffic::event(capture, now_ns));
+        let traffic = || {
+            built.get_or_init(|| {
+                if self.needs.then.is_empty() {
+                    return traffic::event(capture, now_ns);
+                }
+                let mut complete = Capture {
+                    request_headers: capture.request_headers.clone(),
+                    response_headers: capture.response_headers.clone(),
+                    seen_ns: capture.seen_ns,
+                    properties: capture.properties.clone(),
+                    ..Capture::default()
+                };
+                rest(&mut complete.properties);
+                traffic::event(&complete, now_ns)
+            })
+        };
         if self.hooks.listens_to(Source::Traffic) {
             self.emit_lazy(Source::Traffic, "request", &view, traffic, now_ms, log);
         }

@@ -519,11 +519,11 @@ pub fn check_filter(filter: &Filter, path: &str, problems: &Problems) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn headers(pairs: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
+    pub(crate) fn headers(pairs: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
         Some(
             pairs
                 .iter()
@@ -532,7 +532,8 @@ mod tests {
         )
     }
 
-    fn envoy_capture() -> Capture {
+    /// A request as Envoy gives it, every property read.
+    pub(crate) fn envoy_capture() -> Capture {
         Capture {
             request_headers: headers(&[
                 (":method", "POST"),
