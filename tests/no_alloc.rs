@@ -96,6 +96,37 @@ fn a_request_matching_none_of_1000_hooks_allocates_nothing() {
     assert!(runtime.is_idle());
 }
 
+/// crud (its `match` fails) and rate limiting (not a 429) decide without allocating too. (A
+/// balancer hook is the exception: passive health checks read and may update the shared state
+/// of the request's upstream host on every request, which allocates its key and its value.)
+#[test]
+fn crud_and_rate_limiting_hooks_allocate_nothing_either() {
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&workload::configuration(1_000, false)).unwrap();
+    let hooks = config["hooks"].as_array_mut().unwrap();
+    for (source, event) in [
+        ("crud", "consumers"),
+        ("dao:crud", "create"),
+        ("rate-limiting-advanced", "rate-limit-exceeded"),
+    ] {
+        hooks.push(
+            serde_json::json!({"source": source, "event": event, "handler": "webhook",
+                                      "config": {"url": "http://receiver:9000/x"}}),
+        );
+    }
+    config["crud"] = serde_json::json!({"match": {"request.host": "admin.internal"}});
+    let runtime = event_hooks::runtime::Runtime::new(
+        event_hooks::config::parse(config.to_string().as_bytes()).unwrap(),
+        7,
+        Box::new(event_hooks::shared::Memory::default()),
+        Box::new(event_hooks::metrics::Null),
+    );
+    let capture = capture();
+    runtime.observe(&capture, 1_795_378_513_002_000_000, &NullLog);
+    let made = counted(|| runtime.observe(&capture, 1_795_378_513_002_000_000, &NullLog));
+    assert_eq!(made, 0);
+}
+
 #[test]
 fn a_matching_request_does_allocate_so_the_count_is_real() {
     let runtime = runtime(1_000, true);
