@@ -125,13 +125,6 @@ fn keys(hook: &Hook) -> Vec<Key<'_>> {
         .collect()
 }
 
-/// What identifies a bucket, to count the hooks that could share it.
-#[derive(PartialEq, Eq, Hash)]
-enum Bucket<'h> {
-    Exact(&'h [String], &'h str),
-    Prefix(&'h [String], &'h str),
-}
-
 impl Index {
     /// The index of the hooks `indexes` of `hooks` (one source's, in configuration order).
     pub fn new(hooks: &[Hook], indexes: &[usize]) -> Index {
@@ -141,52 +134,16 @@ impl Index {
             .filter(|(_, hook)| hook.enabled)
             .map(|(index, hook)| (index, keys(hook)))
             .collect();
-        // How many hooks could share each bucket.
-        let mut sizes: HashMap<Bucket<'_>, usize> = HashMap::new();
-        let mut others: Vec<(&[String], &Condition, usize)> = Vec::new();
-        for (_, keys) in &filed {
+        // Every hook under every key it offers, to know how many share each.
+        let mut all = Index::default();
+        for (hook, keys) in &filed {
             for key in keys {
-                match *key {
-                    Key::Exact(path, items) => {
-                        for text in items.iter().filter_map(Value::as_str) {
-                            *sizes.entry(Bucket::Exact(path, text)).or_default() += 1;
-                        }
-                    }
-                    Key::Prefix(path, prefix) => {
-                        *sizes.entry(Bucket::Prefix(path, prefix)).or_default() += 1;
-                    }
-                    Key::Other(path, condition) => {
-                        match others
-                            .iter_mut()
-                            .find(|(p, c, _)| *p == path && *c == condition)
-                        {
-                            Some((_, _, count)) => *count += 1,
-                            None => others.push((path, condition, 1)),
-                        }
-                    }
-                }
+                all.file(*hook, *key);
             }
         }
-        let size = |key: &Key<'_>| -> usize {
-            match *key {
-                Key::Exact(path, items) => items
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .map(|text| sizes.get(&Bucket::Exact(path, text)).copied().unwrap_or(0))
-                    .sum(),
-                Key::Prefix(path, prefix) => sizes
-                    .get(&Bucket::Prefix(path, prefix))
-                    .copied()
-                    .unwrap_or(0),
-                Key::Other(path, condition) => others
-                    .iter()
-                    .find(|(p, c, _)| *p == path && *c == condition)
-                    .map_or(0, |(_, _, count)| *count),
-            }
-        };
         let mut index = Index::default();
         for (hook, keys) in &filed {
-            match keys.iter().min_by_key(|key| (size(key), key.rank())) {
+            match keys.iter().min_by_key(|key| (all.size(key), key.rank())) {
                 Some(key) => index.file(*hook, *key),
                 None => index.always.push(*hook),
             }
@@ -199,9 +156,10 @@ impl Index {
     }
 
     fn file(&mut self, hook: usize, key: Key<'_>) {
+        // Hooks are filed in order, so a repeat (`in` naming a text twice) is the last one.
         let add = |table: &mut Table, text: &str| {
             let hooks = table.entry(text.to_string()).or_default();
-            if !hooks.contains(&hook) {
+            if hooks.last() != Some(&hook) {
                 hooks.push(hook);
             }
         };
@@ -233,6 +191,29 @@ impl Index {
                     }),
                 }
             }
+        }
+    }
+
+    /// How many hooks are filed under `key` (under each of its texts, added up).
+    fn size(&self, key: &Key<'_>) -> usize {
+        let texts = |path: &[String]| self.texts.iter().find(|texts| texts.path == path);
+        let count = |table: &Table, text: &str| table.get(text).map_or(0, Vec::len);
+        match *key {
+            Key::Exact(path, items) => texts(path).map_or(0, |texts| {
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|text| count(&texts.exact, text))
+                    .sum()
+            }),
+            Key::Prefix(path, prefix) => {
+                texts(path).map_or(0, |texts| count(&texts.prefixes, prefix))
+            }
+            Key::Other(path, condition) => self
+                .shared
+                .iter()
+                .find(|shared| shared.path == path && shared.condition == *condition)
+                .map_or(0, |shared| shared.hooks.len()),
         }
     }
 
