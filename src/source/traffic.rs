@@ -370,7 +370,9 @@ pub fn event(capture: &Capture, now_ns: u64) -> Event {
     }
     if let Some(ip) = view.client_ip() {
         let mut client = Map::new();
-        client.insert("ip".into(), Value::String(ip.to_string()));
+        // Capped like all text from the host (found by fuzzing: `source.address` was the one
+        // string an event took uncut).
+        client.insert("ip".into(), Value::String(capped(ip.to_string())));
         data.insert("client".into(), Value::Object(client));
     }
     if let Some(started_at) = view.started_at() {
@@ -816,6 +818,23 @@ pub(crate) mod tests {
         assert_eq!(client_ip("::1").as_deref(), Some("::1"));
         assert_eq!(client_ip(":80"), None);
         assert_eq!(client_ip("[oops"), None);
+    }
+
+    /// Fuzz finding (target `properties`): a `source.address` longer than 4,096 bytes went into
+    /// `client.ip` uncut, the one event field not bounded like all other text.
+    #[test]
+    fn fuzz_finding_client_ip_is_capped() {
+        let capture = Capture {
+            properties: Properties {
+                source_address: Some("1".repeat(MAX_TEXT_BYTES * 2)),
+                ..Properties::default()
+            },
+            ..Capture::default()
+        };
+        let ip = event(&capture, 0).data["client"]["ip"].clone();
+        let ip = ip.as_str().unwrap();
+        assert_eq!(ip.len(), MAX_TEXT_BYTES + TRUNCATED.len());
+        assert!(ip.ends_with(TRUNCATED));
     }
 
     #[test]

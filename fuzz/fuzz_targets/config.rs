@@ -1,0 +1,193 @@
+//! The configuration parser and validator, on arbitrary bytes and on generated documents.
+//!
+//! Beyond "no panic":
+//! * a document re-serialized canonically validates identically (the same configuration, or
+//!   the same problems): parsing depends on the document, never on its layout or on chance;
+//! * a refused configuration has at least one problem, each with a path;
+//! * the JSON Schema accepts every configuration the parser accepts (it must never be stricter);
+//! * secrets never show: no problem message, admin listing, ping or call carries a secret,
+//!   and no log line or call header holds a credential header's value unless it is that header;
+//! * what each hook's handler makes of an event is a well-formed call: an uppercase method, a
+//!   path starting with `/`, lowercase header names, no control characters in header values.
+#![no_main]
+
+use arbitrary::Unstructured;
+use event_hooks::config::{self, Config, reader::Problem};
+use event_hooks::event::Event;
+use event_hooks::handler::Output;
+use event_hooks_fuzz::{HEADER_MARK, NEVER_SHOWN, config_document, env, event_data, schema};
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+use std::sync::OnceLock;
+
+fn parse(bytes: &[u8]) -> Result<Config, Vec<Problem>> {
+    config::parse_with_env(bytes, Box::new(env))
+}
+
+fn summary(result: &Result<Config, Vec<Problem>>) -> Result<String, Vec<Problem>> {
+    match result {
+        Ok(config) => Ok(format!("{config:?}")),
+        Err(problems) => Err(problems.clone()),
+    }
+}
+
+fn the_schema() -> &'static Value {
+    static SCHEMA: OnceLock<Value> = OnceLock::new();
+    SCHEMA.get_or_init(config::schema::schema)
+}
+
+fn shows_a_secret(text: &str) -> Option<&'static str> {
+    NEVER_SHOWN.iter().copied().find(|mark| text.contains(mark))
+}
+
+fn check(bytes: &[u8], rest: &mut Unstructured<'_>) {
+    let first = parse(bytes);
+    let first_summary = summary(&first);
+    if let Err(problems) = &first {
+        assert!(!problems.is_empty(), "refused without a problem");
+        for problem in problems {
+            assert!(
+                !problem.path.is_empty(),
+                "a problem without a path: {problem}"
+            );
+            if let Some(mark) = shows_a_secret(&problem.message) {
+                panic!("a problem message shows a secret ({mark}): {problem}");
+            }
+        }
+    }
+    let Ok(document) = serde_json::from_slice::<Value>(bytes) else {
+        return;
+    };
+    let canonical = serde_json::to_vec(&document).expect("a Value serializes");
+    assert_eq!(
+        first_summary,
+        summary(&parse(&canonical)),
+        "the canonical form of the document validates differently"
+    );
+    let Ok(config) = first else {
+        return;
+    };
+    if let Some(why) = schema::violation(the_schema(), &document) {
+        panic!("the parser accepts a configuration its JSON Schema refuses: {why}");
+    }
+    let data = event_data(rest);
+    for hook in config.hooks.iter() {
+        let shown = hook.shown.to_string();
+        if let Some(mark) = shows_a_secret(&shown) {
+            panic!("the admin listing shows a secret ({mark}): {shown}");
+        }
+        if let Some(ping) = event_hooks::admin::ping(hook) {
+            let body = String::from_utf8_lossy(&ping.body);
+            assert!(
+                shows_a_secret(&body).is_none(),
+                "a ping shows a secret: {body}"
+            );
+        }
+        // Lambda functions may be given a budget of a million operations: a few such runs per
+        // input would make the target too slow to explore anything else.
+        let operations = hook
+            .shown
+            .pointer("/config/max_operations")
+            .and_then(Value::as_u64);
+        if operations.is_some_and(|operations| operations > 100_000) {
+            continue;
+        }
+        let name = hook
+            .event
+            .clone()
+            .or_else(|| {
+                hook.source
+                    .events()
+                    .first()
+                    .map(|spec| spec.name.to_string())
+            })
+            .unwrap_or_default();
+        let event = Event::new(hook.source, name, data.clone());
+        for output in event_hooks::admin::run(hook, &event) {
+            match output {
+                Output::Log(_, line) => {
+                    assert!(
+                        shows_a_secret(&line).is_none() && !line.contains(HEADER_MARK),
+                        "a log line shows a secret: {line}"
+                    );
+                }
+                Output::Draft(draft) => check_draft(&draft),
+            }
+        }
+    }
+}
+
+fn check_draft(draft: &event_hooks::delivery::Draft) {
+    assert!(
+        !draft.method.is_empty()
+            && draft
+                .method
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b.is_ascii_lowercase()),
+        "a call's method is not an uppercase token: {:?}",
+        draft.method
+    );
+    assert!(
+        draft.path.starts_with('/'),
+        "a call's path does not start with /: {:?}",
+        draft.path
+    );
+    assert!(
+        !draft
+            .path
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b' '),
+        "a call's path holds a space or control character: {:?}",
+        draft.path
+    );
+    assert!(
+        !draft.authority.is_empty()
+            && !draft
+                .authority
+                .bytes()
+                .any(|b| b.is_ascii_control() || b == b' '),
+        "a call's authority is empty or holds a space or control character: {:?}",
+        draft.authority
+    );
+    for (name, value) in &draft.headers {
+        assert!(
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase()),
+            "a call's header name is not a lowercase token: {name:?}"
+        );
+        assert!(
+            value.bytes().all(event_hooks::template::header_safe),
+            "a call's header {name} holds a control character: {value:?}"
+        );
+        if let Some(mark) = shows_a_secret(value).filter(|mark| *mark != HEADER_MARK) {
+            panic!("a call's header {name} carries a secret ({mark})");
+        }
+        if value.contains(HEADER_MARK) {
+            assert_eq!(
+                name, "authorization",
+                "a credential header's value went elsewhere"
+            );
+        }
+    }
+    let body = String::from_utf8_lossy(&draft.body);
+    if let Some(mark) = shows_a_secret(&body) {
+        panic!("a call's body carries a secret ({mark})");
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    // First byte even: the bytes are the configuration. Odd: they drive the generator.
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    if mode % 2 == 0 {
+        check(rest, &mut Unstructured::new(&[]));
+    } else {
+        let mut u = Unstructured::new(rest);
+        let document = config_document(&mut u);
+        let bytes = serde_json::to_vec(&document).expect("a Value serializes");
+        check(&bytes, &mut u);
+    }
+});
