@@ -35,6 +35,8 @@ pub struct Index {
     texts: Vec<Texts>,
     /// Other conditions, each with the hooks filed under it.
     shared: Vec<Shared>,
+    /// While the index is built: where in `shared` each condition is, by [`Key::name`].
+    shared_at: HashMap<String, usize, BuildHasherDefault<Fnv>>,
 }
 
 #[derive(Debug)]
@@ -88,6 +90,12 @@ enum Key<'h> {
 }
 
 impl Key<'_> {
+    /// A name for an other condition: equal conditions on equal paths have equal names (their
+    /// Debug forms; Condition has no Hash, as JSON values have none).
+    fn name(path: &[String], condition: &Condition) -> String {
+        format!("{path:?} {condition:?}")
+    }
+
     /// Exact before prefix before other, when as selective.
     fn rank(&self) -> u8 {
         match self {
@@ -152,6 +160,7 @@ impl Index {
             texts.lengths.sort_unstable();
             texts.lengths.dedup();
         }
+        index.shared_at = HashMap::default();
         index
     }
 
@@ -178,10 +187,15 @@ impl Index {
                 }
             }
             Key::Other(path, condition) => {
+                let at = *self
+                    .shared_at
+                    .entry(Key::name(path, condition))
+                    .or_insert(self.shared.len());
+                // The name found is checked: a hook is only ever tried with its own condition.
                 match self
                     .shared
-                    .iter_mut()
-                    .find(|shared| shared.path == path && shared.condition == *condition)
+                    .get_mut(at)
+                    .filter(|shared| shared.path == path && shared.condition == *condition)
                 {
                     Some(shared) => shared.hooks.push(hook),
                     None => self.shared.push(Shared {
@@ -210,9 +224,9 @@ impl Index {
                 texts(path).map_or(0, |texts| count(&texts.prefixes, prefix))
             }
             Key::Other(path, condition) => self
-                .shared
-                .iter()
-                .find(|shared| shared.path == path && shared.condition == *condition)
+                .shared_at
+                .get(&Key::name(path, condition))
+                .and_then(|at| self.shared.get(*at))
                 .map_or(0, |shared| shared.hooks.len()),
         }
     }
