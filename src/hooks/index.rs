@@ -16,6 +16,9 @@
 //! sees redacted is never a key (the index reads fields unredacted); a hook with no usable
 //! condition is tried for every event. The candidates are then tried in configuration order,
 //! each with its whole filter, exactly as without the index.
+//!
+//! An event's cost grows with the distinct fields and distinct other conditions the keys test
+//! (each read or tested once), not with the hooks.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -35,8 +38,10 @@ pub struct Index {
     texts: Vec<Texts>,
     /// Other conditions, each with the hooks filed under it.
     shared: Vec<Shared>,
-    /// While the index is built: where in `shared` each condition is, by [`Key::name`].
+    /// While the index is built: where in `shared` each condition is, by [`Key::name`], and
+    /// where in `texts` each field is.
     shared_at: HashMap<String, usize, BuildHasherDefault<Fnv>>,
+    texts_at: HashMap<Vec<String>, usize, BuildHasherDefault<Fnv>>,
 }
 
 #[derive(Debug)]
@@ -161,6 +166,7 @@ impl Index {
             texts.lengths.dedup();
         }
         index.shared_at = HashMap::default();
+        index.texts_at = HashMap::default();
         index
     }
 
@@ -210,7 +216,7 @@ impl Index {
 
     /// How many hooks are filed under `key` (under each of its texts, added up).
     fn size(&self, key: &Key<'_>) -> usize {
-        let texts = |path: &[String]| self.texts.iter().find(|texts| texts.path == path);
+        let texts = |path: &[String]| self.texts_at.get(path).and_then(|at| self.texts.get(*at));
         let count = |table: &Table, text: &str| table.get(text).map_or(0, Vec::len);
         match *key {
             Key::Exact(path, items) => texts(path).map_or(0, |texts| {
@@ -232,9 +238,10 @@ impl Index {
     }
 
     fn texts_of(&mut self, path: &[String]) -> Option<&mut Texts> {
-        let at = match self.texts.iter().position(|texts| texts.path == path) {
-            Some(at) => at,
+        let at = match self.texts_at.get(path) {
+            Some(at) => *at,
             None => {
+                self.texts_at.insert(path.to_vec(), self.texts.len());
                 self.texts.push(Texts {
                     path: path.to_vec(),
                     exact: Table::default(),
