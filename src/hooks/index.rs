@@ -16,6 +16,9 @@
 //! sees redacted is never a key (the index reads fields unredacted); a hook with no usable
 //! condition is tried for every event. The candidates are then tried in configuration order,
 //! each with its whole filter, exactly as without the index.
+//!
+//! An event's cost grows with the distinct fields and distinct other conditions the keys test
+//! (each read or tested once), not with the hooks.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -35,6 +38,10 @@ pub struct Index {
     texts: Vec<Texts>,
     /// Other conditions, each with the hooks filed under it.
     shared: Vec<Shared>,
+    /// While the index is built: where in `shared` each condition is, by [`Key::name`], and
+    /// where in `texts` each field is.
+    shared_at: HashMap<String, usize, BuildHasherDefault<Fnv>>,
+    texts_at: HashMap<Vec<String>, usize, BuildHasherDefault<Fnv>>,
 }
 
 #[derive(Debug)]
@@ -88,6 +95,12 @@ enum Key<'h> {
 }
 
 impl Key<'_> {
+    /// A name for an other condition: equal conditions on equal paths have equal names (their
+    /// Debug forms; Condition has no Hash, as JSON values have none).
+    fn name(path: &[String], condition: &Condition) -> String {
+        format!("{path:?} {condition:?}")
+    }
+
     /// Exact before prefix before other, when as selective.
     fn rank(&self) -> u8 {
         match self {
@@ -152,6 +165,8 @@ impl Index {
             texts.lengths.sort_unstable();
             texts.lengths.dedup();
         }
+        index.shared_at = HashMap::default();
+        index.texts_at = HashMap::default();
         index
     }
 
@@ -178,10 +193,15 @@ impl Index {
                 }
             }
             Key::Other(path, condition) => {
+                let at = *self
+                    .shared_at
+                    .entry(Key::name(path, condition))
+                    .or_insert(self.shared.len());
+                // The name found is checked: a hook is only ever tried with its own condition.
                 match self
                     .shared
-                    .iter_mut()
-                    .find(|shared| shared.path == path && shared.condition == *condition)
+                    .get_mut(at)
+                    .filter(|shared| shared.path == path && shared.condition == *condition)
                 {
                     Some(shared) => shared.hooks.push(hook),
                     None => self.shared.push(Shared {
@@ -196,7 +216,7 @@ impl Index {
 
     /// How many hooks are filed under `key` (under each of its texts, added up).
     fn size(&self, key: &Key<'_>) -> usize {
-        let texts = |path: &[String]| self.texts.iter().find(|texts| texts.path == path);
+        let texts = |path: &[String]| self.texts_at.get(path).and_then(|at| self.texts.get(*at));
         let count = |table: &Table, text: &str| table.get(text).map_or(0, Vec::len);
         match *key {
             Key::Exact(path, items) => texts(path).map_or(0, |texts| {
@@ -210,17 +230,18 @@ impl Index {
                 texts(path).map_or(0, |texts| count(&texts.prefixes, prefix))
             }
             Key::Other(path, condition) => self
-                .shared
-                .iter()
-                .find(|shared| shared.path == path && shared.condition == *condition)
+                .shared_at
+                .get(&Key::name(path, condition))
+                .and_then(|at| self.shared.get(*at))
                 .map_or(0, |shared| shared.hooks.len()),
         }
     }
 
     fn texts_of(&mut self, path: &[String]) -> Option<&mut Texts> {
-        let at = match self.texts.iter().position(|texts| texts.path == path) {
-            Some(at) => at,
+        let at = match self.texts_at.get(path) {
+            Some(at) => *at,
             None => {
+                self.texts_at.insert(path.to_vec(), self.texts.len());
                 self.texts.push(Texts {
                     path: path.to_vec(),
                     exact: Table::default(),
