@@ -52,6 +52,13 @@ impl Redaction {
         Redaction::headers(std::iter::empty())
     }
 
+    /// [`Redaction::none`], made once: for code that runs on every request and must not
+    /// allocate (a new one allocates its placeholder).
+    pub fn none_shared() -> &'static Redaction {
+        static NONE: std::sync::LazyLock<Redaction> = std::sync::LazyLock::new(Redaction::none);
+        &NONE
+    }
+
     /// Redacts these header names (matched without regard to case).
     pub fn headers(names: impl IntoIterator<Item = String>) -> Self {
         Redaction {
@@ -67,9 +74,14 @@ impl Redaction {
         &self.names
     }
 
+    /// What a redacted value reads as.
+    pub fn placeholder(&self) -> &Value {
+        &self.placeholder
+    }
+
     /// Whether `path` holds redacted header values: the event itself, `request`, `response`,
     /// or their `headers` maps.
-    fn contains<S: AsRef<str>>(&self, path: &[S]) -> bool {
+    pub fn contains<S: AsRef<str>>(&self, path: &[S]) -> bool {
         if self.names.is_empty() {
             return false;
         }
@@ -84,7 +96,7 @@ impl Redaction {
     }
 
     /// Whether `path` is a redacted header value.
-    fn covers<S: AsRef<str>>(&self, path: &[S]) -> bool {
+    pub fn covers<S: AsRef<str>>(&self, path: &[S]) -> bool {
         match path {
             [side, headers, name] => {
                 matches!(side.as_ref(), "request" | "response")
@@ -134,6 +146,118 @@ pub fn lookup<'a, S: AsRef<str>>(root: &'a Value, path: &[S]) -> Option<&'a Valu
 /// Splits a dotted path into its segments.
 pub fn split_path(path: &str) -> Vec<String> {
     path.split('.').map(str::to_string).collect()
+}
+
+/// A field's value as a filter sees it: JSON from an event, or text read straight from what
+/// the host captured (borrowed when it can be, so that testing it allocates nothing).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field<'a> {
+    Json(Cow<'a, Value>),
+    Text(Cow<'a, str>),
+    /// Text formatted on the stack (response flags, a time).
+    Short(Short),
+}
+
+impl Field<'_> {
+    /// The text, for a string value.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Field::Json(value) => value.as_str(),
+            Field::Text(text) => Some(text),
+            Field::Short(short) => Some(short.as_str()),
+        }
+    }
+
+    /// The number, for a non-negative whole number.
+    pub fn as_u64(&self) -> Option<u64> {
+        match self {
+            Field::Json(value) => value.as_u64(),
+            _ => None,
+        }
+    }
+
+    /// The value as JSON (text becomes a JSON string).
+    pub fn into_value(self) -> Value {
+        match self {
+            Field::Json(value) => value.into_owned(),
+            Field::Text(text) => Value::String(text.into_owned()),
+            Field::Short(short) => Value::String(short.as_str().to_string()),
+        }
+    }
+}
+
+/// Text of at most [`Short::CAPACITY`] bytes, held on the stack.
+#[derive(Clone, Copy)]
+pub struct Short {
+    bytes: [u8; Short::CAPACITY],
+    len: usize,
+}
+
+impl Short {
+    pub const CAPACITY: usize = 128;
+
+    pub fn new() -> Self {
+        Short {
+            bytes: [0; Short::CAPACITY],
+            len: 0,
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.bytes
+            .get(..self.len)
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
+            .unwrap_or("")
+    }
+}
+
+impl Default for Short {
+    fn default() -> Self {
+        Short::new()
+    }
+}
+
+impl std::fmt::Debug for Short {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
+}
+
+impl PartialEq for Short {
+    fn eq(&self, other: &Short) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+/// Writing past the capacity is an error, and leaves what fit (whole characters).
+impl std::fmt::Write for Short {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        let end = self.len.saturating_add(text.len());
+        let room = self.bytes.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        room.copy_from_slice(text.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// Something a filter reads fields from: an event, or a request not yet made into one.
+pub trait Fields {
+    /// The value at `path` (split) as a hook with `redaction` sees it; `None` when absent.
+    fn field<'a, S: AsRef<str>>(
+        &'a self,
+        path: &[S],
+        redaction: &'a Redaction,
+    ) -> Option<Field<'a>>;
+}
+
+impl Fields for Event {
+    fn field<'a, S: AsRef<str>>(
+        &'a self,
+        path: &[S],
+        redaction: &'a Redaction,
+    ) -> Option<Field<'a>> {
+        self.lookup(path, redaction).map(Field::Json)
+    }
 }
 
 impl Event {
@@ -290,6 +414,23 @@ mod tests {
         assert!(!Rc::ptr_eq(&a, &c));
         let parsed: Value = serde_json::from_slice(&a).unwrap();
         assert_eq!(parsed, e.kong_payload(&Redaction::default()));
+    }
+
+    #[test]
+    fn short_text_holds_what_fits() {
+        use std::fmt::Write as _;
+        let mut short = Short::new();
+        assert_eq!(short.as_str(), "");
+        let flag = "UF";
+        write!(short, "{flag}-{}", 7).unwrap();
+        assert_eq!(short.as_str(), "UF-7");
+        assert!(short.write_str(&"x".repeat(Short::CAPACITY)).is_err());
+        assert_eq!(short.as_str(), "UF-7", "what did not fit is not written");
+        assert_eq!(format!("{short:?}"), "\"UF-7\"");
+        assert_eq!(
+            Field::Short(short).into_value(),
+            Value::String("UF-7".into())
+        );
     }
 
     #[test]

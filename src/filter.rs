@@ -19,7 +19,7 @@ use std::cmp::Ordering;
 use serde_json::Value;
 
 use crate::config::reader::{Problems, child, kind};
-use crate::event::{Event, Redaction};
+use crate::event::{Field, Fields, Redaction};
 
 /// The operators, for messages and documentation.
 pub const OPERATORS: &[&str] = &[
@@ -84,11 +84,19 @@ impl Filter {
         self.entries.iter().map(|(path, _)| path.as_slice())
     }
 
-    /// Whether every entry holds for `event` as a hook with `redaction` sees it.
-    pub fn matches(&self, event: &Event, redaction: &Redaction) -> bool {
+    /// The entries: a field path and its condition.
+    pub fn entries(&self) -> impl Iterator<Item = (&[String], &Condition)> {
         self.entries
             .iter()
-            .all(|(path, condition)| condition.holds(event.lookup(path, redaction).as_deref()))
+            .map(|(path, condition)| (path.as_slice(), condition))
+    }
+
+    /// Whether every entry holds for `fields` (an event, or a request not yet made into one) as
+    /// a hook with `redaction` sees them.
+    pub fn matches<F: Fields + ?Sized>(&self, fields: &F, redaction: &Redaction) -> bool {
+        self.entries
+            .iter()
+            .all(|(path, condition)| condition.holds(fields.field(path, redaction).as_ref()))
     }
 }
 
@@ -182,36 +190,39 @@ fn compile_operator(
 
 impl Condition {
     /// Whether the condition holds for a field's value (`None`: the field is absent).
-    pub fn holds(&self, value: Option<&Value>) -> bool {
+    pub fn holds(&self, value: Option<&Field<'_>>) -> bool {
         match self {
             Condition::Exists(expected) => value.is_some() == *expected,
-            Condition::Ne(operand) => !value.is_some_and(|value| json_eq(value, operand)),
+            Condition::Ne(operand) => !value.is_some_and(|value| field_eq(value, operand)),
             Condition::Not(inner) => !inner.holds(value),
             Condition::All(all) => all.iter().all(|condition| condition.holds(value)),
             _ => value.is_some_and(|value| self.holds_on(value)),
         }
     }
 
-    fn holds_on(&self, value: &Value) -> bool {
+    fn holds_on(&self, value: &Field<'_>) -> bool {
         match self {
-            Condition::Eq(operand) => json_eq(value, operand),
-            Condition::In(items) => items.iter().any(|item| json_eq(value, item)),
+            Condition::Eq(operand) => field_eq(value, operand),
+            Condition::In(items) => items.iter().any(|item| field_eq(value, item)),
             Condition::Prefix(prefix) => value
                 .as_str()
                 .is_some_and(|text| text.starts_with(prefix.as_str())),
             Condition::Suffix(suffix) => value
                 .as_str()
                 .is_some_and(|text| text.ends_with(suffix.as_str())),
-            Condition::Contains(operand) => contains(value, operand),
-            Condition::Gt(operand) => compare(value, operand) == Some(Ordering::Greater),
+            Condition::Contains(operand) => match value {
+                Field::Json(value) => contains(value, operand),
+                _ => text_contains(value.as_str(), operand),
+            },
+            Condition::Gt(operand) => field_compare(value, operand) == Some(Ordering::Greater),
             Condition::Gte(operand) => matches!(
-                compare(value, operand),
+                field_compare(value, operand),
                 Some(Ordering::Greater | Ordering::Equal)
             ),
-            Condition::Lt(operand) => compare(value, operand) == Some(Ordering::Less),
+            Condition::Lt(operand) => field_compare(value, operand) == Some(Ordering::Less),
             Condition::Lte(operand) => {
                 matches!(
-                    compare(value, operand),
+                    field_compare(value, operand),
                     Some(Ordering::Less | Ordering::Equal)
                 )
             }
@@ -219,6 +230,31 @@ impl Condition {
                 self.holds(Some(value))
             }
         }
+    }
+}
+
+/// [`json_eq`] for a field: text equals a JSON string of the same text, and nothing else.
+fn field_eq(field: &Field<'_>, operand: &Value) -> bool {
+    match field {
+        Field::Json(value) => json_eq(value, operand),
+        _ => field.as_str() == operand.as_str(),
+    }
+}
+
+/// [`compare`] for a field: text orders against a JSON string only.
+fn field_compare(field: &Field<'_>, operand: &Value) -> Option<Ordering> {
+    match (field, operand) {
+        (Field::Json(value), _) => compare(value, operand),
+        (_, Value::String(other)) => Some(field.as_str()?.cmp(other.as_str())),
+        _ => None,
+    }
+}
+
+/// [`contains`] for text: a substring only.
+fn text_contains(text: Option<&str>, operand: &Value) -> bool {
+    match (text, operand) {
+        (Some(text), Value::String(part)) => text.contains(part.as_str()),
+        _ => false,
     }
 }
 
@@ -270,6 +306,7 @@ fn contains(value: &Value, operand: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Event;
     use crate::source::Source;
     use serde_json::json;
 
@@ -355,6 +392,69 @@ mod tests {
         ];
         for (filter, expected) in cases {
             assert_eq!(matches(filter.clone(), data.clone()), expected, "{filter}");
+        }
+    }
+
+    /// Strings as text fields (as a request not yet made into an event gives them).
+    struct AsText(Event);
+
+    impl Fields for AsText {
+        fn field<'a, S: AsRef<str>>(
+            &'a self,
+            path: &[S],
+            redaction: &'a Redaction,
+        ) -> Option<Field<'a>> {
+            let value = self.0.lookup(path, redaction)?;
+            Some(match value {
+                std::borrow::Cow::Borrowed(Value::String(text)) => {
+                    Field::Text(std::borrow::Cow::Borrowed(text.as_str()))
+                }
+                other => Field::Json(other),
+            })
+        }
+    }
+
+    #[test]
+    fn text_fields_hold_exactly_as_json_strings() {
+        let data = json!({"s": "/orders/42", "e": "", "n": 500});
+        let operands = [
+            json!("/orders/42"),
+            json!(""),
+            json!("/orders"),
+            json!(42),
+            json!(null),
+            json!(["/orders/42"]),
+            json!({"k": 1}),
+            json!(true),
+        ];
+        let mut filters = vec![
+            json!({"s": {"exists": true}}),
+            json!({"e": {"exists": false}}),
+        ];
+        for operand in &operands {
+            for operator in ["eq", "ne", "contains", "gt", "gte", "lt", "lte"] {
+                if operator == "contains" && operand.is_null() {
+                    continue;
+                }
+                let numeric = matches!(operator, "gt" | "gte" | "lt" | "lte");
+                if numeric && !(operand.is_string() || operand.is_number()) {
+                    continue;
+                }
+                for field in ["s", "e", "n"] {
+                    filters.push(json!({field: {operator: operand}}));
+                    filters.push(json!({field: {"not": {operator: operand}}}));
+                }
+            }
+            if let Some(text) = operand.as_str() {
+                filters.push(json!({"s": {"prefix": text}, "e": {"suffix": text}}));
+                filters.push(json!({"s": {"in": [1, text]}}));
+            }
+        }
+        for filter in filters {
+            let compiled = compile(filter.clone()).unwrap();
+            let as_json = compiled.matches(&event(data.clone()), &Redaction::default());
+            let as_text = compiled.matches(&AsText(event(data.clone())), &Redaction::default());
+            assert_eq!(as_json, as_text, "{filter}");
         }
     }
 

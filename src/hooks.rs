@@ -5,11 +5,14 @@
 //! controls. A hook that passes runs its handler; each call the handler drafts becomes a
 //! [`Job`] with its own webhook id.
 
+mod index;
+
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::control;
 use crate::delivery::Job;
-use crate::event::{Bodies, Event, Redaction};
+use crate::event::{Bodies, Event, Fields, Redaction};
 use crate::filter::Filter;
 use crate::handler::{Handler, Output};
 use crate::id::IdGen;
@@ -48,26 +51,50 @@ pub enum Action {
     Log(Level, String),
 }
 
-/// Every hook of a configuration, indexed by source.
+/// Every hook of a configuration, indexed by source and, within a source, by the conditions of
+/// their filters ([`index`]).
 #[derive(Debug, Default)]
 pub struct HookSet {
     hooks: Vec<Hook>,
-    by_source: Vec<(Source, Vec<usize>)>,
+    by_source: Vec<Group>,
+    /// The candidates of the event being routed: kept from one event to the next, so that
+    /// finding them allocates nothing (room for every hook of the largest source from the start).
+    candidates: RefCell<Vec<usize>>,
+}
+
+/// The hooks of one source, in configuration order, and their index.
+#[derive(Debug)]
+struct Group {
+    source: Source,
+    hooks: Vec<usize>,
+    index: index::Index,
 }
 
 impl HookSet {
     pub fn new(hooks: Vec<Hook>) -> Self {
-        let mut by_source: Vec<(Source, Vec<usize>)> = Vec::new();
-        for (index, hook) in hooks.iter().enumerate() {
+        let mut by_source: Vec<Group> = Vec::new();
+        for (at, hook) in hooks.iter().enumerate() {
             match by_source
                 .iter_mut()
-                .find(|(source, _)| *source == hook.source)
+                .find(|group| group.source == hook.source)
             {
-                Some((_, indexes)) => indexes.push(index),
-                None => by_source.push((hook.source, vec![index])),
+                Some(group) => group.hooks.push(at),
+                None => by_source.push(Group {
+                    source: hook.source,
+                    hooks: vec![at],
+                    index: index::Index::default(),
+                }),
             }
         }
-        HookSet { hooks, by_source }
+        for group in &mut by_source {
+            group.index = index::Index::new(&hooks, &group.hooks);
+        }
+        let largest = by_source.iter().map(|group| group.hooks.len()).max();
+        HookSet {
+            hooks,
+            by_source,
+            candidates: RefCell::new(Vec::with_capacity(largest.unwrap_or(0))),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -96,11 +123,13 @@ impl HookSet {
         self.hooks.iter().position(|hook| hook.name == name)
     }
 
+    fn group(&self, source: Source) -> Option<&Group> {
+        self.by_source.iter().find(|group| group.source == source)
+    }
+
     fn of_source(&self, source: Source) -> &[usize] {
-        self.by_source
-            .iter()
-            .find(|(candidate, _)| *candidate == source)
-            .map_or(&[], |(_, indexes)| indexes.as_slice())
+        self.group(source)
+            .map_or(&[], |group| group.hooks.as_slice())
     }
 
     /// Whether any hook listens to `source`.
@@ -117,7 +146,62 @@ impl HookSet {
         store: &dyn Shared,
         ids: &mut IdGen,
     ) -> Vec<Action> {
-        self.route_hooks(self.of_source(event.source), event, now_ms, store, ids)
+        self.route_lazy(
+            event.source,
+            &event.name,
+            event,
+            || event,
+            now_ms,
+            store,
+            ids,
+        )
+    }
+
+    /// What event `name` of `source` produces, its hooks' filters tested on `fields` (the
+    /// event, or what it would be built from): `event` builds it only once a hook's filter
+    /// passes. An event that no hook's filter selects is never built.
+    #[allow(clippy::too_many_arguments)]
+    pub fn route_lazy<'e, F: Fields>(
+        &self,
+        source: Source,
+        name: &str,
+        fields: &F,
+        event: impl FnOnce() -> &'e Event,
+        now_ms: u64,
+        store: &dyn Shared,
+        ids: &mut IdGen,
+    ) -> Vec<Action> {
+        let Some(group) = self.group(source) else {
+            return Vec::new();
+        };
+        let mut own = Vec::new();
+        let mut kept = self.candidates.try_borrow_mut();
+        let candidates = match &mut kept {
+            Ok(kept) => kept,
+            Err(_) => &mut own,
+        };
+        candidates.clear();
+        group.index.candidates(fields, candidates);
+        candidates.sort_unstable();
+        candidates.dedup();
+        let Some(first) = candidates
+            .iter()
+            .position(|&index| self.selects(index, name, fields))
+        else {
+            return Vec::new();
+        };
+        let rest = candidates.get(first..).unwrap_or_default().to_vec();
+        drop(kept);
+        self.route_hooks(&rest, event(), now_ms, store, ids)
+    }
+
+    /// Whether hook `index` is on, takes events called `name`, and its filter passes.
+    fn selects<F: Fields>(&self, index: usize, name: &str, fields: &F) -> bool {
+        self.hooks.get(index).is_some_and(|hook| {
+            hook.enabled
+                && hook.event.as_ref().is_none_or(|event| event == name)
+                && hook.filter.matches(fields, &hook.redaction)
+        })
     }
 
     /// What `event` produces for hook `index` alone (a dead letter for the dead-letter hook).
@@ -164,10 +248,7 @@ impl HookSet {
         let Some(hook) = self.hooks.get(index) else {
             return;
         };
-        if !hook.enabled || hook.event.as_ref().is_some_and(|name| *name != event.name) {
-            return;
-        }
-        if !hook.filter.matches(event, &hook.redaction) {
+        if !self.selects(index, &event.name, event) {
             return;
         }
         match control::admit(store, hook, event, now_ms) {

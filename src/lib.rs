@@ -24,6 +24,7 @@ pub mod host;
 pub mod id;
 pub mod log;
 pub mod metrics;
+pub mod needs;
 pub mod runtime;
 pub mod shared;
 pub mod signing;

@@ -6,18 +6,19 @@
 //! Callbacks of one VM run one at a time, so the inner `RefCell`s are never borrowed twice; a
 //! borrow that fails anyway is logged and the event counted as dropped, never a panic.
 
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 
 use crate::admin;
 use crate::config::Config;
 use crate::delivery::{DeadLetter, Delivery, Job, Response, Transport};
-use crate::event::{Event, Redaction};
+use crate::event::{Event, Fields, Redaction};
 use crate::hooks::{Action, HookSet};
 use crate::id::IdGen;
 use crate::log::{Level, Log};
 use crate::metrics::{self, Metrics};
+use crate::needs::Needs;
 use crate::shared::Shared;
-use crate::source::traffic::{self, Capture};
+use crate::source::traffic::{self, Capture, Properties};
 use crate::source::{self, Source, crud, health, rate_limit};
 
 /// What the runtime counted since it started (per VM).
@@ -47,6 +48,12 @@ pub struct Runtime {
     ids: RefCell<IdGen>,
     tracked: RefCell<health::Tracked>,
     counters: RefCell<Counters>,
+    /// The metric names counted per event, built once: `events.<source>` in [`Source::ALL`]'s
+    /// order, and `hook.<name>.matched` per hook.
+    event_metrics: Vec<String>,
+    matched_metrics: Vec<String>,
+    /// What the host captures of each request.
+    needs: Needs,
 }
 
 impl Runtime {
@@ -57,12 +64,19 @@ impl Runtime {
         metrics: Box<dyn Metrics>,
     ) -> Self {
         metrics::define(metrics.as_ref());
-        for hook in config.hooks.iter() {
-            metrics.count(&metrics::name(&["hook", &hook.name, "matched"]), 0);
+        let matched_metrics: Vec<String> = config
+            .hooks
+            .iter()
+            .map(|hook| metrics::name(&["hook", &hook.name, "matched"]))
+            .collect();
+        let event_metrics: Vec<String> = Source::ALL
+            .iter()
+            .map(|source| metrics::name(&["events", source.name()]))
+            .collect();
+        for name in matched_metrics.iter().chain(&event_metrics) {
+            metrics.count(name, 0);
         }
-        for source in Source::ALL {
-            metrics.count(&metrics::name(&["events", source.name()]), 0);
-        }
+        let needs = Needs::of(&config.hooks, &config.sources);
         let dead_letter = config
             .delivery
             .dead_letter
@@ -83,7 +97,17 @@ impl Runtime {
             ids: RefCell::new(IdGen::new(seed)),
             tracked: RefCell::new(health::Tracked::default()),
             counters: RefCell::new(Counters::default()),
+            event_metrics,
+            matched_metrics,
+            needs,
         }
+    }
+
+    /// What the host adapter must capture of each request: the properties to read before
+    /// [`Runtime::observe_with`] decides, those its `rest` reads once an event is built, and
+    /// the header maps.
+    pub fn needs(&self) -> Needs {
+        self.needs
     }
 
     pub fn hooks(&self) -> &HookSet {
@@ -220,12 +244,11 @@ impl Runtime {
             .crud
             .as_ref()
             .filter(|_| self.listens_to_crud())?;
-        let event = traffic::event(capture, 0);
-        let method = crate::event::lookup(&event.data, &["request", "method"])?.as_str()?;
-        let status = crate::event::lookup(&event.data, &["response", "status"])?.as_u64()?;
+        let view = traffic::View::new(capture, 0);
+        let (method, status) = (view.method()?, view.status()?);
         (crud::is_write_method(method)
             && (200..300).contains(&status)
-            && settings.matcher.matches(&event, &Redaction::none()))
+            && settings.matcher.matches(&view, Redaction::none_shared()))
         .then_some(settings.max_body_bytes)
     }
 
@@ -243,39 +266,74 @@ impl Runtime {
     }
 
     /// Builds every event one finished request gives (traffic, crud, rate limiting, health)
-    /// and routes each to its hooks.
+    /// and routes each to its hooks, for a capture of every property.
     pub fn observe(&self, capture: &Capture, now_ns: u64, log: &dyn Log) {
+        self.observe_with(capture, &|_| {}, now_ns, log);
+    }
+
+    /// [`Runtime::observe`] for a capture of what [`Runtime::needs`] says: the properties of
+    /// `first`, and the header maps it asks for. Filters test the request's fields where the
+    /// host captured them; its traffic event is built only once a hook needs it, and `rest`
+    /// then adds the properties of `then` to a copy of the capture's.
+    pub fn observe_with(
+        &self,
+        capture: &Capture,
+        rest: &dyn Fn(&mut Properties),
+        now_ns: u64,
+        log: &dyn Log,
+    ) {
         let now_ms = now_ns / 1_000_000;
-        let traffic = traffic::event(capture, now_ns);
+        let view = traffic::View::new(capture, now_ns);
+        let built = OnceCell::new();
+        let traffic = || {
+            built.get_or_init(|| {
+                if self.needs.then.is_empty() {
+                    return traffic::event(capture, now_ns);
+                }
+                let mut complete = Capture {
+                    request_headers: capture.request_headers.clone(),
+                    response_headers: capture.response_headers.clone(),
+                    seen_ns: capture.seen_ns,
+                    properties: capture.properties.clone(),
+                    ..Capture::default()
+                };
+                rest(&mut complete.properties);
+                traffic::event(&complete, now_ns)
+            })
+        };
         if self.hooks.listens_to(Source::Traffic) {
-            self.emit(&traffic, now_ms, log);
+            self.emit_lazy(Source::Traffic, "request", &view, traffic, now_ms, log);
         }
         if self.listens_to_crud() {
-            self.observe_crud(capture, &traffic, now_ms, log);
+            self.observe_crud(capture, &view, now_ms, log);
         }
-        if self.hooks.listens_to(Source::RateLimiting) {
-            if let Some(event) = rate_limit::event(&self.sources.rate_limit, &traffic) {
+        if self.hooks.listens_to(Source::RateLimiting) && view.status() == Some(429) {
+            if let Some(event) = rate_limit::event(&self.sources.rate_limit, traffic()) {
                 self.emit(&event, now_ms, log);
             }
         }
         if self.hooks.listens_to(Source::Balancer) {
-            self.observe_health(&traffic, now_ms, log);
+            self.observe_health(&view, now_ms, log);
         }
     }
 
-    fn observe_crud(&self, capture: &Capture, traffic: &Event, now_ms: u64, log: &dyn Log) {
+    fn observe_crud(
+        &self,
+        capture: &Capture,
+        view: &traffic::View<'_>,
+        now_ms: u64,
+        log: &dyn Log,
+    ) {
         let Some(settings) = &self.sources.crud else {
             return;
         };
-        let text = |path: &[&str]| crate::event::lookup(&traffic.data, path)?.as_str();
-        let (Some(method), Some(path), Some(status)) = (
-            text(&["request", "method"]),
-            capture.path(),
-            crate::event::lookup(&traffic.data, &["response", "status"]).and_then(|s| s.as_u64()),
-        ) else {
+        // The method uncapped: only a short one (POST, PUT, PATCH, DELETE) maps to a write.
+        let (Some(method), Some(path), Some(status)) =
+            (view.method(), capture.path(), view.status())
+        else {
             return;
         };
-        if !settings.matcher.matches(traffic, &Redaction::none()) {
+        if !settings.matcher.matches(view, Redaction::none_shared()) {
             return;
         }
         let Some(write) = crud::map(method, path, status, &settings.prefix) else {
@@ -292,7 +350,7 @@ impl Runtime {
         }
     }
 
-    fn observe_health(&self, traffic: &Event, now_ms: u64, log: &dyn Log) {
+    fn observe_health(&self, traffic: &traffic::View<'_>, now_ms: u64, log: &dyn Log) {
         let Ok(mut tracked) = self.tracked.try_borrow_mut() else {
             return;
         };
@@ -328,21 +386,42 @@ impl Runtime {
 
     /// Routes `event` to its hooks, queues the calls and writes the log lines that follow.
     pub fn emit(&self, event: &Event, now_ms: u64, log: &dyn Log) {
-        let source = Source::ALL
+        self.emit_lazy(event.source, &event.name, event, || event, now_ms, log);
+    }
+
+    /// [`Runtime::emit`] for event `name` of `source`, its hooks' filters tested on `fields`:
+    /// `event` builds it once one passes.
+    fn emit_lazy<'e, F: Fields>(
+        &self,
+        source: Source,
+        name: &str,
+        fields: &F,
+        event: impl FnOnce() -> &'e Event,
+        now_ms: u64,
+        log: &dyn Log,
+    ) {
+        let at = Source::ALL
             .iter()
-            .position(|source| *source == event.source)
+            .position(|candidate| *candidate == source)
             .unwrap_or(0);
         self.count(|c| {
-            if let Some(count) = c.emitted.get_mut(source) {
+            if let Some(count) = c.emitted.get_mut(at) {
                 *count = count.saturating_add(1);
             }
         });
-        self.metrics
-            .count(&metrics::name(&["events", event.source.name()]), 1);
+        if let Some(name) = self.event_metrics.get(at) {
+            self.metrics.count(name, 1);
+        }
         let actions = match self.ids.try_borrow_mut() {
-            Ok(mut ids) => self
-                .hooks
-                .route(event, now_ms, self.store.as_ref(), &mut ids),
+            Ok(mut ids) => self.hooks.route_lazy(
+                source,
+                name,
+                fields,
+                event,
+                now_ms,
+                self.store.as_ref(),
+                &mut ids,
+            ),
             Err(_) => {
                 self.count(|c| c.busy += 1);
                 log.log(
@@ -368,10 +447,11 @@ impl Runtime {
         };
         for action in actions {
             match action {
-                Action::Matched(hook) => self.metrics.count(
-                    &metrics::name(&["hook", self.hooks.name(hook), "matched"]),
-                    1,
-                ),
+                Action::Matched(hook) => {
+                    if let Some(name) = self.matched_metrics.get(hook) {
+                        self.metrics.count(name, 1);
+                    }
+                }
                 Action::Deliver(mut job) => {
                     job.dead_letter = dead_letter;
                     delivery.accept(job, &self.hooks, now_ms, log, self.metrics.as_ref());

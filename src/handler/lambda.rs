@@ -1784,34 +1784,4 @@ mod tests {
             .count();
         assert_eq!(delivered, 1);
     }
-
-    /// The cost of one event through a small function: `cargo test --release cost -- --ignored
-    /// --nocapture`.
-    #[test]
-    #[ignore]
-    fn cost_per_event() {
-        let event = traffic();
-        let cases = [
-            ("return data unchanged", vec!["data"]),
-            (
-                "filter, transform and http",
-                vec![
-                    r#"if data.response.status < 500 { return; }
-                       #{status: data.response.status, path: data.request.path, team: data.request.headers["x-team"]}"#,
-                    r#"http(#{url: "http://receiver:9000/alerts", body: data})"#,
-                ],
-            ),
-            ("a loop stopped at max_operations", vec!["loop {}"]),
-        ];
-        for (name, functions) in cases {
-            let lambda = lambda(&functions);
-            let rounds = 20_000;
-            let start = Instant::now();
-            for _ in 0..rounds {
-                std::hint::black_box(run(&lambda, &event));
-            }
-            let micros = start.elapsed().as_secs_f64() * 1e6 / f64::from(rounds);
-            println!("{name}: {micros:.2} us per event");
-        }
-    }
 }

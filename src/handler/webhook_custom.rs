@@ -163,6 +163,23 @@ impl WebhookCustom {
         })
     }
 
+    /// The field paths its templates read (of the Kong payload: the event data, `source` and
+    /// `event`).
+    pub fn fields(&self) -> impl Iterator<Item = &[String]> {
+        let content: Vec<&Template> = match &self.content {
+            Content::Nothing => Vec::new(),
+            Content::Body { template, .. } => vec![template],
+            Content::Payload { fields, .. } => {
+                fields.iter().map(|(_, template)| template).collect()
+            }
+        };
+        self.headers
+            .iter()
+            .map(|(_, template)| template)
+            .chain(content)
+            .flat_map(Template::fields)
+    }
+
     /// The call for one event, or a warning when it would render more than [`MAX_RENDERED`]
     /// bytes (then nothing is sent).
     pub fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Output {

@@ -27,6 +27,7 @@ use std::cell::Cell;
 
 pub use crate::config::Host;
 use crate::delivery::Request;
+use crate::needs::{Prop, Props};
 use crate::source::traffic::Properties;
 
 use super::wire;
@@ -186,89 +187,121 @@ pub fn call(host: Host, request: &Request) -> Call<'_> {
 }
 
 /// Properties read in the request headers phase: on Kong, the route and service ids (Kong's
-/// host properties are answered by its Lua code, set up before the filter chain runs).
-pub fn request_properties(host: Host, read: Read<'_>) -> Properties {
-    let text = |path: &[&str]| read(path).map(|bytes| wire::string(&bytes));
+/// host properties are answered by its Lua code, set up before the filter chain runs), those
+/// of them in `wanted`.
+pub fn request_properties(host: Host, read: Read<'_>, wanted: Props) -> Properties {
+    let text = |prop: Prop, path: &[&str]| {
+        if wanted.has(prop) {
+            read(path).map(|bytes| wire::string(&bytes))
+        } else {
+            None
+        }
+    };
     match host {
         Host::Envoy => Properties::default(),
         Host::Kong => Properties {
-            cluster: text(&["kong", "service_id"]),
-            route: text(&["kong", "route_id"]),
+            cluster: text(Prop::Cluster, &["kong", "service_id"]),
+            route: text(Prop::Route, &["kong", "route_id"]),
             ..Properties::default()
         },
     }
 }
 
-/// The log-phase properties on `host`, added to those of the request headers phase.
-/// Request fields are read only when the header callback did not run (a reply sent by an
-/// earlier filter).
+/// The log-phase properties of `wanted` on `host`, read into `earlier` (what the request
+/// headers phase, or an earlier read, gave); the others are kept as they were. Request fields
+/// are read only when the header callback did not run (a reply sent by an earlier filter).
 pub fn log_properties(
     host: Host,
     headers_seen: bool,
     earlier: Properties,
     read: Read<'_>,
+    wanted: Props,
 ) -> Properties {
     let text = |path: &[&str]| read(path).map(|bytes| wire::string(&bytes));
     let number = |path: &[&str]| read(path).and_then(|bytes| wire::integer(&bytes));
     let seconds = |path: &[&str]| read(path).and_then(|bytes| wire::decimal_seconds_ns(&bytes));
-    // `request.host` is Envoy's `:authority`; on Kong it is nginx's `$hostname` (the
-    // machine's name), and the request's is `ngx.host`.
-    let host_path: &[&str] = match host {
-        Host::Envoy => &["request", "host"],
-        Host::Kong => &["ngx", "host"],
+    let mut props = earlier;
+    let set = |prop: Prop, field: &mut dyn FnMut()| {
+        if wanted.has(prop) {
+            field();
+        }
     };
-    let (method, path, request_host, scheme) = if headers_seen {
-        (None, None, None, None)
-    } else {
-        (
-            text(&["request", "method"]),
-            text(&["request", "path"]),
-            text(host_path),
-            text(&["request", "scheme"]),
-        )
-    };
-    let common = Properties {
-        method,
-        path,
-        host: request_host,
-        scheme,
-        request_id: text(&["request", "id"]),
-        status: number(&["response", "code"]),
-        source_address: text(&["source", "address"]),
-        ..Properties::default()
-    };
-    match host {
-        Host::Envoy => Properties {
-            flags: number(&["response", "flags"]),
-            code_details: text(&["response", "code_details"]),
-            upstream_address: text(&["upstream", "address"]),
-            cluster: text(&["xds", "cluster_name"]),
-            route: text(&["xds", "route_name"]),
-            duration_ns: number(&["request", "duration"]),
-            start_ns: number(&["request", "time"]),
-            ..common
-        },
-        // Never `response.flags` or `response.code_details`: Kong logs an error for each.
-        Host::Kong => Properties {
-            upstream_address: text(&["upstream", "address"]).map(|address| {
-                match text(&["upstream", "port"]).filter(|port| !port.is_empty()) {
-                    Some(port) => format!("{address}:{port}"),
-                    None => address,
-                }
-            }),
-            cluster: earlier.cluster,
-            route: earlier.route,
-            duration_ns: seconds(&["request", "duration"]),
-            start_ns: seconds(&["request", "time"]),
-            ..common
-        },
+    if !headers_seen {
+        // `request.host` is Envoy's `:authority`; on Kong it is nginx's `$hostname` (the
+        // machine's name), and the request's is `ngx.host`.
+        let host_path: &[&str] = match host {
+            Host::Envoy => &["request", "host"],
+            Host::Kong => &["ngx", "host"],
+        };
+        set(Prop::Method, &mut || {
+            props.method = text(&["request", "method"])
+        });
+        set(Prop::Path, &mut || props.path = text(&["request", "path"]));
+        set(Prop::Host, &mut || props.host = text(host_path));
+        set(Prop::Scheme, &mut || {
+            props.scheme = text(&["request", "scheme"])
+        });
     }
+    set(Prop::RequestId, &mut || {
+        props.request_id = text(&["request", "id"])
+    });
+    set(Prop::Status, &mut || {
+        props.status = number(&["response", "code"])
+    });
+    set(Prop::SourceAddress, &mut || {
+        props.source_address = text(&["source", "address"])
+    });
+    match host {
+        Host::Envoy => {
+            set(Prop::Flags, &mut || {
+                props.flags = number(&["response", "flags"])
+            });
+            set(Prop::CodeDetails, &mut || {
+                props.code_details = text(&["response", "code_details"])
+            });
+            set(Prop::UpstreamAddress, &mut || {
+                props.upstream_address = text(&["upstream", "address"])
+            });
+            set(Prop::Cluster, &mut || {
+                props.cluster = text(&["xds", "cluster_name"])
+            });
+            set(Prop::Route, &mut || {
+                props.route = text(&["xds", "route_name"])
+            });
+            set(Prop::Duration, &mut || {
+                props.duration_ns = number(&["request", "duration"])
+            });
+            set(Prop::Start, &mut || {
+                props.start_ns = number(&["request", "time"])
+            });
+        }
+        // Never `response.flags` or `response.code_details`: Kong logs an error for each. The
+        // cluster and the route were read in the request headers phase.
+        Host::Kong => {
+            set(Prop::UpstreamAddress, &mut || {
+                props.upstream_address = text(&["upstream", "address"]).map(|address| {
+                    match text(&["upstream", "port"]).filter(|port| !port.is_empty()) {
+                        Some(port) => format!("{address}:{port}"),
+                        None => address,
+                    }
+                })
+            });
+            set(Prop::Duration, &mut || {
+                props.duration_ns = seconds(&["request", "duration"])
+            });
+            set(Prop::Start, &mut || {
+                props.start_ns = seconds(&["request", "time"])
+            });
+        }
+    }
+    props
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::delivery::Destination;
+    use crate::needs::Props as Wanted;
     use std::collections::HashMap;
     use std::rc::Rc;
 
@@ -472,11 +505,17 @@ mod tests {
     #[test]
     fn kong_properties_are_strings_and_seconds() {
         let props = kong();
-        let early = request_properties(Host::Kong, &|path| props.read(path));
+        let early = request_properties(Host::Kong, &|path| props.read(path), Wanted::ALL);
         assert_eq!(early.cluster.as_deref(), Some("5f1c-service"));
         assert_eq!(early.route.as_deref(), Some("9a0e-route"));
         props.asked.borrow_mut().clear();
-        let log = log_properties(Host::Kong, true, early, &|path| props.read(path));
+        let log = log_properties(
+            Host::Kong,
+            true,
+            early,
+            &|path| props.read(path),
+            Wanted::ALL,
+        );
         assert_eq!(log.status, Some(503));
         assert_eq!(log.duration_ns, Some(250_000_000));
         assert_eq!(log.start_ns, Some(1_795_000_000_123_000_000));
@@ -499,9 +538,13 @@ mod tests {
             );
         }
 
-        let log = log_properties(Host::Kong, false, Properties::default(), &|path| {
-            props.read(path)
-        });
+        let log = log_properties(
+            Host::Kong,
+            false,
+            Properties::default(),
+            &|path| props.read(path),
+            Wanted::ALL,
+        );
         assert_eq!(log.method.as_deref(), Some("GET"));
         assert_eq!(log.path.as_deref(), Some("/orders?id=7"));
         assert_eq!(
@@ -515,10 +558,16 @@ mod tests {
     #[test]
     fn envoy_properties_are_binary_and_nanoseconds() {
         let props = envoy();
-        let early = request_properties(Host::Envoy, &|path| props.read(path));
+        let early = request_properties(Host::Envoy, &|path| props.read(path), Wanted::ALL);
         assert_eq!(early, Properties::default());
         assert!(props.asked.borrow().is_empty());
-        let log = log_properties(Host::Envoy, true, early, &|path| props.read(path));
+        let log = log_properties(
+            Host::Envoy,
+            true,
+            early,
+            &|path| props.read(path),
+            Wanted::ALL,
+        );
         assert_eq!(log.status, Some(503));
         assert_eq!(log.flags, Some(0x20));
         assert_eq!(log.code_details.as_deref(), Some("via_upstream"));
@@ -531,11 +580,50 @@ mod tests {
     }
 
     #[test]
+    fn only_the_wanted_properties_are_read_and_later_reads_add_to_earlier_ones() {
+        for (host, props) in [(Host::Envoy, envoy()), (Host::Kong, kong())] {
+            let read = |path: &[&str]| props.read(path);
+            let early = request_properties(host, &read, Wanted::of(&[Prop::Route]));
+            let first = Wanted::of(&[Prop::Status]);
+            let log = log_properties(host, true, early.clone(), &read, first);
+            assert_eq!(log.status, Some(503));
+            assert_eq!(log.route, early.route);
+            let asked = props.asked.borrow().clone();
+            let expected: &[&str] = match host {
+                Host::Envoy => &["response.code"],
+                Host::Kong => &["kong.route_id", "response.code"],
+            };
+            assert_eq!(asked, expected, "{host:?}");
+            props.asked.borrow_mut().clear();
+            let then = Wanted::ALL.without(first);
+            let all = log_properties(host, true, log, &read, then);
+            let asked = props.asked.borrow().clone();
+            assert!(!asked.iter().any(|path| path == "response.code"));
+            let at_once = log_properties(host, true, early, &read, Wanted::ALL);
+            assert_eq!(all, at_once, "{host:?}");
+        }
+        let props = kong();
+        let nothing = log_properties(
+            Host::Kong,
+            false,
+            Properties::default(),
+            &|path| props.read(path),
+            Wanted::NONE,
+        );
+        assert_eq!(nothing, Properties::default());
+        assert!(props.asked.borrow().is_empty());
+    }
+
+    #[test]
     fn kong_without_an_upstream_port_keeps_the_address() {
         let props = Props::new(&[("upstream.address", b"10.0.0.7")]);
-        let log = log_properties(Host::Kong, true, Properties::default(), &|path| {
-            props.read(path)
-        });
+        let log = log_properties(
+            Host::Kong,
+            true,
+            Properties::default(),
+            &|path| props.read(path),
+            Wanted::ALL,
+        );
         assert_eq!(log.upstream_address.as_deref(), Some("10.0.0.7"));
     }
 }

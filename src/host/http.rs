@@ -20,6 +20,7 @@ use crate::admin::{self, Reply, Route};
 use crate::delivery::Draft;
 use crate::handler::Output;
 use crate::log::Level;
+use crate::needs::Needs;
 use crate::runtime::Runtime;
 use crate::source::crud::{self, Body};
 use crate::source::traffic::{Capture, Properties};
@@ -39,6 +40,8 @@ pub struct Http {
     runtime: Option<Rc<Runtime>>,
     /// Whether any hook listens to a source built from requests.
     observe: bool,
+    /// What to capture of each request.
+    needs: Needs,
     capture: Capture,
     /// While reading a response body for `crud`: the bytes so far and the most to read.
     body: Option<(Vec<u8>, usize)>,
@@ -51,10 +54,14 @@ impl Http {
         let observe = runtime
             .as_ref()
             .is_some_and(|runtime| runtime.observes_requests());
+        let needs = runtime
+            .as_ref()
+            .map_or(Needs::default(), |runtime| runtime.needs());
         Http {
             known,
             runtime,
             observe,
+            needs,
             capture: Capture::default(),
             body: None,
             admin: None,
@@ -78,7 +85,7 @@ impl Http {
                 .is_some_and(|length| length.trim() != "0")
     }
 
-    /// The log-phase properties, as this host gives them.
+    /// The log-phase properties the core reads before deciding, as this host gives them.
     fn properties(&mut self, headers_seen: bool) -> Properties {
         let earlier = std::mem::take(&mut self.capture.properties);
         differences::log_properties(
@@ -86,6 +93,7 @@ impl Http {
             headers_seen,
             earlier,
             &read_property,
+            self.needs.first,
         )
     }
 
@@ -217,7 +225,11 @@ impl HttpContext for Http {
         };
         self.known.learn(&read_property);
         self.capture.seen_ns = abi::now_ns();
-        self.capture.request_headers = abi::header_map(MapType::HttpRequestHeaders).ok().flatten();
+        // The map is read when the hooks need it, or to recognise an admin request.
+        if self.observe && self.needs.request_headers || runtime.admin().is_some() {
+            self.capture.request_headers =
+                abi::header_map(MapType::HttpRequestHeaders).ok().flatten();
+        }
         let admin = runtime.admin().and_then(|settings| {
             let rest = self.header(":path").and_then(|path| settings.rest(path))?;
             Some((settings, rest.to_string()))
@@ -232,8 +244,11 @@ impl HttpContext for Http {
             self.capture = Capture::default();
             return Action::Continue;
         }
-        self.capture.properties =
-            differences::request_properties(self.known.host_or_envoy(), &read_property);
+        self.capture.properties = differences::request_properties(
+            self.known.host_or_envoy(),
+            &read_property,
+            self.needs.first.union(self.needs.then),
+        );
         Action::Continue
     }
 
@@ -252,8 +267,10 @@ impl HttpContext for Http {
         else {
             return Action::Continue;
         };
-        self.capture.response_headers =
-            abi::header_map(MapType::HttpResponseHeaders).ok().flatten();
+        if self.needs.response_headers {
+            self.capture.response_headers =
+                abi::header_map(MapType::HttpResponseHeaders).ok().flatten();
+        }
         // A write that succeeded may be an entity change: read its body, capped, if crud.match
         // selects the request (which may need the properties, read now for these few).
         let status = self
@@ -313,6 +330,13 @@ impl HttpContext for Http {
         let headers_seen = self.capture.request_headers.is_some();
         self.capture.properties = self.properties(headers_seen);
         let now_ns = abi::now_ns().unwrap_or(0);
-        runtime.observe(&self.capture, now_ns, &HostLog);
+        // The rest of the properties, read only if the request's traffic event is built.
+        let (host, then) = (self.known.host_or_envoy(), self.needs.then);
+        let rest = |properties: &mut Properties| {
+            let earlier = std::mem::take(properties);
+            *properties =
+                differences::log_properties(host, headers_seen, earlier, &read_property, then);
+        };
+        runtime.observe_with(&self.capture, &rest, now_ns, &HostLog);
     }
 }

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::EventSpec;
 use crate::config::reader::{Object, Problems, Whole};
-use crate::event::{Event, lookup};
+use crate::event::{Event, Field, Fields, Redaction};
 use crate::shared::{Change, Shared, update};
 use crate::source::Source;
 
@@ -158,10 +158,14 @@ impl State {
     }
 }
 
-/// Whether a traffic event is a failure of its upstream host.
-fn failed(traffic: &Event, settings: &Settings) -> bool {
-    let status = lookup(&traffic.data, &["response", "status"]).and_then(Value::as_u64);
-    let flags = lookup(&traffic.data, &["response", "flags"]).and_then(Value::as_str);
+/// Whether a request (its traffic fields) is a failure of its upstream host.
+fn failed<F: Fields>(traffic: &F, settings: &Settings) -> bool {
+    let none = Redaction::none_shared();
+    let status = traffic
+        .field(&["response", "status"], none)
+        .and_then(|status| status.as_u64());
+    let flags = traffic.field(&["response", "flags"], none);
+    let flags = flags.as_ref().and_then(Field::as_str);
     status.is_some_and(|status| settings.failure_statuses.contains(&status))
         || flags.is_some_and(|flags| flags.split(',').any(|flag| FAILURE_FLAGS.contains(&flag)))
 }
@@ -174,21 +178,21 @@ pub struct Tracked {
     pub full: bool,
 }
 
-/// Observes the request of `traffic` for its upstream host; the `health` event when this
-/// observation changed the host's state.
-pub fn observe(
+/// Observes the request of `traffic` (its traffic fields: the event, or a request's view)
+/// for its upstream host; the `health` event when this observation changed the host's state.
+pub fn observe<F: Fields>(
     store: &dyn Shared,
     settings: &Settings,
     tracked: &mut Tracked,
-    traffic: &Event,
+    traffic: &F,
 ) -> Result<Option<Event>, String> {
-    let Some(address) = lookup(&traffic.data, &["upstream", "address"]).and_then(Value::as_str)
-    else {
+    let none = Redaction::none_shared();
+    let address = traffic.field(&["upstream", "address"], none);
+    let Some(address) = address.as_ref().and_then(Field::as_str) else {
         return Ok(None);
     };
-    let upstream_id = lookup(&traffic.data, &["upstream", "cluster"])
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let upstream_id = traffic.field(&["upstream", "cluster"], none);
+    let upstream_id = upstream_id.as_ref().and_then(Field::as_str).unwrap_or("");
     let key = format!("{}health/{upstream_id}/{address}", crate::shared::NAMESPACE);
     if !tracked.keys.contains(&key) {
         if tracked.keys.len() >= MAX_HOSTS {

@@ -4,6 +4,7 @@
 //! log-phase properties in `on_log` into a [`Capture`]; [`event`] turns that plain data into the
 //! event. A field the host does not give is absent, never invented.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -11,7 +12,7 @@ use serde_json::{Map, Value};
 
 use super::EventSpec;
 use crate::config::reader::{Problems, child};
-use crate::event::Event;
+use crate::event::{Event, Field, Fields, Redaction, Short};
 use crate::filter::Filter;
 use crate::source::Source;
 
@@ -104,90 +105,254 @@ impl Capture {
     }
 }
 
-/// The traffic event for `capture`, finished at `now_ns`.
-pub fn event(capture: &Capture, now_ns: u64) -> Event {
-    let props = &capture.properties;
-    let request_headers = capture.request_headers.as_deref().unwrap_or(&[]);
-    let response_headers = capture.response_headers.as_deref().unwrap_or(&[]);
-    let pseudo = |headers: &[(String, String)], name: &str| {
-        headers
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.clone())
-            .filter(|value| !value.is_empty())
-    };
+/// A request's fields read straight from its [`Capture`], exactly as its traffic event would
+/// give them, without building the event: what filters test on every request. Reading a field
+/// allocates nothing, except text longer than [`MAX_TEXT_BYTES`] (cut and marked), a header
+/// given more than once (joined) or one of more than [`MAX_HEADERS`], and a whole object
+/// (`request`, `request.headers`, ...), for which the event is built.
+#[derive(Debug, Clone, Copy)]
+pub struct View<'c> {
+    capture: &'c Capture,
+    now_ns: u64,
+}
 
-    let mut request = Map::new();
-    put(
-        &mut request,
-        "method",
-        pseudo(request_headers, ":method").or_else(|| props.method.clone()),
-    );
-    if let Some(full) = pseudo(request_headers, ":path").or_else(|| props.path.clone()) {
-        match full.split_once('?') {
-            Some((path, query)) => {
-                put(&mut request, "path", Some(path.to_string()));
-                put(&mut request, "query", Some(query.to_string()));
+/// The first header called `name`, unless its value is empty.
+fn pseudo<'c>(headers: Option<&'c [(String, String)]>, name: &str) -> Option<&'c str> {
+    headers?
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.as_str())
+        .filter(|value| !value.is_empty())
+}
+
+impl<'c> View<'c> {
+    /// The request of `capture`, finished at `now_ns`.
+    pub fn new(capture: &'c Capture, now_ns: u64) -> Self {
+        View { capture, now_ns }
+    }
+
+    fn props(&self) -> &'c Properties {
+        &self.capture.properties
+    }
+
+    fn request_headers(&self) -> Option<&'c [(String, String)]> {
+        self.capture.request_headers.as_deref()
+    }
+
+    fn response_headers(&self) -> Option<&'c [(String, String)]> {
+        self.capture.response_headers.as_deref()
+    }
+
+    /// `request.method`, before capping.
+    pub fn method(&self) -> Option<&'c str> {
+        pseudo(self.request_headers(), ":method").or(self.props().method.as_deref())
+    }
+
+    /// The path with its query.
+    fn full_path(&self) -> Option<&'c str> {
+        pseudo(self.request_headers(), ":path").or(self.props().path.as_deref())
+    }
+
+    /// `request.path`, before capping.
+    pub fn path(&self) -> Option<&'c str> {
+        let full = self.full_path()?;
+        Some(full.split_once('?').map_or(full, |(path, _)| path))
+    }
+
+    fn query(&self) -> Option<&'c str> {
+        self.full_path()?.split_once('?').map(|(_, query)| query)
+    }
+
+    fn host(&self) -> Option<&'c str> {
+        pseudo(self.request_headers(), ":authority").or(self.props().host.as_deref())
+    }
+
+    fn scheme(&self) -> Option<&'c str> {
+        pseudo(self.request_headers(), ":scheme").or(self.props().scheme.as_deref())
+    }
+
+    fn id(&self) -> Option<&'c str> {
+        non_empty(&self.props().request_id)
+            .or_else(|| pseudo(self.request_headers(), "x-request-id"))
+    }
+
+    /// `response.status`.
+    pub fn status(&self) -> Option<u64> {
+        self.props()
+            .status
+            .filter(|status| *status > 0)
+            .or_else(|| {
+                pseudo(self.response_headers(), ":status")
+                    .and_then(|status| status.parse::<u64>().ok())
+            })
+    }
+
+    fn flags(&self) -> Option<Short> {
+        self.props().flags.map(flags_short)
+    }
+
+    fn code_details(&self) -> Option<&'c str> {
+        non_empty(&self.props().code_details)
+    }
+
+    fn upstream_address(&self) -> Option<&'c str> {
+        non_empty(&self.props().upstream_address)
+    }
+
+    fn cluster(&self) -> Option<&'c str> {
+        non_empty(&self.props().cluster)
+    }
+
+    fn route(&self) -> Option<&'c str> {
+        non_empty(&self.props().route)
+    }
+
+    fn latency_ms(&self) -> Option<u64> {
+        let latency_ns = self.props().duration_ns.or_else(|| {
+            self.capture
+                .seen_ns
+                .map(|seen| self.now_ns.saturating_sub(seen))
+        });
+        latency_ns.map(|ns| ns / 1_000_000)
+    }
+
+    fn client_ip(&self) -> Option<&'c str> {
+        self.props()
+            .source_address
+            .as_deref()
+            .and_then(client_ip_str)
+    }
+
+    fn started_at(&self) -> Option<Short> {
+        let start = self
+            .props()
+            .start_ns
+            .filter(|ns| *ns > 0)
+            .or(self.capture.seen_ns)?;
+        Some(rfc3339_short(start))
+    }
+
+    /// Header `name` of a side as its event's `headers` map has it.
+    fn header(headers: Option<&'c [(String, String)]>, name: &str) -> Option<Field<'c>> {
+        let headers = headers?;
+        if name.bytes().any(|byte| byte.is_ascii_uppercase()) {
+            return None;
+        }
+        let named =
+            |(key, _): &&(String, String)| !key.starts_with(':') && key.eq_ignore_ascii_case(name);
+        let mut found = headers.iter().filter(named);
+        let (_, first) = found.next()?;
+        let kept = headers
+            .iter()
+            .filter(|(key, _)| !key.starts_with(':'))
+            .count();
+        if kept <= MAX_HEADERS && found.next().is_none() && first.len() <= MAX_TEXT_BYTES {
+            return Some(Field::Text(Cow::Borrowed(first.as_str())));
+        }
+        // Repeated, too long, or among too many: the map decides.
+        header_map(headers)
+            .remove(name)
+            .map(|value| Field::Json(Cow::Owned(value)))
+    }
+
+    /// A field the accessors do not cover (a whole object, or a path that cannot exist): read
+    /// from the event, built for it.
+    fn in_event<S: AsRef<str>>(&self, path: &[S], redaction: &Redaction) -> Option<Field<'static>> {
+        event(self.capture, self.now_ns)
+            .lookup(path, redaction)
+            .map(|value| Field::Json(Cow::Owned(value.into_owned())))
+    }
+}
+
+fn non_empty(text: &Option<String>) -> Option<&str> {
+    text.as_deref().filter(|text| !text.is_empty())
+}
+
+fn number<'a>(value: Option<u64>) -> Option<Field<'a>> {
+    value.map(|value| Field::Json(Cow::Owned(Value::from(value))))
+}
+
+fn text(value: Option<&str>) -> Option<Field<'_>> {
+    value.map(|text| Field::Text(capped_str(text)))
+}
+
+impl Fields for View<'_> {
+    fn field<'a, S: AsRef<str>>(
+        &'a self,
+        path: &[S],
+        redaction: &'a Redaction,
+    ) -> Option<Field<'a>> {
+        let segments: (&str, Option<&str>, Option<&str>) = match path {
+            [a] => (a.as_ref(), None, None),
+            [a, b] => (a.as_ref(), Some(b.as_ref()), None),
+            [a, b, c] => (a.as_ref(), Some(b.as_ref()), Some(c.as_ref())),
+            _ => return self.in_event(path, redaction),
+        };
+        match segments {
+            ("request", Some("method"), None) => text(self.method()),
+            ("request", Some("path"), None) => text(self.path()),
+            ("request", Some("query"), None) => text(self.query()),
+            ("request", Some("host"), None) => text(self.host()),
+            ("request", Some("scheme"), None) => text(self.scheme()),
+            ("request", Some("id"), None) => text(self.id()),
+            ("response", Some("status"), None) => number(self.status()),
+            ("response", Some("flags"), None) => self.flags().map(Field::Short),
+            ("response", Some("code_details"), None) => text(self.code_details()),
+            ("upstream", Some("address"), None) => text(self.upstream_address()),
+            ("upstream", Some("cluster"), None) => text(self.cluster()),
+            ("route", None, None) => text(self.route()),
+            ("latency_ms", None, None) => number(self.latency_ms()),
+            ("client", Some("ip"), None) => {
+                self.client_ip().map(|ip| Field::Text(Cow::Borrowed(ip)))
             }
-            None => put(&mut request, "path", Some(full)),
+            ("started_at", None, None) => self.started_at().map(Field::Short),
+            (side @ ("request" | "response"), Some("headers"), Some(name)) => {
+                let headers = if side == "request" {
+                    self.request_headers()
+                } else {
+                    self.response_headers()
+                };
+                let value = View::header(headers, name)?;
+                Some(if redaction.covers(path) {
+                    Field::Json(Cow::Borrowed(redaction.placeholder()))
+                } else {
+                    value
+                })
+            }
+            _ => self.in_event(path, redaction),
         }
     }
-    put(
-        &mut request,
-        "host",
-        pseudo(request_headers, ":authority").or_else(|| props.host.clone()),
-    );
-    put(
-        &mut request,
-        "scheme",
-        pseudo(request_headers, ":scheme").or_else(|| props.scheme.clone()),
-    );
-    put(
-        &mut request,
-        "id",
-        props
-            .request_id
-            .clone()
-            .filter(|id| !id.is_empty())
-            .or_else(|| pseudo(request_headers, "x-request-id")),
-    );
-    if capture.request_headers.is_some() {
-        request.insert("headers".into(), Value::Object(header_map(request_headers)));
+}
+
+/// The traffic event for `capture`, finished at `now_ns`.
+pub fn event(capture: &Capture, now_ns: u64) -> Event {
+    let view = View::new(capture, now_ns);
+    let mut request = Map::new();
+    put(&mut request, "method", view.method());
+    put(&mut request, "path", view.path());
+    put(&mut request, "query", view.query());
+    put(&mut request, "host", view.host());
+    put(&mut request, "scheme", view.scheme());
+    put(&mut request, "id", view.id());
+    if let Some(headers) = view.request_headers() {
+        request.insert("headers".into(), Value::Object(header_map(headers)));
     }
 
     let mut response = Map::new();
-    let status = props.status.filter(|status| *status > 0).or_else(|| {
-        pseudo(response_headers, ":status").and_then(|status| status.parse::<u64>().ok())
-    });
-    if let Some(status) = status {
+    if let Some(status) = view.status() {
         response.insert("status".into(), Value::from(status));
     }
-    if let Some(flags) = props.flags {
-        response.insert("flags".into(), Value::String(response_flags(flags)));
+    if let Some(flags) = view.flags() {
+        response.insert("flags".into(), Value::String(flags.as_str().to_string()));
     }
-    put(
-        &mut response,
-        "code_details",
-        props.code_details.clone().filter(|d| !d.is_empty()),
-    );
-    if capture.response_headers.is_some() {
-        response.insert(
-            "headers".into(),
-            Value::Object(header_map(response_headers)),
-        );
+    put(&mut response, "code_details", view.code_details());
+    if let Some(headers) = view.response_headers() {
+        response.insert("headers".into(), Value::Object(header_map(headers)));
     }
 
     let mut upstream = Map::new();
-    put(
-        &mut upstream,
-        "address",
-        props.upstream_address.clone().filter(|a| !a.is_empty()),
-    );
-    put(
-        &mut upstream,
-        "cluster",
-        props.cluster.clone().filter(|c| !c.is_empty()),
-    );
+    put(&mut upstream, "address", view.upstream_address());
+    put(&mut upstream, "cluster", view.cluster());
 
     let mut data = Map::new();
     for (key, section) in [
@@ -199,33 +364,42 @@ pub fn event(capture: &Capture, now_ns: u64) -> Event {
             data.insert(key.into(), Value::Object(section));
         }
     }
-    put(
-        &mut data,
-        "route",
-        props.route.clone().filter(|r| !r.is_empty()),
-    );
-    let latency_ns = props
-        .duration_ns
-        .or_else(|| capture.seen_ns.map(|seen| now_ns.saturating_sub(seen)));
-    if let Some(latency_ns) = latency_ns {
-        data.insert("latency_ms".into(), Value::from(latency_ns / 1_000_000));
+    put(&mut data, "route", view.route());
+    if let Some(latency_ms) = view.latency_ms() {
+        data.insert("latency_ms".into(), Value::from(latency_ms));
     }
-    if let Some(ip) = props.source_address.as_deref().and_then(client_ip) {
+    if let Some(ip) = view.client_ip() {
         let mut client = Map::new();
         // Capped like all text from the host (found by fuzzing: `source.address` was the one
         // string an event took uncut).
-        client.insert("ip".into(), Value::String(capped(ip)));
+        client.insert("ip".into(), Value::String(capped(ip.to_string())));
         data.insert("client".into(), Value::Object(client));
     }
-    if let Some(start) = props.start_ns.filter(|ns| *ns > 0).or(capture.seen_ns) {
-        data.insert("started_at".into(), Value::String(rfc3339(start)));
+    if let Some(started_at) = view.started_at() {
+        data.insert(
+            "started_at".into(),
+            Value::String(started_at.as_str().to_string()),
+        );
     }
     Event::new(Source::Traffic, "request", data)
 }
 
-fn put(map: &mut Map<String, Value>, key: &str, value: Option<String>) {
+fn put(map: &mut Map<String, Value>, key: &str, value: Option<&str>) {
     if let Some(value) = value {
-        map.insert(key.to_string(), Value::String(capped(value)));
+        map.insert(
+            key.to_string(),
+            Value::String(capped_str(value).into_owned()),
+        );
+    }
+}
+
+/// `text` cut to at most [`MAX_TEXT_BYTES`] (plus the [`TRUNCATED`] marker); borrowed when it
+/// fits.
+pub fn capped_str(text: &str) -> Cow<'_, str> {
+    if text.len() > MAX_TEXT_BYTES {
+        Cow::Owned(capped(text.to_string()))
+    } else {
+        Cow::Borrowed(text)
     }
 }
 
@@ -271,17 +445,33 @@ fn header_map(headers: &[(String, String)]) -> Map<String, Value> {
 
 /// Envoy's response flags bitmask as its access log writes them (`UF,URX`); `""` for none.
 pub fn response_flags(bits: u64) -> String {
-    RESPONSE_FLAGS
+    flags_short(bits).as_str().to_string()
+}
+
+/// [`response_flags`], on the stack (every flag together takes 104 bytes).
+fn flags_short(bits: u64) -> Short {
+    let mut text = Short::new();
+    let mut names = RESPONSE_FLAGS
         .iter()
         .enumerate()
         .filter(|(bit, _)| bits & (1u64 << bit) != 0)
-        .map(|(_, name)| *name)
-        .collect::<Vec<_>>()
-        .join(",")
+        .map(|(_, name)| *name);
+    if let Some(first) = names.next() {
+        let _ = text.write_str(first);
+        for name in names {
+            let _ = text.write_str(",");
+            let _ = text.write_str(name);
+        }
+    }
+    text
 }
 
 /// The IP of an `ip:port` or `[ipv6]:port` address.
 pub fn client_ip(address: &str) -> Option<String> {
+    client_ip_str(address).map(str::to_string)
+}
+
+fn client_ip_str(address: &str) -> Option<&str> {
     let ip = if let Some(rest) = address.strip_prefix('[') {
         rest.split_once(']').map(|(ip, _)| ip)?
     } else if address.matches(':').count() == 1 {
@@ -289,16 +479,21 @@ pub fn client_ip(address: &str) -> Option<String> {
     } else {
         address
     };
-    (!ip.is_empty()).then(|| ip.to_string())
+    (!ip.is_empty()).then_some(ip)
 }
 
 /// RFC 3339 UTC with milliseconds, from unix nanoseconds. Formatted with `write!`, which
 /// reports an unformattable time as an error (empty text) where `to_string` would panic.
 pub fn rfc3339(unix_ns: u64) -> String {
-    let mut text = String::new();
+    rfc3339_short(unix_ns).as_str().to_string()
+}
+
+/// [`rfc3339`], on the stack.
+fn rfc3339_short(unix_ns: u64) -> Short {
+    let mut text = Short::new();
     if let Some(time) = UNIX_EPOCH.checked_add(Duration::from_nanos(unix_ns)) {
         if write!(text, "{}", humantime::format_rfc3339_millis(time)).is_err() {
-            text.clear();
+            text = Short::new();
         }
     }
     text
@@ -326,11 +521,11 @@ pub fn check_filter(filter: &Filter, path: &str, problems: &Problems) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
 
-    fn headers(pairs: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
+    pub(crate) fn headers(pairs: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
         Some(
             pairs
                 .iter()
@@ -339,7 +534,8 @@ mod tests {
         )
     }
 
-    fn envoy_capture() -> Capture {
+    /// A request as Envoy gives it, every property read.
+    pub(crate) fn envoy_capture() -> Capture {
         Capture {
             request_headers: headers(&[
                 (":method", "POST"),
@@ -404,6 +600,126 @@ mod tests {
                 "{field}"
             );
         }
+    }
+
+    /// Every path a filter may name, as the view reads it and as the built event has it.
+    #[test]
+    fn the_view_reads_every_field_as_the_event_has_it() {
+        let long = "é".repeat(3000);
+        let mut many: Vec<(String, String)> = (0..150)
+            .map(|n| (format!("x-{n}"), format!("v{n}")))
+            .collect();
+        many.push(("x-149".into(), "again".into()));
+        let mut captures = vec![
+            envoy_capture(),
+            Capture::default(),
+            Capture {
+                properties: Properties {
+                    method: Some("GET".into()),
+                    path: Some("/x?".into()),
+                    host: Some(String::new()),
+                    status: Some(0),
+                    flags: Some(u64::MAX),
+                    request_id: Some(String::new()),
+                    source_address: Some("[::1]:80".into()),
+                    start_ns: Some(0),
+                    ..Properties::default()
+                },
+                seen_ns: Some(7_000_000),
+                ..Capture::default()
+            },
+            Capture {
+                request_headers: headers(&[
+                    (":method", ""),
+                    (":path", &format!("/{long}?{long}")),
+                    ("X-Team", "a"),
+                    ("x-team", "b"),
+                    ("x-long", &long),
+                    ("cookie", "c=1"),
+                    ("x-request-id", "from-header"),
+                ]),
+                response_headers: headers(&[(":status", "abc"), ("set-cookie", "s")]),
+                properties: Properties {
+                    method: Some("PUT".into()),
+                    route: Some(long.clone()),
+                    ..Properties::default()
+                },
+                ..Capture::default()
+            },
+            Capture {
+                request_headers: Some(many),
+                response_headers: headers(&[(":status", "404")]),
+                ..Capture::default()
+            },
+        ];
+        captures.push(Capture {
+            request_headers: Some(Vec::new()),
+            ..captures[0].clone()
+        });
+        let mut paths: Vec<String> = FIELDS.iter().map(|field| field.to_string()).collect();
+        for side in ["request", "response"] {
+            for name in [
+                "authorization",
+                "cookie",
+                "set-cookie",
+                "accept",
+                "x-team",
+                "X-Team",
+                "x-long",
+                "x-0",
+                "x-99",
+                "x-100",
+                "x-149",
+                "content-type",
+                ":path",
+                "missing",
+            ] {
+                paths.push(format!("{side}.headers.{name}"));
+            }
+        }
+        paths.extend(
+            [
+                "request",
+                "response",
+                "upstream",
+                "client",
+                "request.headers.x-team.0",
+                "request.method.x",
+                "latency_ms.x",
+                "nothing",
+                "response.nothing",
+                "a.b.c.d",
+            ]
+            .map(str::to_string),
+        );
+        let redactions = [
+            Redaction::default(),
+            Redaction::none(),
+            Redaction::headers(["x-team".to_string()]),
+        ];
+        for (at, capture) in captures.iter().enumerate() {
+            let built = event(capture, 9_000_000_000);
+            let view = View::new(capture, 9_000_000_000);
+            for path in &paths {
+                let path = crate::event::split_path(path);
+                for redaction in &redactions {
+                    let expected = built.lookup(&path, redaction).map(|v| v.into_owned());
+                    let seen = view.field(&path, redaction).map(Field::into_value);
+                    assert_eq!(seen, expected, "capture {at}, {path:?}, {redaction:?}");
+                }
+            }
+        }
+        let empty: [String; 0] = [];
+        assert_eq!(
+            view_of(&captures[0])
+                .field(&empty, &Redaction::none())
+                .map(Field::into_value),
+            Some(event(&captures[0], 9_000_000_000).data)
+        );
+    }
+
+    fn view_of(capture: &Capture) -> View<'_> {
+        View::new(capture, 9_000_000_000)
     }
 
     #[test]

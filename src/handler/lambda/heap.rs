@@ -8,13 +8,20 @@
 //! peak stays within a few times the budget.
 //!
 //! The count is per thread (one VM is one thread), kept in a `Cell` that needs no allocation
-//! and no destructor. It costs one addition per allocation and one subtraction per release.
+//! and no destructor. It costs one addition per allocation and one subtraction per release,
+//! and one more addition per allocation for [`allocations`] (what tests/no_alloc.rs reads).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 thread_local! {
     static HELD: Cell<usize> = const { Cell::new(0) };
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Allocations (and reallocations) this thread made, wrapping.
+pub fn allocations() -> usize {
+    ALLOCATIONS.try_with(Cell::get).unwrap_or(0)
 }
 
 /// Bytes allocated and not yet released by this thread. Wrapping: only differences between
@@ -26,6 +33,7 @@ pub fn held() -> usize {
 
 fn add(bytes: usize) {
     let _ = HELD.try_with(|held| held.set(held.get().wrapping_add(bytes)));
+    let _ = ALLOCATIONS.try_with(|count| count.set(count.get().wrapping_add(1)));
 }
 
 fn sub(bytes: usize) {
@@ -79,9 +87,10 @@ mod tests {
 
     #[test]
     fn held_bytes_follow_allocations() {
-        let before = held();
+        let (before, allocations) = (held(), self::allocations());
         let block = vec![0u8; 1 << 20];
         assert!(held().wrapping_sub(before) >= 1 << 20);
+        assert_eq!(self::allocations().wrapping_sub(allocations), 1);
         drop(block);
         assert!(held().wrapping_sub(before) < 1 << 10);
     }

@@ -1,0 +1,304 @@
+//! What the host adapter must capture of each request for the core, decided when the
+//! configuration loads: the log-phase properties and the header maps that the hooks' filters,
+//! the sources and the handlers read. Every property read is a call into the host, so a request
+//! that matches nothing reads only what deciding that takes.
+//!
+//! * [`Needs::first`]: read in the log phase before anything is decided (what the filters of
+//!   traffic hooks and `crud.match` test, and what the crud, balancer and rate-limiting sources
+//!   read on every request).
+//! * [`Needs::then`]: read only for a request whose traffic event is built (some traffic hook
+//!   selected it, or a rate-limiting hook saw a 429): the rest of what the event's deliveries
+//!   use. A hook whose handler sends the whole event (`webhook`, `log`, `lambda`, or any with
+//!   `on_change`) needs all of it; `webhook-custom` alone, what its templates read.
+//! * [`Needs::request_headers`], [`Needs::response_headers`]: the header maps, which only their
+//!   header callbacks can capture, so captured whenever either stage may need them.
+//!
+//! The event built for a request is then exactly the event built from everything, as far as
+//! any hook can tell.
+
+use crate::hooks::{Hook, HookSet};
+use crate::source::{self, Source, traffic};
+
+/// A log-phase property of a request, by what it means (the host adapter knows its name and
+/// encoding on each host).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prop {
+    Method,
+    Path,
+    Host,
+    Scheme,
+    RequestId,
+    Status,
+    Flags,
+    CodeDetails,
+    UpstreamAddress,
+    Cluster,
+    Route,
+    Duration,
+    Start,
+    SourceAddress,
+}
+
+impl Prop {
+    pub const ALL: [Prop; 14] = [
+        Prop::Method,
+        Prop::Path,
+        Prop::Host,
+        Prop::Scheme,
+        Prop::RequestId,
+        Prop::Status,
+        Prop::Flags,
+        Prop::CodeDetails,
+        Prop::UpstreamAddress,
+        Prop::Cluster,
+        Prop::Route,
+        Prop::Duration,
+        Prop::Start,
+        Prop::SourceAddress,
+    ];
+
+    const fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
+
+/// A set of [`Prop`]s.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Props(u16);
+
+impl Props {
+    pub const NONE: Props = Props(0);
+    pub const ALL: Props = Props((1 << Prop::ALL.len()) - 1);
+
+    pub fn of(props: &[Prop]) -> Props {
+        Props(props.iter().fold(0, |bits, prop| bits | prop.bit()))
+    }
+
+    pub fn has(self, prop: Prop) -> bool {
+        self.0 & prop.bit() != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn union(self, other: Props) -> Props {
+        Props(self.0 | other.0)
+    }
+
+    pub fn without(self, other: Props) -> Props {
+        Props(self.0 & !other.0)
+    }
+}
+
+/// What the host adapter captures of each request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Properties read in the log phase, before the core decides anything.
+    pub first: Props,
+    /// Properties read, besides `first`, only for a request whose traffic event is built.
+    pub then: Props,
+    pub request_headers: bool,
+    pub response_headers: bool,
+}
+
+impl Needs {
+    /// Everything: every property first, both header maps.
+    pub const EVERYTHING: Needs = Needs {
+        first: Props::ALL,
+        then: Props::NONE,
+        request_headers: true,
+        response_headers: true,
+    };
+
+    fn props(props: &[Prop]) -> Needs {
+        Needs {
+            first: Props::of(props),
+            ..Needs::default()
+        }
+    }
+
+    fn with_request_headers(self) -> Needs {
+        Needs {
+            request_headers: true,
+            ..self
+        }
+    }
+
+    fn with_response_headers(self) -> Needs {
+        Needs {
+            response_headers: true,
+            ..self
+        }
+    }
+
+    pub fn union(self, other: Needs) -> Needs {
+        Needs {
+            first: self.first.union(other.first),
+            then: self.then.union(other.then),
+            request_headers: self.request_headers || other.request_headers,
+            response_headers: self.response_headers || other.response_headers,
+        }
+    }
+
+    /// The same needs, all of them met before deciding (for what must be read up front).
+    fn at_first(self) -> Needs {
+        Needs {
+            first: self.first.union(self.then),
+            then: Props::NONE,
+            ..self
+        }
+    }
+
+    /// The same needs, met once the event is built (for what deliveries use).
+    fn at_then(self) -> Needs {
+        Needs {
+            first: Props::NONE,
+            then: self.first.union(self.then),
+            ..self
+        }
+    }
+
+    /// What reading traffic field `path` (split) takes: the property behind it, and the header
+    /// map that gives it first (`:method`, `:path`, `:authority`, `:scheme`, `x-request-id`,
+    /// `:status`) or holds it. A whole object, or a path the event cannot have, takes
+    /// everything.
+    pub fn of_field<S: AsRef<str>>(path: &[S]) -> Needs {
+        let segment = |at: usize| path.get(at).map(AsRef::as_ref);
+        let request = |prop| Needs::props(&[prop]).with_request_headers();
+        match (segment(0), segment(1)) {
+            (Some("request"), Some("method")) => request(Prop::Method),
+            (Some("request"), Some("path" | "query")) => request(Prop::Path),
+            (Some("request"), Some("host")) => request(Prop::Host),
+            (Some("request"), Some("scheme")) => request(Prop::Scheme),
+            (Some("request"), Some("id")) => request(Prop::RequestId),
+            (Some("request"), Some("headers")) if path.len() > 2 => {
+                Needs::default().with_request_headers()
+            }
+            (Some("response"), Some("status")) => {
+                Needs::props(&[Prop::Status]).with_response_headers()
+            }
+            (Some("response"), Some("flags")) => Needs::props(&[Prop::Flags]),
+            (Some("response"), Some("code_details")) => Needs::props(&[Prop::CodeDetails]),
+            (Some("response"), Some("headers")) if path.len() > 2 => {
+                Needs::default().with_response_headers()
+            }
+            (Some("upstream"), Some("address")) => Needs::props(&[Prop::UpstreamAddress]),
+            (Some("upstream"), Some("cluster")) => Needs::props(&[Prop::Cluster]),
+            (Some("route"), _) => Needs::props(&[Prop::Route]),
+            // Latency and the start fall back to when the filter saw the request, always known.
+            (Some("latency_ms"), _) => Needs::props(&[Prop::Duration]),
+            (Some("started_at"), _) => Needs::props(&[Prop::Start]),
+            (Some("client"), Some("ip")) => Needs::props(&[Prop::SourceAddress]),
+            _ => Needs::EVERYTHING,
+        }
+    }
+
+    /// What a configuration's hooks and sources need of each request.
+    pub fn of(hooks: &HookSet, sources: &source::Settings) -> Needs {
+        let on = |source: Source| {
+            hooks
+                .iter()
+                .any(|hook| hook.enabled && hook.source == source)
+        };
+        let mut needs = Needs::default();
+        for hook in hooks
+            .iter()
+            .filter(|hook| hook.enabled && hook.source == Source::Traffic)
+        {
+            for path in hook.filter.fields() {
+                needs = needs.union(Needs::of_field(path).at_first());
+            }
+            needs = needs.union(delivery(hook).at_then());
+        }
+        if on(Source::RateLimiting) {
+            // The status first; the event's fields (rate_limit::event) once it is a 429.
+            needs = needs
+                .union(Needs::of_field(&["response", "status"]).at_first())
+                .union(rate_limit_fields().at_then());
+        }
+        if on(Source::Balancer) {
+            for field in health_fields() {
+                needs = needs.union(Needs::of_field(&split(field)).at_first());
+            }
+        }
+        if let Some(crud) = sources
+            .crud
+            .as_ref()
+            .filter(|_| on(Source::Crud) || on(Source::DaoCrud))
+        {
+            for field in ["request.method", "request.path", "response.status"] {
+                needs = needs.union(Needs::of_field(&split(field)).at_first());
+            }
+            for path in crud.matcher.fields() {
+                needs = needs.union(Needs::of_field(path).at_first());
+            }
+        }
+        needs.then = needs.then.without(needs.first);
+        needs
+    }
+}
+
+fn split(field: &str) -> Vec<&str> {
+    field.split('.').collect()
+}
+
+/// What a traffic hook's deliveries read of the event.
+fn delivery(hook: &Hook) -> Needs {
+    match &hook.handler {
+        crate::handler::Handler::WebhookCustom(custom) if !hook.on_change => custom
+            .fields()
+            .filter(|path| !matches!(path, [only] if only == "source" || only == "event"))
+            .fold(Needs::default(), |needs, path| {
+                needs.union(Needs::of_field(path))
+            }),
+        _ => Needs::EVERYTHING,
+    }
+}
+
+/// The traffic fields the rate-limiting source reads (its consumer headers among the request
+/// headers, its limits among the response headers).
+fn rate_limit_fields() -> Needs {
+    ["client.ip", "upstream.cluster", "route", "response.status"]
+        .iter()
+        .fold(Needs::default(), |needs, field| {
+            needs.union(Needs::of_field(&split(field)))
+        })
+        .with_request_headers()
+        .with_response_headers()
+}
+
+/// The traffic fields the balancer source reads.
+fn health_fields() -> [&'static str; 4] {
+    [
+        "upstream.address",
+        "upstream.cluster",
+        "response.status",
+        "response.flags",
+    ]
+}
+
+/// `properties` with only the properties of `props` (what a host that read only those gives).
+pub fn only(properties: &traffic::Properties, props: Props) -> traffic::Properties {
+    let keep = |prop: Prop, value: &Option<String>| value.clone().filter(|_| props.has(prop));
+    let number = |prop: Prop, value: Option<u64>| value.filter(|_| props.has(prop));
+    traffic::Properties {
+        method: keep(Prop::Method, &properties.method),
+        path: keep(Prop::Path, &properties.path),
+        host: keep(Prop::Host, &properties.host),
+        scheme: keep(Prop::Scheme, &properties.scheme),
+        request_id: keep(Prop::RequestId, &properties.request_id),
+        status: number(Prop::Status, properties.status),
+        flags: number(Prop::Flags, properties.flags),
+        code_details: keep(Prop::CodeDetails, &properties.code_details),
+        upstream_address: keep(Prop::UpstreamAddress, &properties.upstream_address),
+        cluster: keep(Prop::Cluster, &properties.cluster),
+        route: keep(Prop::Route, &properties.route),
+        duration_ns: number(Prop::Duration, properties.duration_ns),
+        start_ns: number(Prop::Start, properties.start_ns),
+        source_address: keep(Prop::SourceAddress, &properties.source_address),
+    }
+}
+
+#[cfg(test)]
+mod tests;
