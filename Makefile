@@ -96,6 +96,7 @@ bench: build envoy $(BENCH_STAMP)
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else echo "install wrk (apt-get install -y wrk)"; exit 1; fi; \
 	  $$SUDO apt-get install -y wrk || { $$SUDO apt-get update && $$SUDO apt-get install -y wrk; }; }
 	$(PYTHON) bench/run.py $(if $(QUICK),--quick)
+
 # Fuzzing (fuzz/README.md): cargo-fuzz on nightly Rust, one target at a time, one job, niced.
 # New inputs go to fuzz/work/<target> (ignored by git); fuzz/corpus/<target> is the small seed
 # corpus kept in the repo, only read. Not part of `make test`.

@@ -4,9 +4,9 @@ a receiver that misbehaves, and every pass criterion of the long run.
 
 Over 30 seconds every criterion keeps its meaning but one weakens: resident memory must stay
 within 10% of its value after the warm-up (the first 6 s) as in the long run, but a leak has
-only 24 s to show, so only a gross one (about 13 MB) fails here; the filter Envoy's memory
-measured flat to within 0.1% over such runs, so the rule cannot fail by chance. The ten-minute
-`make soak` is the memory check that counts."""
+only 24 s to show, so only a gross one (about 13 MB) fails here. The filter Envoy's memory
+measured flat to within 0.1% over such runs, far from the 10% margin, so the rule does not
+fail by chance. The ten-minute `make soak` is the memory check that counts."""
 
 from __future__ import annotations
 

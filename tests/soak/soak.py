@@ -9,7 +9,7 @@ written here, so every request sent to both must get the same status and body. T
 Envoy carries a configuration with every source and handler, three signature schemes, retries,
 a circuit breaker and a dead-letter hook, and delivers to a receiver that misbehaves on
 purpose (slow answers, 5xx, 429 with Retry-After, resets, garbage, closed connections, 400,
-a 410 for one hook). Traffic: random methods and paths, bytes that are not UTF-8, oversized
+a 410 for one hook, and a 5-second outage every 20 seconds that fills the bounded queues). Traffic: random methods and paths, bytes that are not UTF-8, oversized
 and too many headers, huge and chunked bodies, huge responses, slow clients, and connections
 aborted or bodies truncated midway (those two only need both proxies to survive them).
 
@@ -23,7 +23,9 @@ It passes when:
 * per hook, accepted = delivered + failed + dropped + pending (the admin status endpoint) at
   the end, the hooks' sums equal the filter's metrics, and once the receiver behaves, every
   pending delivery is settled;
-* every delivery the receiver accepted carries a valid signature.
+* every delivery the receiver got from a signing hook carries a valid signature;
+* the filter saw the traffic: at least 80% as many traffic events as requests it was sent
+  (with FAIL_OPEN, a failed VM would let traffic pass unseen and unchanged).
 """
 
 from __future__ import annotations
@@ -227,14 +229,18 @@ def signature_ok(scheme: str, secret, headers: dict[str, str], body: bytes) -> b
 class Receiver:
     """A raw HTTP/1.1 receiver. In `chaos` mode it answers at random: 200 (most often), slowly
     (up to 2.5 s, past the filter's 1 s timeout), 500, 503 with Retry-After, 429, 400, a reset,
-    garbage bytes, or a closed connection; `/hooks/gone` always answers 410. In `good` mode it
-    answers 200 at once (but still 410 for `gone`)."""
+    garbage bytes, or a closed connection; and every 20 s it has a 5-second outage (only
+    failures). `/hooks/gone` always answers 410. In `good` mode it answers 200 at once (but
+    still 410 for `gone`)."""
 
     BEHAVIOURS = ["ok", "slow", "500", "503-retry-after", "429", "400", "reset", "garbage", "close"]
     WEIGHTS = [52, 8, 8, 4, 4, 2, 8, 7, 7]
+    # Every OUTAGE_EVERY seconds, OUTAGE_FOR seconds of nothing but failures.
+    OUTAGE_EVERY, OUTAGE_FOR = 20.0, 5.0
 
     def __init__(self, seed: int):
         self.mode = "chaos"
+        self._began = time.monotonic()
         self.stats = ReceiverStats()
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -257,6 +263,9 @@ class Receiver:
         if self.mode == "good":
             return "ok"
         with self._lock:
+            if (time.monotonic() - self._began) % self.OUTAGE_EVERY < self.OUTAGE_FOR:
+                # An outage: nothing gets through, so queues and retries fill up to their bounds.
+                return self._rng.choice(["reset", "close", "500", "slow"])
             return self._rng.choices(self.BEHAVIOURS, self.WEIGHTS)[0]
 
     def _serve(self, connection: socket.socket):
@@ -398,8 +407,8 @@ def filter_configuration() -> dict:
         "host": "envoy",
         "hooks": hooks(),
         "delivery": {
-            "queue_size": 2000, "max_queue_bytes": 4 << 20, "max_in_flight": 32, "max_in_flight_per_destination": 16,
-            "max_pending_retries": 1000, "timeout_ms": 1000, "flush_interval_ms": 20,
+            "queue_size": 300, "max_queue_bytes": 256 << 10, "max_in_flight": 32, "max_in_flight_per_destination": 16,
+            "max_pending_retries": 100, "timeout_ms": 1000, "flush_interval_ms": 20,
             "retry": {"max_attempts": 3, "max_age_ms": 8000, "backoff_ms": 100, "max_backoff_ms": 1000},
             "breaker": {"failures": 20, "cooldown_ms": 1000},
             "dead_letter": "dead-letters",
@@ -778,11 +787,20 @@ def run(seconds: float, workdir: Path, clients: int = 6, seed: int = 1, log=prin
         result.drain_seconds = time.monotonic() - drain_began
         result.status_drained = admin_status(port_f)
         result.accounting_failures += accounting(result.status_drained)
+        # The filter saw the traffic (with FAIL_OPEN, a failed VM would let it pass unseen).
+        seen = result.status_drained["events"]["traffic"]
+        if seen < 0.8 * (result.requests // 2):
+            result.failures.append(f"the filter made {seen} traffic events for {result.requests // 2} requests")
         # The gauges follow on the filter's next tick: nothing queued, waiting or in flight.
         gauges = ("queue.depth", "queue.bytes", "retries.pending", "in_flight")
+
+        def settled() -> bool:
+            stats = with_filter.stats()
+            breakers = [v for k, v in stats.items() if k.startswith("wasmcustom.event_hooks.breaker.") and k.endswith(".open")]
+            return all(stats.get(f"wasmcustom.event_hooks.{g}", 0) == 0 for g in gauges) and not any(breakers)
+
         try:
-            wait_until(lambda: all(with_filter.stats().get(f"wasmcustom.event_hooks.{g}", 0) == 0 for g in gauges),
-                       timeout=10, what="the delivery gauges to return to 0")
+            wait_until(settled, timeout=10, what="the delivery and breaker gauges to return to 0")
         except AssertionError as error:
             result.failures.append(f"{error}: {result.status_drained['queue']}")
         stats = with_filter.stats()
