@@ -400,18 +400,7 @@ impl Runtime {
         now_ms: u64,
         log: &dyn Log,
     ) {
-        let at = Source::ALL
-            .iter()
-            .position(|candidate| *candidate == source)
-            .unwrap_or(0);
-        self.count(|c| {
-            if let Some(count) = c.emitted.get_mut(at) {
-                *count = count.saturating_add(1);
-            }
-        });
-        if let Some(name) = self.event_metrics.get(at) {
-            self.metrics.count(name, 1);
-        }
+        self.count_emitted(source);
         let actions = match self.ids.try_borrow_mut() {
             Ok(mut ids) => self.hooks.route_lazy(
                 source,
@@ -432,6 +421,22 @@ impl Runtime {
             }
         };
         self.act(actions, false, now_ms, log);
+    }
+
+    /// Counts an event of `source` (admin status `events`, metric `events.<source>`).
+    fn count_emitted(&self, source: Source) {
+        let at = Source::ALL
+            .iter()
+            .position(|candidate| *candidate == source)
+            .unwrap_or(0);
+        self.count(|c| {
+            if let Some(count) = c.emitted.get_mut(at) {
+                *count = count.saturating_add(1);
+            }
+        });
+        if let Some(name) = self.event_metrics.get(at) {
+            self.metrics.count(name, 1);
+        }
     }
 
     /// Carries routing's actions out: counts the matches, queues the calls (marked as dead
@@ -473,6 +478,7 @@ impl Runtime {
         };
         for letter in letters {
             let event = dead_letter_event(&self.hooks, &letter);
+            self.count_emitted(Source::EventHooks);
             let actions = match self.ids.try_borrow_mut() {
                 Ok(mut ids) => {
                     self.hooks

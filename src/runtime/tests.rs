@@ -334,6 +334,10 @@ fn dead_letters_reach_the_dead_letter_hook_once() {
             .map(|(_, v)| v.as_str())
     );
     assert_eq!(letter["event"]["request"]["path"], "/orders/1");
+    // The dead letter is an event of source `event_hooks`, counted like any other.
+    let events = &runtime.status()["events"];
+    assert_eq!(events["traffic"], 1);
+    assert_eq!(events["event_hooks"], 1);
     // The dead letter's own failure makes no other.
     runtime.complete(2, Response::Status(500), b"", None, 0, &mut transport, &log);
     runtime.flush(60_000_000, &mut transport, &log);
