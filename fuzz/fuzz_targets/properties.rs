@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use arbitrary::Unstructured;
 use event_hooks::host::differences::{self, Host, Known};
 use event_hooks::host::wire;
+use event_hooks::needs::Props;
 use event_hooks::shared::{Memory, NAMESPACE, Shared};
 use event_hooks::source::traffic::{self, Capture, MAX_HEADERS, MAX_TEXT_BYTES, TRUNCATED};
 use event_hooks::source::{health, rate_limit};
@@ -277,8 +278,9 @@ fuzz_target!(|data: &[u8]| {
     );
     let request_headers = headers(&mut u);
     let headers_seen = request_headers.is_some();
-    let earlier = differences::request_properties(host, &read);
-    let properties = differences::log_properties(host, headers_seen, earlier, &read);
+    // Every property, as a configuration that needs the whole event reads them.
+    let earlier = differences::request_properties(host, &read, Props::ALL);
+    let properties = differences::log_properties(host, headers_seen, earlier, &read, Props::ALL);
     let capture = Capture {
         request_headers,
         response_headers: headers(&mut u),
