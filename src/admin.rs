@@ -296,21 +296,25 @@ fn secret_headers(value: &Value) -> Value {
 /// source and event (its source's first event when the hook takes them all).
 pub fn test_event(hook: &Hook, body: &[u8]) -> Result<Event, Reply> {
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(data)) => {
-            let name = hook
-                .event
-                .clone()
-                .or_else(|| {
-                    hook.source
-                        .events()
-                        .first()
-                        .map(|spec| spec.name.to_string())
-                })
-                .unwrap_or_default();
-            Ok(Event::new(hook.source, name, data))
-        }
+        Ok(Value::Object(data)) => Ok(event_for(hook, data)),
         _ => Err(Reply::error(400, "expected a JSON object: the event data")),
     }
+}
+
+/// An event that `hook` takes, with `data`: the hook's source and event (its source's first
+/// event when the hook takes them all).
+pub fn event_for(hook: &Hook, data: serde_json::Map<String, Value>) -> Event {
+    let name = hook
+        .event
+        .clone()
+        .or_else(|| {
+            hook.source
+                .events()
+                .first()
+                .map(|spec| spec.name.to_string())
+        })
+        .unwrap_or_default();
+    Event::new(hook.source, name, data)
 }
 
 /// What the hook's handler makes of a test event.

@@ -290,15 +290,13 @@ impl Runtime {
                 if self.needs.then.is_empty() {
                     return traffic::event(capture, now_ns);
                 }
-                let mut complete = Capture {
-                    request_headers: capture.request_headers.clone(),
-                    response_headers: capture.response_headers.clone(),
-                    seen_ns: capture.seen_ns,
-                    properties: capture.properties.clone(),
-                    ..Capture::default()
-                };
-                rest(&mut complete.properties);
-                traffic::event(&complete, now_ns)
+                let mut properties = capture.properties.clone();
+                rest(&mut properties);
+                traffic::event_of(&traffic::View::with_properties(
+                    capture,
+                    &properties,
+                    now_ns,
+                ))
             })
         };
         if self.hooks.listens_to(Source::Traffic) {

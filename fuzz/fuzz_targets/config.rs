@@ -13,7 +13,6 @@
 
 use arbitrary::Unstructured;
 use event_hooks::config::{self, Config, reader::Problem};
-use event_hooks::event::Event;
 use event_hooks::handler::Output;
 use event_hooks_fuzz::{HEADER_MARK, NEVER_SHOWN, config_document, env, event_data, schema};
 use libfuzzer_sys::fuzz_target;
@@ -92,17 +91,7 @@ fn check(bytes: &[u8], rest: &mut Unstructured<'_>) {
         if operations.is_some_and(|operations| operations > 100_000) {
             continue;
         }
-        let name = hook
-            .event
-            .clone()
-            .or_else(|| {
-                hook.source
-                    .events()
-                    .first()
-                    .map(|spec| spec.name.to_string())
-            })
-            .unwrap_or_default();
-        let event = Event::new(hook.source, name, data.clone());
+        let event = event_hooks::admin::event_for(hook, data.clone());
         for output in event_hooks::admin::run(hook, &event) {
             match output {
                 Output::Log(_, line) => {

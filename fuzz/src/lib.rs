@@ -440,18 +440,7 @@ pub fn config_document(u: &mut Unstructured<'_>) -> Value {
     if chance(u, 1, 2) {
         let delivery = object_of(
             u,
-            &[
-                "queue_size",
-                "max_queue_bytes",
-                "max_in_flight",
-                "max_in_flight_per_destination",
-                "max_pending_retries",
-                "timeout_ms",
-                "flush_interval_ms",
-                "retry",
-                "breaker",
-                "dead_letter",
-            ],
+            event_hooks::config::DELIVERY_KEYS,
             &mut |u, key| match key {
                 "retry" => retry(u),
                 "breaker" => object_of(u, &["failures", "cooldown_ms"], &mut |u, _| setting(u)),

@@ -39,7 +39,8 @@ const HOOK_KEYS: &[&str] = &[
     "config",
     "redact_headers",
 ];
-const DELIVERY_KEYS: &[&str] = &[
+/// The keys of `delivery`.
+pub const DELIVERY_KEYS: &[&str] = &[
     "queue_size",
     "max_queue_bytes",
     "max_in_flight",

@@ -113,6 +113,8 @@ impl Capture {
 #[derive(Debug, Clone, Copy)]
 pub struct View<'c> {
     capture: &'c Capture,
+    /// The capture's properties, or more of them (read once the event is to be built).
+    props: &'c Properties,
     now_ns: u64,
 }
 
@@ -128,11 +130,21 @@ fn pseudo<'c>(headers: Option<&'c [(String, String)]>, name: &str) -> Option<&'c
 impl<'c> View<'c> {
     /// The request of `capture`, finished at `now_ns`.
     pub fn new(capture: &'c Capture, now_ns: u64) -> Self {
-        View { capture, now_ns }
+        Self::with_properties(capture, &capture.properties, now_ns)
+    }
+
+    /// The request of `capture` with `props` in place of its properties (the headers are not
+    /// copied to give it more properties).
+    pub fn with_properties(capture: &'c Capture, props: &'c Properties, now_ns: u64) -> Self {
+        View {
+            capture,
+            props,
+            now_ns,
+        }
     }
 
     fn props(&self) -> &'c Properties {
-        &self.capture.properties
+        self.props
     }
 
     fn request_headers(&self) -> Option<&'c [(String, String)]> {
@@ -258,7 +270,7 @@ impl<'c> View<'c> {
     /// A field the accessors do not cover (a whole object, or a path that cannot exist): read
     /// from the event, built for it.
     fn in_event<S: AsRef<str>>(&self, path: &[S], redaction: &Redaction) -> Option<Field<'static>> {
-        event(self.capture, self.now_ns)
+        event_of(self)
             .lookup(path, redaction)
             .map(|value| Field::Json(Cow::Owned(value.into_owned())))
     }
@@ -326,7 +338,11 @@ impl Fields for View<'_> {
 
 /// The traffic event for `capture`, finished at `now_ns`.
 pub fn event(capture: &Capture, now_ns: u64) -> Event {
-    let view = View::new(capture, now_ns);
+    event_of(&View::new(capture, now_ns))
+}
+
+/// The traffic event of the request `view` reads.
+pub fn event_of(view: &View<'_>) -> Event {
     let mut request = Map::new();
     put(&mut request, "method", view.method());
     put(&mut request, "path", view.path());

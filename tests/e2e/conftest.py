@@ -205,8 +205,10 @@ def wasm_filter(configuration: dict | str) -> dict:
 ROUTER = {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
 
 
-def listener(filter_configuration: dict | str, routes: list[dict], before: list[dict] = (), after: list[dict] = ()) -> dict:
-    """The `proxy` listener on port 0: filters `before`, event_hooks, filters `after`, the router."""
+def listener(filter_configuration: dict | str | None, routes: list[dict], before: list[dict] = (), after: list[dict] = ()) -> dict:
+    """The `proxy` listener on port 0: filters `before`, event_hooks (none when its configuration
+    is None), filters `after`, the router."""
+    filters = [] if filter_configuration is None else [wasm_filter(filter_configuration)]
     return {
         "name": "proxy",
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
@@ -218,13 +220,13 @@ def listener(filter_configuration: dict | str, routes: list[dict], before: list[
                 # The client is the peer, not whatever x-forwarded-for claims.
                 "use_remote_address": True,
                 "route_config": {"name": "proxy", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
-                "http_filters": [*before, wasm_filter(filter_configuration), *after, ROUTER],
+                "http_filters": [*before, *filters, *after, ROUTER],
             },
         }]}],
     }
 
 
-def envoy_config(filter_configuration: dict | str, routes: list[dict], clusters: list[dict], before: list[dict] = (), after: list[dict] = ()) -> dict:
+def envoy_config(filter_configuration: dict | str | None, routes: list[dict], clusters: list[dict], before: list[dict] = (), after: list[dict] = ()) -> dict:
     """A bootstrap with admin and one listener on port 0, the filter, and the given routes."""
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},

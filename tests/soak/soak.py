@@ -51,7 +51,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "e2e"))
 
-from conftest import ROUTER, Envoy, static_cluster, wait_until, wasm_filter  # noqa: E402
+from conftest import Envoy, envoy_config, static_cluster, wait_until  # noqa: E402
 
 ADMIN_TOKEN = "soak-admin-token"
 KONG_SECRET = "soak-kong-secret"
@@ -426,30 +426,11 @@ def bootstrap(with_filter: bool, upstream: Upstream, flappy: Upstream, receiver:
         {"name": "flap", "match": {"prefix": "/flap"}, "route": {"cluster": "flappy"}},
         {"name": "upstream", "match": {"prefix": "/"}, "route": {"cluster": "upstream", "timeout": "30s"}},
     ]
-    filters = [wasm_filter(filter_configuration())] if with_filter else []
-    manager = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-        "stat_prefix": "proxy",
-        "use_remote_address": True,
-        # Envoy's own x-request-id is random; neither upstream nor comparison may see it differ.
-        "generate_request_id": True,
-        "route_config": {"name": "proxy", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
-        "http_filters": [*filters, ROUTER],
-    }
     clusters = [static_cluster("upstream", upstream.port), static_cluster("flappy", flappy.port), static_cluster("dead", dead_port),
                 static_cluster("receiver", receiver.port)]
     clusters[0]["circuit_breakers"] = {"thresholds": [{"max_connections": 10000, "max_pending_requests": 10000, "max_requests": 10000}]}
-    return {
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {
-            "listeners": [{
-                "name": "proxy",
-                "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-                "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": manager}]}],
-            }],
-            "clusters": clusters,
-        },
-    }
+    # Envoy generates its own x-request-id (generate_request_id defaults to true).
+    return envoy_config(filter_configuration() if with_filter else None, routes, clusters)
 
 
 class QuietEnvoy(Envoy):
