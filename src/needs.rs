@@ -17,7 +17,7 @@
 //! any hook can tell.
 
 use crate::hooks::{Hook, HookSet};
-use crate::source::{self, Source, traffic};
+use crate::source::{self, Source};
 
 /// A log-phase property of a request, by what it means (the host adapter knows its name and
 /// encoding on each host).
@@ -276,28 +276,6 @@ fn health_fields() -> [&'static str; 4] {
         "response.status",
         "response.flags",
     ]
-}
-
-/// `properties` with only the properties of `props` (what a host that read only those gives).
-pub fn only(properties: &traffic::Properties, props: Props) -> traffic::Properties {
-    let keep = |prop: Prop, value: &Option<String>| value.clone().filter(|_| props.has(prop));
-    let number = |prop: Prop, value: Option<u64>| value.filter(|_| props.has(prop));
-    traffic::Properties {
-        method: keep(Prop::Method, &properties.method),
-        path: keep(Prop::Path, &properties.path),
-        host: keep(Prop::Host, &properties.host),
-        scheme: keep(Prop::Scheme, &properties.scheme),
-        request_id: keep(Prop::RequestId, &properties.request_id),
-        status: number(Prop::Status, properties.status),
-        flags: number(Prop::Flags, properties.flags),
-        code_details: keep(Prop::CodeDetails, &properties.code_details),
-        upstream_address: keep(Prop::UpstreamAddress, &properties.upstream_address),
-        cluster: keep(Prop::Cluster, &properties.cluster),
-        route: keep(Prop::Route, &properties.route),
-        duration_ns: number(Prop::Duration, properties.duration_ns),
-        start_ns: number(Prop::Start, properties.start_ns),
-        source_address: keep(Prop::SourceAddress, &properties.source_address),
-    }
 }
 
 #[cfg(test)]

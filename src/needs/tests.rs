@@ -8,7 +8,7 @@ use crate::log::Lines;
 use crate::runtime::Runtime;
 use crate::shared::Memory;
 use crate::source::traffic::tests::{envoy_capture, headers};
-use crate::source::traffic::{Capture, Properties, View};
+use crate::source::traffic::{self, Capture, Properties, View};
 use serde_json::{Value, json};
 
 /// A request as Envoy gives it, every property read, answered `status`.
@@ -219,4 +219,26 @@ fn requests_read_as_needed_give_the_same_deliveries() {
     assert_eq!((seen.len(), rests), (0, 0));
     let (_, rests) = sent(&configs[0], &[full(503)], true);
     assert_eq!(rests, 1);
+}
+
+/// `properties` with only the properties of `props` (what a host that read only those gives).
+fn only(properties: &Properties, props: Props) -> Properties {
+    let keep = |prop: Prop, value: &Option<String>| value.clone().filter(|_| props.has(prop));
+    let number = |prop: Prop, value: Option<u64>| value.filter(|_| props.has(prop));
+    Properties {
+        method: keep(Prop::Method, &properties.method),
+        path: keep(Prop::Path, &properties.path),
+        host: keep(Prop::Host, &properties.host),
+        scheme: keep(Prop::Scheme, &properties.scheme),
+        request_id: keep(Prop::RequestId, &properties.request_id),
+        status: number(Prop::Status, properties.status),
+        flags: number(Prop::Flags, properties.flags),
+        code_details: keep(Prop::CodeDetails, &properties.code_details),
+        upstream_address: keep(Prop::UpstreamAddress, &properties.upstream_address),
+        cluster: keep(Prop::Cluster, &properties.cluster),
+        route: keep(Prop::Route, &properties.route),
+        duration_ns: number(Prop::Duration, properties.duration_ns),
+        start_ns: number(Prop::Start, properties.start_ns),
+        source_address: keep(Prop::SourceAddress, &properties.source_address),
+    }
 }
