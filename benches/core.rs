@@ -68,7 +68,6 @@ fn observe_matching(c: &mut Criterion) {
                     b"",
                     None,
                     1_795_378_513_003,
-                    &mut NullTransport::default(),
                     &NullLog,
                 );
             }

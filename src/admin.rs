@@ -92,7 +92,7 @@ impl Settings {
                 None => {
                     problems.add(
                         &object.path_of("token_env"),
-                        crate::config::reader::env_not_set(name),
+                        crate::config::reader::env_not_set(name, "token"),
                     );
                     None
                 }

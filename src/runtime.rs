@@ -1,7 +1,8 @@
 //! The per-VM state a root context owns for one configuration: the hooks, the sources'
 //! settings, the shared store, the id generator and the delivery queue. It is what the host
 //! adapter calls into: [`Runtime::observe`] from `on_log` (through the HTTP context),
-//! [`Runtime::flush`] from `on_tick`, and [`Runtime::complete`] from `on_http_call_response`.
+//! [`Runtime::flush`] from `on_tick`, and [`Runtime::complete`] (then, where the host allows
+//! it, [`Runtime::send`]) from `on_http_call_response`.
 //!
 //! Callbacks of one VM run one at a time, so the inner `RefCell`s are never borrowed twice; a
 //! borrow that fails anyway is logged and the event counted as dropped, never a panic.
@@ -505,9 +506,9 @@ impl Runtime {
             .is_ok_and(|delivery| delivery.owns(token))
     }
 
-    /// Records the answer to call `token` (its body's start and its `Retry-After`), then sends
-    /// what the freed slot allows.
-    #[allow(clippy::too_many_arguments)]
+    /// Records the answer to call `token` (its body's start and its `Retry-After`). Nothing is
+    /// sent: the host adapter calls [`Runtime::send`] next where the host allows a call from
+    /// an answer (Envoy; not Kong).
     pub fn complete(
         &self,
         token: u32,
@@ -515,7 +516,6 @@ impl Runtime {
         body: &[u8],
         retry_after: Option<&str>,
         now_ms: u64,
-        transport: &mut dyn Transport,
         log: &dyn Log,
     ) {
         if let Ok(mut delivery) = self.delivery.try_borrow_mut() {
@@ -530,9 +530,24 @@ impl Runtime {
                 log,
                 metrics,
             );
-            delivery.pump(&self.hooks, now_ms, transport, log, metrics);
         }
         self.send_dead_letters(now_ms, log);
+    }
+
+    /// Sends what is queued, up to the in-flight limits, without the tick's chores: after an
+    /// answer freed a slot.
+    pub fn send(&self, now_ms: u64, transport: &mut dyn Transport, log: &dyn Log) {
+        if let Ok(mut delivery) = self.delivery.try_borrow_mut() {
+            delivery.pump(&self.hooks, now_ms, transport, log, self.metrics.as_ref());
+        }
+        self.send_dead_letters(now_ms, log);
+    }
+
+    /// Calls in flight.
+    pub fn in_flight(&self) -> usize {
+        self.delivery
+            .try_borrow()
+            .map_or(0, |delivery| delivery.in_flight())
     }
 
     /// This configuration is going away: its gauges return to zero.

@@ -201,7 +201,7 @@ fn read_env(config: &Object<'_, '_>, key: &str, problems: &Problems) -> Option<S
     if value.is_none() {
         problems.add(
             &config.path_of(key),
-            crate::config::reader::env_not_set(name),
+            crate::config::reader::env_not_set(name, key.trim_end_matches("_env")),
         );
     }
     value
@@ -242,7 +242,7 @@ fn extra_secrets(config: &Object<'_, '_>, problems: &Problems) -> Vec<(String, S
     for (path, name) in list("secrets_env") {
         match problems.env(name).filter(|value| !value.is_empty()) {
             Some(value) => out.push((path, value)),
-            None => problems.add(&path, crate::config::reader::env_not_set(name)),
+            None => problems.add(&path, crate::config::reader::env_not_set(name, "secrets")),
         }
     }
     out

@@ -109,7 +109,7 @@ fn env_variables_come_from_the_flag_never_from_the_shell() {
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         stdout(&output),
-        "hooks[0].config.secret_env: environment variable HOOK_SECRET is not set (give it to the VM: Envoy's vm_config.environment_variables, Kong's nginx_main_env)\n"
+        "hooks[0].config.secret_env: environment variable HOOK_SECRET is not set (give it to the VM: Envoy's vm_config.environment_variables, Kong's nginx_main_env; Kong 3.4 to 3.6 give filters no environment variables: there, use secret instead)\n"
     );
 
     let output = event_hooks(&["validate", "--env=HOOK_SECRET=s3cret", "-"], CONFIG);

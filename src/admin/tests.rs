@@ -197,7 +197,7 @@ fn token_settings() {
     assert_eq!(
         problems.messages(),
         vec![
-            "admin.token_env: environment variable MISSING is not set (give it to the VM: Envoy's vm_config.environment_variables, Kong's nginx_main_env)",
+            "admin.token_env: environment variable MISSING is not set (give it to the VM: Envoy's vm_config.environment_variables, Kong's nginx_main_env; Kong 3.4 to 3.6 give filters no environment variables: there, use token instead)",
             "admin: set token or token_env, not both",
             "admin.prefix: must start with / and name a path",
             "admin.token: missing required field (or token_env)",

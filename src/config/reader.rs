@@ -93,10 +93,11 @@ impl Problems {
     }
 }
 
-/// What a `*_env` key says when its variable is unset (or empty) in the VM's environment.
-pub fn env_not_set(name: &str) -> String {
+/// What a `*_env` key says when its variable is unset (or empty) in the VM's environment;
+/// `instead` names the key that takes the value itself.
+pub fn env_not_set(name: &str, instead: &str) -> String {
     format!(
-        "environment variable {name} is not set (give it to the VM: Envoy's vm_config.environment_variables, Kong's nginx_main_env)"
+        "environment variable {name} is not set (give it to the VM: Envoy's vm_config.environment_variables, Kong's nginx_main_env; Kong 3.4 to 3.6 give filters no environment variables: there, use {instead} instead)"
     )
 }
 

@@ -2,8 +2,8 @@
 //! their accounting.
 //!
 //! HTTP contexts hand finished jobs to [`Delivery::accept`] in `on_log`. Only the root context
-//! sends: [`Delivery::pump`] from `on_tick` and after every answer, and
-//! [`Delivery::complete`] from `on_http_call_response`. The host's HTTP callout is behind
+//! sends: [`Delivery::pump`] from `on_tick` (and, where the host allows it, after an answer),
+//! and [`Delivery::complete`] from `on_http_call_response`. The host's HTTP callout is behind
 //! [`Transport`], the clock is passed in, so all of this is tested natively.
 //!
 //! * An answer is delivered (2xx), retried (408, 425, 429, 5xx, no answer), the end of the
@@ -193,6 +193,12 @@ pub enum SendError {
 pub trait Transport {
     /// Starts a call; returns the host's token for its response.
     fn send(&mut self, request: &Request, timeout_ms: u64) -> Result<u32, SendError>;
+
+    /// Whether the host takes another call now, whatever the queue's own limits say (Kong: one
+    /// call in flight per root context). Asked before each call.
+    fn has_room(&self) -> bool {
+        true
+    }
 }
 
 /// What the host reported for a call.
@@ -446,8 +452,8 @@ impl Delivery {
         }
     }
 
-    /// Sends queued jobs, in order, while fewer than `max_in_flight` calls are under way. A
-    /// destination that cannot take a call now (its breaker open, its own limit reached, the
+    /// Sends queued jobs, in order, while fewer than `max_in_flight` calls are under way and
+    /// the transport has room. A destination that cannot take a call now (its breaker open, its own limit reached, the
     /// host busy) is skipped for the rest of this round; its jobs keep their place.
     pub fn pump(
         &mut self,
@@ -461,7 +467,7 @@ impl Delivery {
         self.expire_calls(hooks, now_ms, log, metrics);
         let mut held: Vec<Job> = Vec::new();
         let mut blocked: Vec<String> = self.overloaded.clone();
-        while self.in_flight.len() < self.settings.max_in_flight {
+        while self.in_flight.len() < self.settings.max_in_flight && transport.has_room() {
             let Some(mut job) = self.queue.pop_front() else {
                 break;
             };

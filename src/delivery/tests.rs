@@ -10,6 +10,8 @@ struct FakeTransport {
     sent: Vec<(Request, u64)>,
     next_token: u32,
     error: Option<SendError>,
+    /// The host's own room for more calls (`None`: unlimited), taken by each call.
+    room: Option<usize>,
 }
 
 impl Transport for FakeTransport {
@@ -17,9 +19,19 @@ impl Transport for FakeTransport {
         if let Some(error) = &self.error {
             return Err(error.clone());
         }
+        if !self.has_room() {
+            return Err(SendError::Refused(
+                "a call sent while the host had no room".into(),
+            ));
+        }
+        self.room = self.room.map(|room| room - 1);
         self.sent.push((request.clone(), timeout_ms));
         self.next_token += 1;
         Ok(self.next_token)
+    }
+
+    fn has_room(&self) -> bool {
+        self.room.is_none_or(|room| room > 0)
     }
 }
 
@@ -591,4 +603,31 @@ fn a_call_the_host_never_answers_is_retried_after_its_timeout_and_a_late_answer_
     h.answer(silent, Response::Status(200));
     assert_eq!(h.stats(0), before);
     assert_eq!(h.delivery.pending_retries(), 1);
+}
+
+#[test]
+fn the_host_room_caps_calls_in_flight_whatever_max_in_flight_says() {
+    // Kong: one call in flight per root context, even with `max_in_flight: 64`.
+    let mut h = Harness::new(json!({"max_in_flight": 64}));
+    for n in 0..5 {
+        assert!(h.accept(h.job(n, n as usize % 2)));
+    }
+    h.transport.room = Some(1);
+    h.pump();
+    assert_eq!(h.sent(), 1, "one call while the host has room for one");
+    assert_eq!(h.delivery.depth(), 4, "the others keep their place");
+    h.pump();
+    assert_eq!(h.sent(), 1, "no room: nothing more, nothing lost");
+    h.answer(h.last(), Response::Status(200));
+    assert_eq!(h.sent(), 1, "an answer sends nothing by itself");
+    for expected in 2..=5 {
+        h.transport.room = Some(1);
+        h.tick();
+        assert_eq!(h.sent(), expected);
+        h.answer(h.last(), Response::Status(200));
+    }
+    let delivered: u64 = h.delivery.stats().iter().map(|stat| stat.delivered).sum();
+    assert_eq!(delivered, 5);
+    assert_eq!(h.header(0, "webhook-id"), "id-0");
+    assert_eq!(h.header(4, "webhook-id"), "id-4", "in order");
 }

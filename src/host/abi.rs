@@ -119,14 +119,15 @@ pub fn set_tick_period_ms(period_ms: u64) -> Result<(), HostError> {
     }
 }
 
-/// Answers the current request from the filter (it never goes upstream).
+/// Answers the current request from the filter (it never goes upstream). `details`: what the
+/// host makes of them differs ([`super::differences::local_response_details`]).
 pub fn send_local_response(
     status: u16,
+    details: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<(), HostError> {
     let headers = wire::encode_header_map(headers);
-    let details = "event_hooks_admin";
     // SAFETY: every pointer and length describes a buffer alive for the call.
     let result = unsafe {
         proxy_send_local_response(
@@ -172,6 +173,22 @@ pub fn buffer_prefix(kind: BufferType, max_size: usize) -> Result<Option<Vec<u8>
         NOT_FOUND => Ok(None),
         status => Err(HostError(status)),
     }
+}
+
+/// The byte of a buffer at `offset`, as the host reads it: `proxy_get_buffer_bytes` with
+/// `start = offset` and one byte at most. (ngx_wasm_module ignores `start`: how the root
+/// context tells Kong from Envoy.) `None` when the host gives no byte.
+pub fn buffer_byte(kind: BufferType, offset: usize) -> Option<u8> {
+    let mut data = null_mut();
+    let mut size = 0usize;
+    // SAFETY: `data` and `size` are valid places for the host to write its reply.
+    let status = unsafe { proxy_get_buffer_bytes(kind as u32, offset, 1, &mut data, &mut size) };
+    if status != OK {
+        return None;
+    }
+    // SAFETY: on Ok the host wrote an allocation of `size` bytes (or null) to `data`.
+    let bytes = unsafe { take(data, size) };
+    bytes.first().copied()
 }
 
 /// A header map (request, response, or a call's response); `None` when the host has none.
@@ -239,13 +256,14 @@ pub struct CallAnswer {
 }
 
 impl CallAnswer {
-    /// Reads the answer in `on_http_call_response`, at most `max_body` bytes of its body.
-    pub fn read(body_size: usize, max_body: usize) -> CallAnswer {
+    /// Reads the answer in `on_http_call_response`, at most `max_body` bytes of its body, and
+    /// none of it unless `read_body` (Kong 3.4 and 3.5 crash reading an answer's body).
+    pub fn read(body_size: usize, max_body: usize, read_body: bool) -> CallAnswer {
         let headers = header_map(MapType::HttpCallResponseHeaders)
             .ok()
             .flatten()
             .unwrap_or_default();
-        let body = if body_size > 0 {
+        let body = if read_body && body_size > 0 {
             buffer_prefix(BufferType::HttpCallResponseBody, max_body)
                 .ok()
                 .flatten()
@@ -276,10 +294,11 @@ impl CallAnswer {
         answer
     }
 
+    /// The first header called `name`, in any case (Kong keeps the receiver's: `Retry-After`).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(key, _)| key == name)
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
     }
 }

@@ -3,25 +3,37 @@
 //!
 //! | | Envoy (and Istio) | Kong 3.4 to 3.10 (ngx_wasm_module) |
 //! | --- | --- | --- |
-//! | detected by | `ngx.pid` is not found | `ngx.pid` (an nginx variable) is found |
+//! | detected by (root context) | `proxy_get_buffer_bytes` honours its `start` offset | the offset is ignored: the buffer is read from its first byte |
+//! | detected by (HTTP context) | `ngx.pid` is not found | `ngx.pid` (an nginx variable) is found |
 //! | call target | a cluster name | a literal `host:port`, `:scheme: https` for TLS |
+//! | calls in flight per root context | `delivery.max_in_flight` | one: when several are, every call but the last to finish leaks its connection slot (3.7 and later) |
+//! | when the root context sends | from `on_tick` and from `on_http_call_response` | from `on_tick` only: a call made from a call's answer crashes the worker (SIGSEGV) |
+//! | tick period | `delivery.flush_interval_ms` | [`KONG_TICK_MS`], so that one call per tick still makes 100 deliveries a second |
 //! | why a call failed | no headers (Envoy answers 503/504 itself otherwise) | `:dispatch_status`, read with `get_header_map_value` |
+//! | reading a call's answer body | always | never on nginx 1.21.4 (Kong 3.4, 3.5: SIGSEGV when the answer has a body) |
+//! | header names | lowercase | as the sender wrote them: lowercased when captured, every lookup case-insensitive |
+//! | `request.host` | `:authority` | the `Host` header (`:authority` is nginx's `server_name:port`) |
 //! | numbers and times | 8-byte little-endian integers, nanoseconds | decimal strings, times in seconds with milliseconds |
 //! | upstream address | `ip:port` | `upstream.address` (ip) and `upstream.port` |
 //! | cluster / route | `xds.cluster_name`, `xds.route_name` | `kong.service_id`, `kong.route_id` (read in request headers) |
 //! | `response.flags`, `response.code_details` | read | never read: ngx_wasm_module logs an error for each |
 //! | metrics | always; gauges by increments | from Kong 3.9 (`kong.version`), gauges recorded as levels (an increment traps), names at most 256 bytes with `pw:<filter>:`; before 3.9 the calls trap |
+//! | a local response's `details` | response code details (access logs) | the status line's reason phrase: left empty, so the standard one is sent |
 //! | `proxy_done`, root `on_done` | drains on removal | never called: both are unimplemented |
 //!
-//! Common to both, and relied on everywhere: only the root context dispatches deliveries (from
-//! `on_tick` and `on_http_call_response`; Kong traps on a dispatch from `on_log`),
-//! `set_tick_period` is called once per root context (Kong traps on a second call), no shared
-//! queues, no `proxy_get_log_level`, and every shared-data key lives under
+//! Common to both, and relied on everywhere: only the root context dispatches deliveries (Kong
+//! traps on a dispatch from `on_log`; Envoy loses the answer to a call made by a finished
+//! stream), `set_tick_period` is called once per root context on Kong (it traps on a second
+//! call), no shared queues, no `proxy_get_log_level`, and every shared-data key lives under
 //! [`crate::shared::NAMESPACE`].
 //!
-//! The host is the configuration's `"host"` when it names one; otherwise it is learned at the
-//! first HTTP callback of the VM (a scoped property read outside a request is an error on
-//! Kong, so the root context never probes). Until then metrics are held back.
+//! The host is the configuration's `"host"` when it names one; otherwise the root context
+//! tells it from how the configuration buffer is read ([`host_by_buffer_offset`]), before it
+//! sets its tick period; failing that it is learned at the first HTTP callback of the VM (a
+//! scoped property read outside a request is an error on Kong, and reading `plugin_name` in
+//! `on_configure` crashes it, so the root context never reads a property). Until the host is
+//! known, calls follow Kong's rules (the ones that never crash either host) and metrics are
+//! held back.
 
 use std::cell::Cell;
 
@@ -44,6 +56,17 @@ pub const PLUGIN_NAME: &[&str] = &["plugin_name"];
 /// Kong stores a metric as `pw:<filter name>:<name>` and traps when that is longer than
 /// `max_metric_name_length` (256 unless configured lower).
 pub const KONG_METRIC_NAME_MAX: usize = 256;
+/// nginx's version, an nginx variable (readable in a request context only): 1.21.4 on Kong
+/// 3.4 and 3.5, 1.25.3 on 3.6 to 3.9, 1.27.1 on 3.10.
+pub const NGINX_VERSION: &[&str] = &["ngx", "nginx_version"];
+/// The first nginx that Kong bundles with an ngx_wasm_module that reads a call's answer body
+/// safely: the one of Kong 3.4 and 3.5 (nginx 1.21.4, ngx_wasm_module 21732b18) dereferences a
+/// null request context in `ngx_proxy_wasm_get_buffer_helper` when the answer has a body.
+pub const KONG_CALL_BODIES_SINCE: (u32, u32) = (1, 25);
+/// The root context's tick period on Kong: one call in flight per root context, sent from
+/// `on_tick` only, makes one delivery per tick: 100 a second at 10 ms (measured on the real
+/// host: 98/s, 0.6% of a core per worker at idle; 49.6/s at 20 ms).
+pub const KONG_TICK_MS: u64 = 10;
 
 /// Reads a property of the current stream: its raw value, `None` when absent or unreadable.
 pub type Read<'a> = &'a dyn Fn(&[&str]) -> Option<Vec<u8>>;
@@ -59,6 +82,8 @@ pub struct Known {
     forced: Cell<bool>,
     /// Kong: the longest metric name it takes from this filter.
     metric_name_max: Cell<Option<usize>>,
+    /// Whether a call's answer body may be read; `None` until known.
+    call_bodies: Cell<Option<bool>>,
 }
 
 impl Known {
@@ -76,6 +101,25 @@ impl Known {
         self.metrics.get()
     }
 
+    /// Whether a call's answer body may be read (never on Kong 3.4 and 3.5, nor while the host
+    /// is not known).
+    pub fn reads_call_bodies(&self) -> bool {
+        self.call_bodies.get().unwrap_or(false)
+    }
+
+    /// How calls are made on this host ([`CallRules::of`]).
+    pub fn call_rules(&self) -> CallRules {
+        CallRules::of(self.host.get())
+    }
+
+    /// The host told apart in the root context ([`host_by_buffer_offset`]): taken unless the
+    /// host is already known.
+    pub fn detected(&self, host: Host) {
+        if self.host.get().is_none() {
+            self.host.set(Some(host));
+        }
+    }
+
     /// Whether the host takes a metric of this name (Kong traps on one too long).
     pub fn metric_name_fits(&self, name: &str) -> bool {
         self.metric_name_max
@@ -90,16 +134,19 @@ impl Known {
             Some(host) => {
                 if self.host.get() != Some(host) {
                     self.metrics.set(None);
+                    self.call_bodies.set(None);
                 }
                 self.host.set(Some(host));
                 self.forced.set(true);
                 if host == Host::Envoy {
                     self.metrics.set(Some(true));
+                    self.call_bodies.set(Some(true));
                 }
             }
             None if self.forced.get() => {
                 self.host.set(None);
                 self.metrics.set(None);
+                self.call_bodies.set(None);
                 self.forced.set(false);
             }
             None => {}
@@ -139,6 +186,126 @@ impl Known {
             };
             self.metrics.set(Some(metrics));
         }
+        if self.call_bodies.get().is_none() {
+            let bodies = match host {
+                Host::Envoy => true,
+                Host::Kong => read(NGINX_VERSION)
+                    .map(|version| wire::string(&version))
+                    .is_some_and(|version| kong_reads_call_bodies(&version)),
+            };
+            self.call_bodies.set(Some(bodies));
+        }
+    }
+}
+
+/// Whether Kong's nginx (`1.25.3`) comes with an ngx_wasm_module that reads a call's answer
+/// body without crashing. An unknown version is taken as one that does not.
+pub fn kong_reads_call_bodies(nginx_version: &str) -> bool {
+    let mut parts = nginx_version
+        .trim()
+        .split('.')
+        .map(|part| part.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= KONG_CALL_BODIES_SINCE,
+        _ => false,
+    }
+}
+
+/// Tells the hosts apart in the root context, where Kong allows no property read: by reading
+/// one byte of the plugin configuration (`config`) at an offset. proxy-wasm-cpp-host (Envoy)
+/// honours the `start` of `proxy_get_buffer_bytes`; ngx_wasm_module (Kong, every version from
+/// 3.4 to 3.10) ignores it and copies from the first byte. `read_at(offset)` reads that byte.
+/// `None` when the answer tells nothing (a configuration of one repeated byte, a failed read).
+pub fn host_by_buffer_offset(config: &[u8], read_at: &dyn Fn(usize) -> Option<u8>) -> Option<Host> {
+    let first = *config.first()?;
+    let offset = config.iter().position(|byte| *byte != first)?;
+    let there = *config.get(offset)?;
+    match read_at(offset)? {
+        byte if byte == there => Some(Host::Envoy),
+        byte if byte == first => Some(Host::Kong),
+        _ => None,
+    }
+}
+
+/// How the root context makes calls on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallRules {
+    /// The most calls in flight per root context, whatever `delivery.max_in_flight` says.
+    pub max_in_flight: Option<usize>,
+    /// Whether the next queued call may be sent from `on_http_call_response`.
+    pub send_from_answers: bool,
+    /// The root context's tick period for a configured `flush_interval_ms`.
+    tick_ms: Option<u64>,
+}
+
+impl CallRules {
+    /// Envoy: `max_in_flight`, sending from ticks and answers, ticking every
+    /// `flush_interval_ms`. Kong, and a host not known yet: one call in flight per root
+    /// context (Kong 3.7 and later leak a connection slot for every call but the last of
+    /// several), sending from ticks only (a call made from an answer crashes every Kong from
+    /// 3.4 to 3.10), every [`KONG_TICK_MS`].
+    pub fn of(host: Option<Host>) -> CallRules {
+        match host {
+            Some(Host::Envoy) => CallRules {
+                max_in_flight: None,
+                send_from_answers: true,
+                tick_ms: None,
+            },
+            Some(Host::Kong) | None => CallRules {
+                max_in_flight: Some(1),
+                send_from_answers: false,
+                tick_ms: Some(KONG_TICK_MS),
+            },
+        }
+    }
+
+    /// The tick period for a configuration that flushes every `flush_interval_ms`.
+    pub fn tick_ms(&self, flush_interval_ms: u64) -> u64 {
+        self.tick_ms.unwrap_or(flush_interval_ms)
+    }
+}
+
+/// Request headers as the core reads them, from the host's map: on Kong, names lowercased
+/// (ngx_wasm_module keeps the client's case; Envoy's are lowercase already) and `:authority`
+/// the `Host` header (ngx_wasm_module builds `:authority` from `server_name` and the port).
+pub fn request_headers(host: Host, headers: &mut [(String, String)]) {
+    if host != Host::Kong {
+        return;
+    }
+    lowercase_names(headers);
+    let Some(sent) = headers
+        .iter()
+        .find(|(name, value)| name == "host" && !value.is_empty())
+        .map(|(_, value)| value.clone())
+    else {
+        return;
+    };
+    if let Some((_, authority)) = headers.iter_mut().find(|(name, _)| name == ":authority") {
+        *authority = sent;
+    }
+}
+
+/// Response headers as the core reads them: on Kong, names lowercased.
+pub fn response_headers(host: Host, headers: &mut [(String, String)]) {
+    if host == Host::Kong {
+        lowercase_names(headers);
+    }
+}
+
+fn lowercase_names(headers: &mut [(String, String)]) {
+    for (name, _) in headers.iter_mut() {
+        name.make_ascii_lowercase();
+    }
+}
+
+/// The `details` of an admin answer (`send_local_response`): Envoy keeps them as the response
+/// code details its access logs show; Kong makes them the status line's reason phrase
+/// (`HTTP/1.1 401 event_hooks_admin`), so none are given there and nginx sends the standard
+/// phrase.
+pub fn local_response_details(host: Host) -> &'static str {
+    match host {
+        Host::Envoy => "event_hooks_admin",
+        Host::Kong => "",
     }
 }
 
@@ -228,10 +395,10 @@ pub fn log_properties(
     };
     if !headers_seen {
         // `request.host` is Envoy's `:authority`; on Kong it is nginx's `$hostname` (the
-        // machine's name), and the request's is `ngx.host`.
+        // machine's name), and the request's Host header is `ngx.http_host`.
         let host_path: &[&str] = match host {
             Host::Envoy => &["request", "host"],
-            Host::Kong => &["ngx", "host"],
+            Host::Kong => &["ngx", "http_host"],
         };
         set(Prop::Method, &mut || {
             props.method = text(&["request", "method"])
@@ -345,6 +512,7 @@ mod tests {
             ("request.method", b"GET"),
             ("request.path", b"/orders?id=7"),
             ("request.scheme", b"http"),
+            ("ngx.http_host", b"api.example.com:8443"),
             ("ngx.host", b"api.example.com"),
             ("request.host", b"kong-node-1"),
         ])
@@ -383,7 +551,12 @@ mod tests {
         known.learn(&|path| props.read(path));
         assert_eq!(
             *props.asked.borrow(),
-            vec!["ngx.pid", "plugin_name", "kong.version"]
+            vec![
+                "ngx.pid",
+                "plugin_name",
+                "kong.version",
+                "ngx.nginx_version"
+            ]
         );
 
         let known = Known::default();
@@ -448,13 +621,170 @@ mod tests {
         let props = envoy();
         known.learn(&|path| props.read(path));
         assert_eq!(known.host(), Some(Host::Kong), "no probe of the host");
-        assert_eq!(*props.asked.borrow(), vec!["plugin_name", "kong.version"]);
+        assert_eq!(
+            *props.asked.borrow(),
+            vec!["plugin_name", "kong.version", "ngx.nginx_version"]
+        );
 
         known.configure(Some(Host::Envoy));
         assert_eq!(known.metrics(), Some(true));
         known.configure(None);
         assert_eq!(known.host(), None);
         assert_eq!(known.host_or_envoy(), Host::Envoy);
+    }
+
+    #[test]
+    fn kong_3_4_and_3_5_never_read_a_call_answer_body() {
+        for (version, expected) in [
+            ("1.21.4", false),
+            ("1.25.3", true),
+            ("1.27.1", true),
+            ("2.0.0", true),
+            ("1.25", true),
+            ("", false),
+            ("nginx/1.25.3", false),
+        ] {
+            assert_eq!(kong_reads_call_bodies(version), expected, "{version}");
+        }
+        let known = Known::default();
+        assert!(!known.reads_call_bodies(), "not known: never read");
+        for (version, expected) in [("1.21.4", false), ("1.25.3", true), ("1.27.1", true)] {
+            let known = Known::default();
+            let props = Props::new(&[("ngx.pid", b"1"), ("ngx.nginx_version", version.as_bytes())]);
+            known.learn(&|path| props.read(path));
+            assert_eq!(known.reads_call_bodies(), expected, "{version}");
+        }
+        let known = Known::default();
+        let props = Props::new(&[("ngx.pid", b"1")]);
+        known.learn(&|path| props.read(path));
+        assert!(!known.reads_call_bodies(), "no version: never read");
+        let known = Known::default();
+        known.learn(&|path| envoy().read(path));
+        assert!(known.reads_call_bodies());
+        let known = Known::default();
+        known.configure(Some(Host::Envoy));
+        assert!(
+            known.reads_call_bodies(),
+            "a configured Envoy reads at once"
+        );
+    }
+
+    #[test]
+    fn the_root_context_tells_the_hosts_apart_by_the_buffer_offset() {
+        // Envoy honours `start`; Kong reads from the first byte whatever `start` says.
+        let honours = |config: &'static [u8]| move |at: usize| config.get(at).copied();
+        let ignores = |config: &'static [u8]| move |_: usize| config.first().copied();
+        for config in [
+            &b"{\"hooks\": []}"[..],
+            b"{}",
+            b"   \n{\"hooks\":[]}",
+            b"{{{{}",
+        ] {
+            assert_eq!(
+                host_by_buffer_offset(config, &honours(config)),
+                Some(Host::Envoy),
+                "{config:?}"
+            );
+            assert_eq!(
+                host_by_buffer_offset(config, &ignores(config)),
+                Some(Host::Kong),
+                "{config:?}"
+            );
+        }
+        // Nothing to tell by: one repeated byte, an empty buffer, a failed read, another byte.
+        assert_eq!(host_by_buffer_offset(b"aaaa", &honours(b"aaaa")), None);
+        assert_eq!(host_by_buffer_offset(b"", &honours(b"")), None);
+        assert_eq!(host_by_buffer_offset(b"{}", &|_| None), None);
+        assert_eq!(host_by_buffer_offset(b"{}", &|_| Some(b'x')), None);
+
+        let known = Known::default();
+        known.detected(Host::Kong);
+        assert_eq!(known.host(), Some(Host::Kong));
+        let props = envoy();
+        known.learn(&|path| props.read(path));
+        assert_eq!(known.host(), Some(Host::Kong), "detected: not probed again");
+        let known = Known::default();
+        known.configure(Some(Host::Envoy));
+        known.detected(Host::Kong);
+        assert_eq!(known.host(), Some(Host::Envoy), "a configured host wins");
+    }
+
+    #[test]
+    fn kong_sends_one_call_at_a_time_from_ticks_only() {
+        let envoy = CallRules::of(Some(Host::Envoy));
+        assert_eq!(envoy.max_in_flight, None);
+        assert!(envoy.send_from_answers);
+        assert_eq!(envoy.tick_ms(250), 250);
+        let kong = CallRules::of(Some(Host::Kong));
+        assert_eq!(kong.max_in_flight, Some(1));
+        assert!(!kong.send_from_answers);
+        assert_eq!(kong.tick_ms(250), KONG_TICK_MS);
+        assert_eq!(kong.tick_ms(10), KONG_TICK_MS);
+        // At least 50 deliveries a second per root context, one per tick.
+        const { assert!(1_000 / KONG_TICK_MS >= 50) };
+        assert_eq!(
+            CallRules::of(None),
+            kong,
+            "unknown: the rules that crash no host"
+        );
+        let known = Known::default();
+        assert_eq!(known.call_rules(), kong);
+        known.configure(Some(Host::Envoy));
+        assert_eq!(known.call_rules(), envoy);
+    }
+
+    fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn kong_header_names_are_lowercased_and_the_authority_is_the_host_header() {
+        let mut headers = owned(&[
+            (":authority", "kong:8000"),
+            (":path", "/orders"),
+            ("Host", "api.example.com:8443"),
+            ("Authorization", "Bearer t0ken"),
+            ("X-Event-Data", "{}"),
+            ("Content-Length", "2"),
+        ]);
+        request_headers(Host::Kong, &mut headers);
+        assert_eq!(
+            headers,
+            owned(&[
+                (":authority", "api.example.com:8443"),
+                (":path", "/orders"),
+                ("host", "api.example.com:8443"),
+                ("authorization", "Bearer t0ken"),
+                ("x-event-data", "{}"),
+                ("content-length", "2"),
+            ])
+        );
+        // No Host header (HTTP/1.0): nginx's authority stays.
+        let mut headers = owned(&[(":authority", "kong:8000"), ("Accept", "*/*")]);
+        request_headers(Host::Kong, &mut headers);
+        assert_eq!(
+            headers,
+            owned(&[(":authority", "kong:8000"), ("accept", "*/*")])
+        );
+        let mut headers = owned(&[(":status", "200"), ("Retry-After", "5")]);
+        response_headers(Host::Kong, &mut headers);
+        assert_eq!(headers, owned(&[(":status", "200"), ("retry-after", "5")]));
+
+        // Envoy's names are lowercase already, and `:authority` is the request's: untouched.
+        let envoy = owned(&[(":authority", "api.example.com"), ("host", "other")]);
+        let mut headers = envoy.clone();
+        request_headers(Host::Envoy, &mut headers);
+        response_headers(Host::Envoy, &mut headers);
+        assert_eq!(headers, envoy);
+    }
+
+    #[test]
+    fn admin_answers_give_kong_no_reason_phrase() {
+        assert_eq!(local_response_details(Host::Kong), "");
+        assert_eq!(local_response_details(Host::Envoy), "event_hooks_admin");
     }
 
     fn request(tls: bool) -> Request {
@@ -549,8 +879,8 @@ mod tests {
         assert_eq!(log.path.as_deref(), Some("/orders?id=7"));
         assert_eq!(
             log.host.as_deref(),
-            Some("api.example.com"),
-            "$host, not $hostname"
+            Some("api.example.com:8443"),
+            "the Host header, not $hostname"
         );
         assert_eq!(log.scheme.as_deref(), Some("http"));
     }

@@ -68,11 +68,12 @@ impl Http {
         }
     }
 
+    /// The first request header called `name`, in any case.
     fn header(&self, name: &str) -> Option<&str> {
         let headers = self.capture.request_headers.as_deref()?;
         headers
             .iter()
-            .find(|(key, _)| key == name)
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
             .map(|(_, value)| value.as_str())
     }
 
@@ -104,7 +105,10 @@ impl Http {
             ("content-type", "application/json"),
             ("cache-control", "no-store"),
         ];
-        if let Err(error) = abi::send_local_response(reply.status, &headers, &reply.bytes()) {
+        let details = differences::local_response_details(self.known.host_or_envoy());
+        if let Err(error) =
+            abi::send_local_response(reply.status, details, &headers, &reply.bytes())
+        {
             abi::log(Level::Error, &format!("admin: could not answer ({error})"));
         }
     }
@@ -204,7 +208,11 @@ impl Context for Http {
         let Some(Admin::Calling { data }) = self.admin.take() else {
             return;
         };
-        let answer = CallAnswer::read(body_size, admin::MAX_RESULT_BODY);
+        let answer = CallAnswer::read(
+            body_size,
+            admin::MAX_RESULT_BODY,
+            self.known.reads_call_bodies(),
+        );
         let reply = match answer.status {
             Some(status) => admin::result(data, Some(status), &answer.headers, &answer.body),
             None => admin::failed_call(answer.header(DISPATCH_STATUS).unwrap_or("no answer")),
@@ -229,6 +237,9 @@ impl HttpContext for Http {
         if self.observe && self.needs.request_headers || runtime.admin().is_some() {
             self.capture.request_headers =
                 abi::header_map(MapType::HttpRequestHeaders).ok().flatten();
+            if let Some(headers) = &mut self.capture.request_headers {
+                differences::request_headers(self.known.host_or_envoy(), headers);
+            }
         }
         let admin = runtime.admin().and_then(|settings| {
             let rest = self.header(":path").and_then(|path| settings.rest(path))?;
@@ -270,6 +281,9 @@ impl HttpContext for Http {
         if self.needs.response_headers {
             self.capture.response_headers =
                 abi::header_map(MapType::HttpResponseHeaders).ok().flatten();
+            if let Some(headers) = &mut self.capture.response_headers {
+                differences::response_headers(self.known.host_or_envoy(), headers);
+            }
         }
         // A write that succeeded may be an entity change: read its body, capped, if crud.match
         // selects the request (which may need the properties, read now for these few).
@@ -277,7 +291,11 @@ impl HttpContext for Http {
             .capture
             .response_headers
             .as_deref()
-            .and_then(|headers| headers.iter().find(|(key, _)| key == ":status"))
+            .and_then(|headers| {
+                headers
+                    .iter()
+                    .find(|(key, _)| key.eq_ignore_ascii_case(":status"))
+            })
             .and_then(|(_, status)| status.parse::<u16>().ok());
         let candidate = self.header(":method").is_some_and(crud::is_write_method)
             && status.is_some_and(|status| (200..300).contains(&status));

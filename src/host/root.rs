@@ -1,8 +1,10 @@
 //! The root context: reads the configuration, owns the per-VM runtime (queue included), and is
-//! the only context that dispatches HTTP calls: from `on_tick` and from
-//! `on_http_call_response`, where it receives every response. This is the pattern that works
-//! on every host (Kong traps on a dispatch from `on_log`; Envoy loses the response of a call
-//! made by a finished HTTP context).
+//! the only context that dispatches deliveries, and receives every answer in
+//! `on_http_call_response` (Kong traps on a dispatch from `on_log`; Envoy loses the answer to a
+//! call made by a finished HTTP context). How it sends depends on the host
+//! ([`differences::CallRules`]): on Envoy from `on_tick` and from each answer, up to
+//! `delivery.max_in_flight`; on Kong from `on_tick` only, one call in flight at a time (a call
+//! made from an answer crashes the worker; several in flight leak connection slots).
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -29,8 +31,9 @@ pub struct Root {
     runtime: Option<Rc<Runtime>>,
     /// Earlier configurations' runtimes, kept until their queues drain.
     retiring: Vec<Rc<Runtime>>,
-    /// `set_tick_period` is called once: Kong traps on a second call.
-    ticking: bool,
+    /// The tick period set, ms: set once on Kong (a second call traps); on Envoy set again
+    /// when the host, learned later, wants another.
+    tick_ms: Option<u64>,
     /// After `on_done` answered false: until when (unix ms) to keep delivering.
     draining_until: Option<u64>,
 }
@@ -41,7 +44,7 @@ impl Root {
             known: Rc::default(),
             runtime: None,
             retiring: Vec::new(),
-            ticking: false,
+            tick_ms: None,
             draining_until: None,
         }
     }
@@ -90,6 +93,44 @@ impl Root {
         self.runtime.iter().chain(self.retiring.iter())
     }
 
+    /// The host's callout, with the room this root context has for more calls.
+    fn transport(&self) -> HostTransport {
+        let rules = self.known.call_rules();
+        let in_flight: usize = self.runtimes().map(|runtime| runtime.in_flight()).sum();
+        HostTransport {
+            host: self.known.host_or_envoy(),
+            room: rules.max_in_flight.map(|max| max.saturating_sub(in_flight)),
+        }
+    }
+
+    /// Sets the tick period the host's rules want for the current configuration, unless it is
+    /// set already (on Kong, whose second call traps, it never changes once set).
+    fn set_tick_period(&mut self) -> bool {
+        let flush_ms = self
+            .runtime
+            .as_ref()
+            .map_or(100, |runtime| runtime.flush_interval_ms());
+        let wanted = self.known.call_rules().tick_ms(flush_ms);
+        match self.tick_ms {
+            Some(current) if current == wanted => return true,
+            Some(_) if self.known.host() != Some(Host::Envoy) => return true,
+            _ => {}
+        }
+        match abi::set_tick_period_ms(wanted) {
+            Ok(()) => {
+                self.tick_ms = Some(wanted);
+                true
+            }
+            Err(error) => {
+                abi::log(
+                    Level::Error,
+                    &format!("the host refused a tick period ({error}); nothing can be delivered"),
+                );
+                false
+            }
+        }
+    }
+
     /// Forgets earlier runtimes once nothing is left to send and no HTTP context (a stream
     /// that began before the reload) can hand them another event.
     fn prune_retiring(&mut self) {
@@ -116,11 +157,23 @@ pub fn dispatch(host: Host, request: &Request, timeout_ms: u64) -> Result<u32, S
 }
 
 /// Dispatches through the host's HTTP callout.
-struct HostTransport(Host);
+struct HostTransport {
+    host: Host,
+    /// How many more calls the host takes now; `None`: as many as the queue's limits allow.
+    room: Option<usize>,
+}
 
 impl Transport for HostTransport {
+    fn has_room(&self) -> bool {
+        self.room.is_none_or(|room| room > 0)
+    }
+
     fn send(&mut self, request: &Request, timeout_ms: u64) -> Result<u32, SendError> {
-        dispatch(self.0, request, timeout_ms).map_err(|status| match status {
+        let sent = dispatch(self.host, request, timeout_ms);
+        if sent.is_ok() {
+            self.room = self.room.map(|room| room.saturating_sub(1));
+        }
+        sent.map_err(|status| match status {
             // Envoy: the call would fail at once (circuit breaker open, no healthy host).
             Status::InternalFailure => SendError::Busy(format!("{status:?}")),
             // Envoy: an unknown cluster or missing pseudo-headers; Kong: an upstream it
@@ -150,8 +203,9 @@ impl Context for Root {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        // Only the start of the body is read, for the log line of a failure.
-        let answer = CallAnswer::read(body_size, EXCERPT_BYTES + 1);
+        // Only the start of the body is read, for the log line of a failure (and never where
+        // reading it crashes the host).
+        let answer = CallAnswer::read(body_size, EXCERPT_BYTES + 1, self.known.reads_call_bodies());
         let response = match answer.status {
             // Envoy's own answer when the cluster's circuit breaker overflowed: never sent.
             Some(503) if answer.header("x-envoy-overloaded").is_some() => Response::Overloaded,
@@ -160,18 +214,13 @@ impl Context for Root {
             None => Response::NoAnswer(answer.header(DISPATCH_STATUS).map(str::to_string)),
         };
         let now = now_ms();
-        let mut transport = HostTransport(self.known.host_or_envoy());
         if let Some(owner) = self.runtimes().find(|runtime| runtime.owns(token)) {
             let retry_after = answer.header("retry-after");
-            owner.complete(
-                token,
-                response,
-                &answer.body,
-                retry_after,
-                now,
-                &mut transport,
-                &HostLog,
-            );
+            owner.complete(token, response, &answer.body, retry_after, now, &HostLog);
+            // Kong: the next call waits for the tick (one made here crashes the worker).
+            if self.known.call_rules().send_from_answers {
+                owner.send(now, &mut self.transport(), &HostLog);
+            }
         }
         self.prune_retiring();
         self.finish_draining(now);
@@ -243,19 +292,31 @@ impl RootContext for Root {
             }
         };
         self.known.configure(config.host);
+        if config.host.is_none() {
+            // Before the tick period is set, which Kong allows once.
+            let read_at = |offset: usize| abi::buffer_byte(BufferType::PluginConfiguration, offset);
+            if let Some(host) = differences::host_by_buffer_offset(&bytes, &read_at) {
+                self.known.detected(host);
+            }
+        }
         let runtime = Rc::new(Runtime::new(
             config,
             seed(),
             Box::new(HostShared),
             Box::new(HostMetrics::new(self.known.clone())),
         ));
-        let interval = runtime.flush_interval_ms();
+        let rules = self.known.call_rules();
+        let tick_ms = rules.tick_ms(runtime.flush_interval_ms());
+        let sending = match rules.max_in_flight {
+            None => format!("deliveries flushed every {tick_ms} ms"),
+            Some(max) => format!(
+                "deliveries sent every {tick_ms} ms, {max} call(s) in flight at most ({} host rules)",
+                self.known.host().map_or("unknown", Host::name)
+            ),
+        };
         abi::log(
             Level::Info,
-            &format!(
-                "configured {} hook(s); deliveries flushed every {interval} ms",
-                runtime.hooks().len()
-            ),
+            &format!("configured {} hook(s); {sending}", runtime.hooks().len()),
         );
         for note in runtime.notes() {
             abi::log(Level::Info, &note);
@@ -271,26 +332,14 @@ impl RootContext for Root {
             self.retiring.push(previous);
             self.prune_retiring();
         }
-        if !self.ticking {
-            match abi::set_tick_period_ms(interval) {
-                Ok(()) => self.ticking = true,
-                Err(error) => {
-                    abi::log(
-                        Level::Error,
-                        &format!(
-                            "the host refused a tick period ({error}); nothing can be delivered"
-                        ),
-                    );
-                    return false;
-                }
-            }
-        }
-        true
+        self.set_tick_period()
     }
 
     fn on_tick(&mut self) {
+        // Envoy learned after the tick was set (the root context could not tell the host).
+        self.set_tick_period();
         let now = now_ms();
-        let mut transport = HostTransport(self.known.host_or_envoy());
+        let mut transport = self.transport();
         for runtime in self.runtimes() {
             runtime.flush(now, &mut transport, &HostLog);
         }

@@ -105,15 +105,7 @@ fn a_5xx_on_orders_is_delivered_signed_and_a_200_is_not() {
     assert_eq!(signature, format!("sha1={expected}"));
     assert!(!runtime.is_idle());
     assert!(runtime.owns(1));
-    runtime.complete(
-        1,
-        Response::Status(200),
-        b"",
-        None,
-        2_100,
-        &mut transport,
-        &log,
-    );
+    runtime.complete(1, Response::Status(200), b"", None, 2_100, &log);
     assert!(runtime.is_idle());
     assert_eq!(runtime.counters().emitted[0], 2);
     assert!(!log.text().contains("secret-token"));
@@ -314,7 +306,7 @@ fn dead_letters_reach_the_dead_letter_hook_once() {
     runtime.flush(0, &mut transport, &log);
     assert_eq!(transport.sent.len(), 1);
     // The only attempt fails: the dead letter goes to hook `dead`.
-    runtime.complete(1, Response::Status(503), b"", None, 0, &mut transport, &log);
+    runtime.complete(1, Response::Status(503), b"", None, 0, &log);
     runtime.flush(0, &mut transport, &log);
     let bodies = transport.bodies();
     assert_eq!(bodies.len(), 2);
@@ -339,7 +331,7 @@ fn dead_letters_reach_the_dead_letter_hook_once() {
     assert_eq!(events["traffic"], 1);
     assert_eq!(events["event_hooks"], 1);
     // The dead letter's own failure makes no other.
-    runtime.complete(2, Response::Status(500), b"", None, 0, &mut transport, &log);
+    runtime.complete(2, Response::Status(500), b"", None, 0, &log);
     runtime.flush(60_000_000, &mut transport, &log);
     assert!(transport.sent.len() <= 3);
     assert!(

@@ -118,7 +118,7 @@ fn secrets_from_the_environment() {
     assert_eq!(
         signing_with_env(json!({"secret_env": "MISSING"}), &[]).unwrap_err(),
         vec![
-            "config.secret_env: environment variable MISSING is not set (give it to the VM: Envoy's vm_config.environment_variables, Kong's nginx_main_env)"
+            "config.secret_env: environment variable MISSING is not set (give it to the VM: Envoy's vm_config.environment_variables, Kong's nginx_main_env; Kong 3.4 to 3.6 give filters no environment variables: there, use secret instead)"
         ]
     );
 }

@@ -99,7 +99,11 @@ impl Capture {
     pub fn path(&self) -> Option<&str> {
         self.request_headers
             .as_deref()
-            .and_then(|headers| headers.iter().find(|(name, _)| name == ":path"))
+            .and_then(|headers| {
+                headers
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(":path"))
+            })
             .map(|(_, value)| value.as_str())
             .or(self.properties.path.as_deref())
     }
@@ -118,11 +122,11 @@ pub struct View<'c> {
     now_ns: u64,
 }
 
-/// The first header called `name`, unless its value is empty.
+/// The first header called `name` (in any case), unless its value is empty.
 fn pseudo<'c>(headers: Option<&'c [(String, String)]>, name: &str) -> Option<&'c str> {
     headers?
         .iter()
-        .find(|(key, _)| key == name)
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
         .map(|(_, value)| value.as_str())
         .filter(|value| !value.is_empty())
 }
@@ -736,6 +740,37 @@ pub(crate) mod tests {
 
     fn view_of(capture: &Capture) -> View<'_> {
         View::new(capture, 9_000_000_000)
+    }
+
+    #[test]
+    fn header_names_in_any_case_are_found() {
+        // ngx_wasm_module keeps the client's case; the adapter lowercases, and lookups do not
+        // depend on it either.
+        let capture = Capture {
+            request_headers: Some(vec![
+                (":Path".to_string(), "/orders?id=7".to_string()),
+                (":method".to_string(), "GET".to_string()),
+                ("X-Request-Id".to_string(), "req-7".to_string()),
+                ("X-Tenant".to_string(), "acme".to_string()),
+            ]),
+            ..Capture::default()
+        };
+        assert_eq!(capture.path(), Some("/orders?id=7"));
+        let view = View::new(&capture, 0);
+        let none = Redaction::default();
+        let text = |path: &[&str]| match view.field(path, &none) {
+            Some(Field::Text(text)) => Some(text.into_owned()),
+            _ => None,
+        };
+        assert_eq!(text(&["request", "id"]).as_deref(), Some("req-7"));
+        assert_eq!(text(&["request", "path"]).as_deref(), Some("/orders"));
+        assert_eq!(
+            text(&["request", "headers", "x-tenant"]).as_deref(),
+            Some("acme")
+        );
+        let data = event(&capture, 0).data;
+        assert_eq!(data["request"]["headers"]["x-tenant"], "acme");
+        assert_eq!(data["request"]["id"], "req-7");
     }
 
     #[test]
