@@ -9,12 +9,16 @@ use std::path::Path;
 mod scenario_files;
 
 /// (module, runner, Kong version): the runners and, for Kong, the versions played. Kong 3.9
-/// is the default; 3.8 (metrics, but failed calls go unreported) and 3.4 (no metrics, no
-/// `kong.*` properties) bound the range of Kong behaviours.
+/// is the default; 3.10 (the last pin, which leaks a connection slot per parallel call as
+/// 3.7 to 3.9 do), 3.8 (metrics, but failed calls go unreported), 3.6 (no environment, no
+/// leak) and 3.4 (no metrics, no `kong.*` properties, a crash on reading an answer's body)
+/// bound the range of Kong behaviours.
 const RUNNERS: &[(&str, &str, Option<&str>)] = &[
     ("harness_envoy", "harness-envoy", None),
     ("harness_kong", "harness-kong", Some("3.9.1")),
+    ("harness_kong_3_10", "harness-kong", Some("3.10.0")),
     ("harness_kong_3_8", "harness-kong", Some("3.8.1")),
+    ("harness_kong_3_6", "harness-kong", Some("3.6.1")),
     ("harness_kong_3_4", "harness-kong", Some("3.4.2")),
 ];
 

@@ -10,6 +10,7 @@ use wasmtime::{Error, FuncType, Linker, Result, ValType};
 use crate::memory::{self, Ctx, Empty};
 use crate::properties;
 use crate::rules::Rules;
+use crate::state::CRASH;
 use crate::state::{
     Answer, CallResult, Dispatch, DispatchOutcome, HostState, Level, LocalResponse, Metric, Origin,
     Pending, Queue, Received, Reply, Step, header, status,
@@ -82,6 +83,12 @@ fn kong_bad_usage(caller: &mut Ctx<'_>, why: &str) -> Error {
 /// ngx_wasm_module's `ngx_proxy_wasm_result_trap(..., NGX_WAVM_ERROR)`.
 fn kong_internal(caller: &mut Ctx<'_>, why: &str) -> Error {
     trap(caller, format!("host trap (internal error): {why}"))
+}
+
+/// Kong's worker dies in the host's C code (a SIGSEGV), not in the module: recorded as a trap
+/// whose message says so ([`crate::state::TrapRecord::is_crash`]), and the VM is dead.
+pub fn kong_crash(caller: &mut Ctx<'_>, function: &str, why: &str) -> Error {
+    trap(caller, format!("{CRASH} (SIGSEGV in {function}: {why})"))
 }
 
 /// A function of the ABI this host does not model: a clear trap rather than a guess.
@@ -291,6 +298,22 @@ fn proxy_get_buffer_bytes(
     note(&mut caller, "proxy_get_buffer_bytes");
     let is_kong = kong(&caller);
     let state = caller.data();
+    if let Rules::Kong(version) = state.rules() {
+        // 21732b18: every buffer but the two configurations goes through
+        // ngx_proxy_wasm_get_buffer_helper, which reads `rctx->r` first; the root context has
+        // no request context.
+        if version.crashes_reading_call_bodies()
+            && kind != 6
+            && kind != 7
+            && state.stream().is_none()
+        {
+            return Err(kong_crash(
+                &mut caller,
+                "ngx_proxy_wasm_get_buffer_helper",
+                "null request context (rctx->r) in the root context",
+            ));
+        }
+    }
     let buffer: Option<Vec<u8>> = match kind {
         // HttpRequestBody
         0 => state
@@ -391,6 +414,21 @@ fn map_pairs(state: &HostState, kind: i32) -> std::result::Result<Vec<(String, S
     }
 }
 
+/// Kong: the request's or response's header map read from the root context:
+/// ngx_proxy_wasm_maps_get_map reads `rctx->r` of a request context the root context does not
+/// have (every version).
+fn kong_root_map_crash(caller: &mut Ctx<'_>, kind: i32) -> Option<Error> {
+    let state = caller.data();
+    if state.rules().is_kong() && (kind == 0 || kind == 2) && state.stream().is_none() {
+        return Some(kong_crash(
+            caller,
+            "ngx_proxy_wasm_maps_get_map",
+            "null request context (rctx->r) in the root context",
+        ));
+    }
+    None
+}
+
 fn proxy_get_header_map_pairs(
     mut caller: Ctx<'_>,
     kind: i32,
@@ -398,6 +436,9 @@ fn proxy_get_header_map_pairs(
     out_size: i32,
 ) -> Result<i32> {
     note(&mut caller, "proxy_get_header_map_pairs");
+    if let Some(crash) = kong_root_map_crash(&mut caller, kind) {
+        return Err(crash);
+    }
     let pairs = match map_pairs(caller.data(), kind) {
         Ok(pairs) => pairs,
         Err(code) => return Ok(code),
@@ -416,6 +457,9 @@ fn proxy_get_header_map_value(
 ) -> Result<i32> {
     note(&mut caller, "proxy_get_header_map_value");
     let key = read_or_return!(input_string(&mut caller, key, key_size));
+    if let Some(crash) = kong_root_map_crash(&mut caller, kind) {
+        return Err(crash);
+    }
     let state = caller.data();
     let hidden = if kind == 6 {
         state
@@ -575,6 +619,7 @@ fn proxy_get_property(
         }
         properties::Answer::NotFound => Ok(status::NOT_FOUND),
         properties::Answer::Failure => Ok(status::INTERNAL_FAILURE),
+        properties::Answer::Crash { function, why } => Err(kong_crash(&mut caller, function, why)),
     }
 }
 
@@ -944,6 +989,20 @@ fn proxy_http_call(
     match state.rules() {
         Rules::Envoy => envoy_http_call(&mut caller, dispatch, pairs, out_token),
         Rules::Kong(version) => {
+            // Every version: a call made while a call's answer is handled takes the connection
+            // slot the finished call just freed; ngx_wasm_socket_tcp_destroy then writes into
+            // it, and sending the new request (ngx_alloc_chain_link with a null pool) kills the
+            // worker. Seen on every pin, still at ngx_wasm_module's newest commit.
+            if step == Step::CallResponse {
+                let error = kong_crash(
+                    &mut caller,
+                    "ngx_http_proxy_wasm_dispatch_request",
+                    "the finished call's connection slot was reused",
+                );
+                dispatch.outcome = DispatchOutcome::Trapped(error.to_string());
+                caller.data_mut().dispatches.push(dispatch);
+                return Err(error);
+            }
             // The step check (3.6+): ngx_proxy_wasm_hfuncs_dispatch_http_call.
             let allowed = matches!(
                 step,
@@ -978,6 +1037,19 @@ fn proxy_http_call(
             // 3.4/3.5: refused deeper, with the same effect for a real request.
             if matches!(step, Step::Log | Step::Done | Step::Delete) {
                 return fail(&mut caller, dispatch, "bad step");
+            }
+            // A call of the root context first takes a connection slot for its fake request
+            // (ngx_http_wasm_create_fake_connection); with none free, ngx_get_connection logs
+            // its alert and the call is refused (InternalFailure).
+            if in_root {
+                let state = caller.data_mut();
+                let limit = state.options.worker_connections as u64;
+                if state.connections_in_use() + 1 > limit {
+                    state.out_of_connections();
+                    dispatch.outcome = DispatchOutcome::Refused(status::INTERNAL_FAILURE);
+                    state.dispatches.push(dispatch);
+                    return Ok(status::INTERNAL_FAILURE);
+                }
             }
             let Some(pairs) = pairs else {
                 return fail(&mut caller, dispatch, "marshalling error");
@@ -1111,8 +1183,21 @@ fn answer_at(
             if kong {
                 response.push((":dispatch_status".to_string(), "ok".to_string()));
             }
-            response.push(("content-length".to_string(), body.len().to_string()));
-            response.extend(headers.iter().cloned());
+            // The receiver's own names: Kong passes them as sent; Envoy lowercases every name.
+            let length = if kong {
+                "Content-Length"
+            } else {
+                "content-length"
+            };
+            response.push((length.to_string(), body.len().to_string()));
+            response.extend(headers.iter().map(|(name, value)| {
+                let name = if kong {
+                    name.clone()
+                } else {
+                    name.to_ascii_lowercase()
+                };
+                (name, value.clone())
+            }));
             (
                 now + delay,
                 CallResult::Response {
@@ -1262,10 +1347,24 @@ fn proxy_call_foreign_function(
     _out_size: i32,
 ) -> Result<i32> {
     note(&mut caller, "proxy_call_foreign_function");
-    if kong(&caller) {
-        return Err(kong_nyi(&mut caller, "proxy_call_foreign_function"));
+    let rules = caller.data().rules();
+    match rules {
+        Rules::Kong(version) if !version.has_foreign_functions() => {
+            return Err(kong_nyi(&mut caller, "proxy_call_foreign_function"));
+        }
+        _ => {}
     }
-    let _ = read_or_return!(input_string(&mut caller, name, name_size));
+    let name = read_or_return!(input_string(&mut caller, name, name_size));
+    if rules.is_kong() {
+        // a376e67: `resolve_lua` (Kong's Lua DNS resolver), anything else traps.
+        if name == "resolve_lua" {
+            return Err(not_modelled(
+                &mut caller,
+                "proxy_call_foreign_function(resolve_lua)",
+            ));
+        }
+        return Err(kong_internal(&mut caller, "unknown foreign function"));
+    }
     Ok(status::NOT_FOUND)
 }
 

@@ -13,10 +13,16 @@
 //! `response.flags`, `node`, `cluster_name`, `route_name`, ... log `"X" property not supported`
 //! at `[error]` and answer NotFound. Outside a request (the root context), an nginx variable or
 //! a `kong.*` property logs `cannot get ngx (host) properties outside of a request` at `[error]`
-//! and answers InternalFailure. `kong.*` properties come from Kong's Lua
+//! and answers InternalFailure (Kong 3.10: any dotted property, "cannot get scoped properties
+//! outside of a request"). Before 3.10, the properties with a getter of their own
+//! (`request.time`, `request.id`, `request.referer`, `request.headers.*`, `response.headers.*`,
+//! `upstream.address`, `upstream.port`, `connection.id`) dereference the missing request in the
+//! root context: the worker dies. `plugin_name` read in the root context looks the filter up in
+//! a filter chain the root context does not have: the worker dies too (on every version; in
+//! `on_tick` it works from 3.10). `kong.*` properties come from Kong's Lua
 //! (`kong/runloop/wasm.lua`, Kong 3.6+).
 
-use crate::state::{HostState, Level, Origin, Stream, header};
+use crate::state::{HostState, Level, Origin, Step, Stream, header};
 
 /// A property's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +31,11 @@ pub enum Answer {
     NotFound,
     /// InternalFailure (10).
     Failure,
+    /// Kong's worker dies reading it (SIGSEGV in the host's `function`).
+    Crash {
+        function: &'static str,
+        why: &'static str,
+    },
 }
 
 /// The Kong node's `$hostname`.
@@ -219,12 +230,60 @@ const KONG_REQUEST_SCOPED: &[&str] = &[
     "source.port",
 ];
 
+/// Properties whose getter reads the request context itself (no "outside of a request"
+/// check before a376e67): read from the root context, the worker dies.
+const KONG_ROOT_CRASHES: &[(&str, &str)] = &[
+    ("request.time", "get_request_time"),
+    ("request.id", "get_map_value"),
+    ("request.referer", "get_map_value"),
+    ("upstream.address", "get_upstream_address"),
+    ("upstream.port", "get_upstream_port"),
+    ("connection.id", "get_connection_id"),
+];
+
 fn kong(state: &mut HostState, path: &str) -> Answer {
     let Some(version) = state.rules().kong_version() else {
         return Answer::NotFound;
     };
+    let in_request = state.stream().is_some();
+    if !in_request && version.catches_scoped_properties() && path.contains('.') {
+        // a376e67 (a31f6d87): every scoped property, before any lookup.
+        state.log(
+            Origin::Host,
+            Level::Error,
+            "[wasm] cannot get scoped properties outside of a request",
+        );
+        return Answer::Failure;
+    }
+    if !in_request {
+        let getter = KONG_ROOT_CRASHES
+            .iter()
+            .find(|(name, _)| *name == path)
+            .map(|(_, getter)| *getter)
+            .or_else(|| {
+                (path.starts_with("request.headers.") || path.starts_with("response.headers."))
+                    .then_some("get_map_value")
+            });
+        if let Some(function) = getter {
+            return Answer::Crash {
+                function,
+                why: "null request context in the root context",
+            };
+        }
+    }
     match path {
-        "plugin_name" => return text(state.options.filter_name.clone()),
+        "plugin_name" => {
+            let readable_in_tick =
+                state.step() == Some(Step::Tick) && version.plugin_name_in_tick();
+            if !(in_request || readable_in_tick) {
+                // get_filter_name: `pwctx->pwexecs` is empty in the root context.
+                return Answer::Crash {
+                    function: "get_filter_name",
+                    why: "the root context has no filter chain",
+                };
+            }
+            return text(state.options.filter_name.clone());
+        }
         "plugin_root_id" => return text("0"),
         _ => {}
     }
@@ -273,7 +332,7 @@ fn kong(state: &mut HostState, path: &str) -> Answer {
             "kong.node.id" => text(KONG_NODE_ID),
             "kong.client.protocol" => text("http"),
             "kong.nginx.subsystem" => text("http"),
-            "kong.request.port" => text("8000"),
+            "kong.request.port" => text(state.options.listen_port.to_string()),
             "kong.service_id" if !stream.service_id.is_empty() => text(stream.service_id.clone()),
             "kong.route_id" if !stream.route_id.is_empty() => text(stream.route_id.clone()),
             "kong.service_name" if version.has_kong_names() => text(stream.cluster.clone()),
@@ -336,11 +395,32 @@ fn kong(state: &mut HostState, path: &str) -> Answer {
         "connection.mtls" => return text("false"),
         other => other.strip_prefix("ngx.").unwrap_or(other),
     };
-    ngx_variable_value(&stream, variable, now).map_or(Answer::NotFound, text)
+    ngx_variable_value(state, &stream, variable, now).map_or(Answer::NotFound, text)
+}
+
+/// nginx's `$host`: the Host header's host lowercased, without its port (an IPv6 literal keeps
+/// its brackets); the server name without one.
+fn ngx_host(stream: &Stream, server_name: &str) -> String {
+    let host = header(&stream.request_headers, "host").unwrap_or("");
+    let name = if host.starts_with('[') {
+        host.find(']').map_or(host, |end| &host[..=end])
+    } else {
+        host.split(':').next().unwrap_or("")
+    };
+    if name.is_empty() {
+        server_name.to_string()
+    } else {
+        name.to_ascii_lowercase()
+    }
 }
 
 /// An nginx variable of the request (`None`: not found).
-fn ngx_variable_value(stream: &Stream, name: &str, now_ns: u64) -> Option<String> {
+fn ngx_variable_value(
+    state: &HostState,
+    stream: &Stream,
+    name: &str,
+    now_ns: u64,
+) -> Option<String> {
     let (uri, args) = split_path(stream);
     if let Some(header_name) = name.strip_prefix("http_") {
         let header_name = header_name.replace('_', "-");
@@ -357,10 +437,8 @@ fn ngx_variable_value(stream: &Stream, name: &str, now_ns: u64) -> Option<String
             .to_string(),
         "request_method" => header(&stream.request_headers, ":method")?.to_string(),
         "server_protocol" => "HTTP/1.1".to_string(),
-        "host" => header(&stream.request_headers, ":authority")?
-            .split(':')
-            .next()?
-            .to_string(),
+        "host" => ngx_host(stream, &state.options.server_name),
+        "nginx_version" => state.rules().kong_version()?.nginx_version().to_string(),
         "request_time" => seconds_millis(
             stream
                 .end_ns
@@ -380,7 +458,8 @@ fn ngx_variable_value(stream: &Stream, name: &str, now_ns: u64) -> Option<String
             format!("{ip}:{port}")
         }
         "upstream_status" => stream.upstream.status.to_string(),
-        "server_port" => "8000".to_string(),
+        "server_port" => state.options.listen_port.to_string(),
+        "server_name" => state.options.server_name.clone(),
         "server_addr" => "127.0.0.1".to_string(),
         "https" => String::new(),
         _ => return None,

@@ -13,6 +13,13 @@
 //!   (`ngx_proxy_wasm_on_log`), then `on_delete`. A request that made a call waits for its
 //!   answer. Kong never calls the root context's `on_done`.
 //!
+//! Headers: Envoy lowercases every name (request, response, a call's answer); Kong keeps them as
+//! the sender wrote them and writes its own as nginx does (`Content-Length`, `Date`,
+//! `Server`); lookups by name are case-insensitive on both. Kong's `:authority` is
+//! `server_name:port` ([`Options::server_name`], [`Options::listen_port`]); the client's Host
+//! is a `Host` header. Kong's connection slots are counted ([`Options::worker_connections`]):
+//! slots leaked by parallel calls (3.7+) end in 502s for clients.
+//!
 //! After a trap the VM is dead for the rest of the run (Envoy fails open without the filter;
 //! Kong would start a fresh instance on the next request): every later callback is skipped,
 //! and the trap is on record for the tests.
@@ -25,8 +32,8 @@ use wasmtime::{Config, Engine, Extern, Instance, Linker, Module, Store, Val};
 use crate::abi;
 use crate::rules::Rules;
 use crate::state::{
-    CallResult, Frame, HostState, LocalResponse, Options, Origin, Received, Reply, Step, Stream,
-    TrapRecord, Upstream, header,
+    CallResult, Frame, HostState, Level, LocalResponse, Options, Origin, Received, Reply, Step,
+    Stream, TrapRecord, Upstream, header,
 };
 use crate::wasi;
 
@@ -90,7 +97,8 @@ pub struct Request {
     pub path: String,
     pub authority: String,
     pub scheme: String,
-    /// Lowercase names.
+    /// Names as the client wrote them (Envoy lowercases them, Kong keeps them). The `Host`
+    /// header is [`Request::authority`].
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub upstream: Upstream,
@@ -130,9 +138,9 @@ impl Request {
         self
     }
 
+    /// A request header, its name as the client writes it.
     pub fn header(mut self, name: &str, value: &str) -> Request {
-        self.headers
-            .push((name.to_ascii_lowercase(), value.to_string()));
+        self.headers.push((name.to_string(), value.to_string()));
         self
     }
 
@@ -147,10 +155,11 @@ impl Request {
         self
     }
 
+    /// A header of the upstream's response, its name as the upstream writes it.
     pub fn response_header(mut self, name: &str, value: &str) -> Request {
         self.upstream
             .headers
-            .push((name.to_ascii_lowercase(), value.to_string()));
+            .push((name.to_string(), value.to_string()));
         self
     }
 
@@ -163,9 +172,14 @@ impl Request {
 /// What became of a request.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// The HTTP context the filter saw; 0 when the request never reached the filter (Kong out
+    /// of connection slots).
     pub context: u32,
     /// The status the client got.
     pub status: u16,
+    /// The status line's reason phrase the client got (Kong: a local response's `details` when
+    /// not empty).
+    pub reason: String,
     pub local_response: Option<LocalResponse>,
     /// The filter paused the request and never let it go on (answered 500 by the harness).
     pub stuck: bool,
@@ -239,7 +253,11 @@ impl Proxy {
             }));
         }
         let plugin_config = config.to_vec();
-        let vm_config_len = options.vm_config.len();
+        // Kong before 3.10 passes the root id (0) where the VM configuration's size goes.
+        let vm_config_len = match rules {
+            Rules::Kong(version) if !version.passes_vm_config_size() => 0,
+            _ => options.vm_config.len(),
+        };
         let mut state = HostState::new(options);
         state.plugin_config = plugin_config;
         let mut store = Store::new(&filter.engine, state);
@@ -304,6 +322,18 @@ impl Proxy {
     /// Whether a trap killed the VM.
     pub fn dead(&self) -> bool {
         self.dead
+    }
+
+    /// Kong 3.7+: connection slots leaked by calls that got their answer while another call of
+    /// the root context was pending (each takes one of [`Options::worker_connections`] for
+    /// good).
+    pub fn leaked_slots(&self) -> u64 {
+        self.state().leaked_slots
+    }
+
+    /// The worker crashed (a SIGSEGV in the host, not a trap of the module).
+    pub fn crashed(&self) -> bool {
+        self.traps().iter().any(TrapRecord::is_crash)
     }
 
     /// Every call the receiver got, in order.
@@ -381,7 +411,7 @@ impl Proxy {
                 let at_ms = state.elapsed_ms();
                 state.log(
                     Origin::Host,
-                    crate::state::Level::Critical,
+                    Level::Critical,
                     format!("trap in {} (context {context}): {message}", step.callback()),
                 );
                 state.traps.push(TrapRecord {
@@ -488,6 +518,20 @@ impl Proxy {
     /// Hands a call's answer to the filter.
     fn deliver(&mut self, pending: crate::state::Pending) {
         let rules = self.rules();
+        if let (Rules::Kong(version), CallResult::Response { .. }) = (rules, &pending.result) {
+            // Kong 3.7+: a call of a root context that ends with an HTTP answer while another
+            // call of that root context is pending never closes its fake request: its
+            // connection slot leaks. The last one to end frees its slot.
+            let state = self.state_mut();
+            let others = state
+                .pending
+                .iter()
+                .any(|other| other.context == pending.context);
+            if version.leaks_parallel_calls() && pending.context == state.root_context && others {
+                state.leaked_slots += 1;
+                state.log(Origin::Host, Level::Debug, version.more_pending_message());
+            }
+        }
         let context_alive = {
             let state = self.state();
             pending.context == state.root_context || state.streams.contains_key(&pending.context)
@@ -540,16 +584,54 @@ impl Proxy {
 
     /// Proxies one request through every phase; the clock moves by the upstream's latency.
     pub fn request(&mut self, request: &Request) -> Outcome {
+        let kong = self.rules().is_kong();
+        if kong {
+            // nginx needs a connection slot for the client and one for the upstream; slots
+            // leaked by parallel calls and calls in flight hold theirs.
+            let state = self.state_mut();
+            let limit = state.options.worker_connections as u64;
+            if state.connections_in_use() + 2 > limit {
+                state.out_of_connections();
+                return Outcome {
+                    context: 0,
+                    status: 502,
+                    reason: reason_phrase(502).to_string(),
+                    local_response: None,
+                    stuck: false,
+                };
+            }
+        }
         let context = self.next_context;
         self.next_context += 1;
         let root = self.state().root_context;
-        let kong = self.rules().is_kong();
-        let mut headers = vec![
-            (":authority".to_string(), request.authority.clone()),
-            (":path".to_string(), request.path.clone()),
-            (":method".to_string(), request.method.clone()),
-            (":scheme".to_string(), request.scheme.clone()),
-        ];
+        let host = header(&request.headers, "host")
+            .unwrap_or(&request.authority)
+            .to_string();
+        let mut headers = if kong {
+            // ngx_proxy_wasm_maps' special keys, then the client's headers as it sent them.
+            let options = &self.state().options;
+            let mut headers = vec![
+                (":path".to_string(), request.path.clone()),
+                (":method".to_string(), request.method.clone()),
+                (":scheme".to_string(), request.scheme.clone()),
+                (
+                    ":authority".to_string(),
+                    format!("{}:{}", options.server_name, options.listen_port),
+                ),
+            ];
+            if header(&request.headers, "host").is_none() {
+                headers.push(("Host".to_string(), host.clone()));
+            }
+            headers
+        } else {
+            // Envoy: the Host header becomes `:authority`.
+            vec![
+                (":authority".to_string(), host.clone()),
+                (":path".to_string(), request.path.clone()),
+                (":method".to_string(), request.method.clone()),
+                (":scheme".to_string(), request.scheme.clone()),
+            ]
+        };
         let mut request_id = header(&request.headers, "x-request-id").map(str::to_string);
         if !kong {
             // Envoy's connection manager adds these before any filter runs.
@@ -571,9 +653,24 @@ impl Proxy {
             }
             headers.push(("x-forwarded-proto".to_string(), request.scheme.clone()));
         }
-        headers.extend(request.headers.iter().cloned());
+        if kong {
+            headers.extend(request.headers.iter().cloned());
+        } else {
+            headers.extend(
+                request
+                    .headers
+                    .iter()
+                    .filter(|(name, _)| !name.eq_ignore_ascii_case("host"))
+                    .map(|(name, value)| (name.to_ascii_lowercase(), value.clone())),
+            );
+        }
         if !request.body.is_empty() && header(&request.headers, "content-length").is_none() {
-            headers.push(("content-length".to_string(), request.body.len().to_string()));
+            let name = if kong {
+                "Content-Length"
+            } else {
+                "content-length"
+            };
+            headers.push((name.to_string(), request.body.len().to_string()));
         }
         let now = self.state().now_ns;
         let stream = Stream {
@@ -643,17 +740,27 @@ impl Proxy {
             ),
         };
         let mut all = vec![(":status".to_string(), status.to_string())];
-        all.append(&mut response_headers);
-        if header(&all, "content-length").is_none() {
-            all.push(("content-length".to_string(), body.len().to_string()));
-        }
         if kong {
+            // nginx's names. ngx_wasm_module puts its shim headers (Content-Length) before the
+            // response's own list.
+            if header(&response_headers, "content-length").is_none() {
+                all.push(("Content-Length".to_string(), body.len().to_string()));
+            }
+            all.append(&mut response_headers);
             all.push((
-                "date".to_string(),
+                "Date".to_string(),
                 "Thu, 01 Jan 2026 00:00:00 GMT".to_string(),
             ));
-            all.push(("server".to_string(), "kong".to_string()));
+            all.push(("Server".to_string(), "kong".to_string()));
         } else {
+            all.extend(
+                response_headers
+                    .drain(..)
+                    .map(|(name, value)| (name.to_ascii_lowercase(), value)),
+            );
+            if header(&all, "content-length").is_none() {
+                all.push(("content-length".to_string(), body.len().to_string()));
+            }
             all.push((
                 "date".to_string(),
                 "Thu, 01 Jan 2026 00:00:00 GMT".to_string(),
@@ -708,9 +815,17 @@ impl Proxy {
                 }
             }
         }
+        let status = if stuck { 500 } else { status };
+        // Kong (ngx_http_wasm_stash_local_response): a local response's `details`, when not
+        // empty, is the status line's reason phrase. Envoy always sends the standard one.
+        let reason = match &local {
+            Some(local) if kong && !local.details.is_empty() && !stuck => local.details.clone(),
+            _ => reason_phrase(status).to_string(),
+        };
         Outcome {
             context,
-            status: if stuck { 500 } else { status },
+            status,
+            reason,
             local_response: local,
             stuck,
         }
@@ -757,5 +872,83 @@ impl Proxy {
             return true;
         }
         self.advance_until(max_ms, |proxy| proxy.state().done_called)
+    }
+}
+
+/// The standard reason phrase of a status (RFC 9110 and the ones nginx and Envoy know); empty
+/// for a status without one.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
+        204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Payload Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Entity",
+        425 => "Too Early",
+        426 => "Upgrade Required",
+        428 => "Precondition Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        451 => "Unavailable For Legal Reasons",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        507 => "Insufficient Storage",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_phrases() {
+        assert_eq!(reason_phrase(401), "Unauthorized");
+        assert_eq!(reason_phrase(502), "Bad Gateway");
+        assert_eq!(reason_phrase(599), "");
+    }
+
+    #[test]
+    fn request_headers_keep_their_case() {
+        let request = Request::get("/")
+            .header("X-Event-Data", "1")
+            .response_header("Retry-After", "5");
+        assert_eq!(request.headers[0].0, "X-Event-Data");
+        assert_eq!(request.upstream.headers[0].0, "Retry-After");
     }
 }

@@ -286,6 +286,17 @@ pub struct TrapRecord {
     pub message: String,
 }
 
+/// The start of the message of a crash record (the worker died, not only the module).
+pub const CRASH: &str = "worker process exited on signal 11";
+
+impl TrapRecord {
+    /// Whether this is a crash of the host's worker (a SIGSEGV in the host) rather than a trap
+    /// of the module.
+    pub fn is_crash(&self) -> bool {
+        self.message.starts_with(CRASH)
+    }
+}
+
 impl fmt::Display for TrapRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -303,7 +314,8 @@ impl fmt::Display for TrapRecord {
 /// The receiver's answer to one call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// An HTTP status (with optional headers and body).
+    /// An HTTP status (with optional headers and body). Header names as the receiver writes
+    /// them: Kong hands them to the filter so, Envoy lowercases them.
     Status {
         status: u16,
         headers: Vec<(String, String)>,
@@ -394,6 +406,16 @@ pub struct Options {
     pub epoch_ns: u64,
     /// VM configuration bytes.
     pub vm_config: Vec<u8>,
+    /// Kong: nginx's `worker_connections` (default 1024). Every connection slot a call leaks
+    /// (Kong 3.7+, several calls in flight per root context) takes one for good; a client
+    /// request needs two (downstream and upstream), a call from the root context one more for
+    /// its fake request.
+    pub worker_connections: usize,
+    /// Kong: the proxy server's `server_name` (Kong's is `kong`): with the port, the
+    /// `:authority` filters see.
+    pub server_name: String,
+    /// Kong: the port the proxy listens on (`proxy_listen`, default 8000).
+    pub listen_port: u16,
 }
 
 impl Options {
@@ -410,6 +432,9 @@ impl Options {
             // 2026-01-01T00:00:00Z
             epoch_ns: 1_767_225_600_000_000_000,
             vm_config: Vec::new(),
+            worker_connections: 1024,
+            server_name: "kong".to_string(),
+            listen_port: 8000,
         }
     }
 }
@@ -448,6 +473,9 @@ pub struct HostState {
     pub calls_made: BTreeMap<String, u64>,
     /// `proxy_done` was called.
     pub done_called: bool,
+    /// Kong 3.7+: connection slots leaked by calls that ended while another call of the same
+    /// root context was pending.
+    pub leaked_slots: u64,
 }
 
 impl HostState {
@@ -479,6 +507,7 @@ impl HostState {
             last_host_call: String::new(),
             calls_made: BTreeMap::new(),
             done_called: false,
+            leaked_slots: 0,
         }
     }
 
@@ -541,6 +570,29 @@ impl HostState {
     pub fn next_cas(&mut self) -> u32 {
         self.next_cas = self.next_cas.wrapping_add(1).max(1);
         self.next_cas
+    }
+
+    /// Kong: the worker's connection slots in use besides the client's: the leaked ones, and
+    /// for each call in flight its socket's connection (and the fake request's one for a call
+    /// of the root context).
+    pub fn connections_in_use(&self) -> u64 {
+        let root = self.root_context;
+        let calls: u64 = self
+            .pending
+            .iter()
+            .filter(|pending| !matches!(pending.result, CallResult::Lost))
+            .map(|pending| if pending.context == root { 2 } else { 1 })
+            .sum();
+        self.leaked_slots + calls
+    }
+
+    /// nginx's alert when no connection slot is free (`ngx_get_connection`).
+    pub fn out_of_connections(&mut self) {
+        let message = format!(
+            "{} worker_connections are not enough",
+            self.options.worker_connections
+        );
+        self.log(Origin::Host, Level::Critical, message);
     }
 
     /// The receiver's next answer.

@@ -10,6 +10,7 @@
 use wasmtime::{Error, Linker, Result};
 
 use crate::memory::{self, Ctx};
+use crate::rules::Rules;
 use crate::state::{HostState, Level, Origin};
 
 pub const MODULE: &str = "wasi_snapshot_preview1";
@@ -59,8 +60,12 @@ fn note(caller: &mut Ctx<'_>, name: &str) {
     state.last_host_call = format!("{MODULE}.{name}");
 }
 
-/// `KEY=VALUE\0` strings of the VM's environment.
+/// `KEY=VALUE\0` strings of the VM's environment. Kong 3.4 to 3.6 give the VM none, whatever
+/// is configured (environment variables reach it from ngx_wasm_module 91d447f, Kong 3.7).
 fn environ(state: &HostState) -> Vec<Vec<u8>> {
+    if matches!(state.rules(), Rules::Kong(version) if !version.passes_env()) {
+        return Vec::new();
+    }
     state
         .options
         .env

@@ -5,17 +5,13 @@
 // Tests stop at the first surprise: unwrapping is how they say so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::{body, kong, start, start_with};
+
 use event_hooks_testhost::state::{DispatchOutcome, Options};
-use event_hooks_testhost::{Filter, Proxy, Received, Reply, Request, Rules};
+use event_hooks_testhost::{Proxy, Reply, Request, Rules};
 use serde_json::{Value, json};
-
-fn filter() -> &'static Filter {
-    Filter::event_hooks().unwrap()
-}
-
-fn kong(version: &str) -> Rules {
-    Rules::kong(version).unwrap()
-}
 
 /// One test per host: Envoy, and Kong at the oldest version, the first with metrics, and the
 /// first that reports failed calls (`<test>::envoy`, `<test>::kong_3_4`, ...).
@@ -54,16 +50,6 @@ per_host!(
     the_filter_loads,
 );
 
-fn start_with(options: Options, config: Value) -> Proxy {
-    let proxy = Proxy::start(filter(), options, config.to_string().as_bytes()).unwrap();
-    assert!(proxy.configured, "{}", proxy.log_text());
-    proxy
-}
-
-fn start(rules: Rules, config: Value) -> Proxy {
-    start_with(Options::new(rules), config)
-}
-
 /// One traffic hook on 5xx, posting to the receiver.
 fn errors_hook(extra: Value) -> Value {
     let mut hook = json!({"name": "errors", "source": "traffic", "event": "request",
@@ -81,10 +67,6 @@ fn errors_hook(extra: Value) -> Value {
         }
     }
     hook
-}
-
-fn body(call: &Received) -> Value {
-    serde_json::from_slice(&call.body).unwrap()
 }
 
 fn assert_clean(proxy: &Proxy) {

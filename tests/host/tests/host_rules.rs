@@ -17,7 +17,14 @@ const METRIC: u32 = 2432;
 const MESSAGE: u32 = 2496;
 const EOS: u32 = 2560;
 const PROPERTY: u32 = 2624;
+const HEADER_KEY: u32 = 2752;
+const DETAILS: u32 = 2816;
+const MISSING: u32 = 3072;
+const HAS_ENV: u32 = 3104;
+const NO_ENV: u32 = 3120;
 const OUT: u32 = 4000;
+const OUT_SIZE: u32 = 4008;
+const ENV_COUNT: u32 = 4016;
 
 fn escape(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("\\{b:02x}")).collect()
@@ -29,14 +36,23 @@ struct Callbacks<'a> {
     configure: &'a str,
     tick: &'a str,
     request_headers: &'a str,
+    response_headers: &'a str,
     log: &'a str,
     call_response: &'a str,
-    /// The property `(call $property)` reads (segments separated by NUL).
+    /// The property `(call $property)` reads (segments separated by NUL); its value is logged.
     property: &'a str,
+    /// The header name `(call $lookup (i32.const <map>))` looks up; its value is logged, or
+    /// "header missing".
+    header: &'a str,
+    /// The `details` of `(call $local_response)` (a 401).
+    details: &'a str,
 }
 
 /// A minimal proxy-wasm module whose callbacks do what `callbacks` says. `(call $dispatch)`
-/// posts to `receiver` (a cluster on Envoy, a host on Kong).
+/// posts to `receiver` (a cluster on Envoy, a host on Kong); `(call $call_body)` reads a call's
+/// answer body and logs it; `(call $pairs (i32.const <map>))` logs a header map as serialized
+/// (names and values, NUL-separated); `(call $env)` logs "has env" or "no env" (WASI
+/// `environ_sizes_get`).
 fn module(callbacks: Callbacks<'_>) -> Filter {
     let headers = encode_pairs(&[
         (":method".to_string(), "POST".to_string()),
@@ -57,6 +73,11 @@ fn module(callbacks: Callbacks<'_>) -> Filter {
   (import "env" "proxy_increment_metric" (func $increment_metric (param i32 i64) (result i32)))
   (import "env" "proxy_log" (func $log (param i32 i32 i32) (result i32)))
   (import "env" "proxy_get_property" (func $get_property (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_buffer_bytes" (func $get_buffer (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_header_map_value" (func $get_header (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_header_map_pairs" (func $get_pairs (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_send_local_response" (func $send_local (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "environ_sizes_get" (func $environ_sizes (param i32 i32) (result i32)))
   (memory (export "memory") 2)
   (global $heap (mut i32) (i32.const 32768))
   (data (i32.const {HEADERS}) "{headers}")
@@ -67,9 +88,37 @@ fn module(callbacks: Callbacks<'_>) -> Filter {
   (data (i32.const {MESSAGE}) "{message}")
   (data (i32.const {EOS}) "end of stream")
   (data (i32.const {PROPERTY}) "{property}")
+  (data (i32.const {HEADER_KEY}) "{header}")
+  (data (i32.const {DETAILS}) "{details}")
+  (data (i32.const {MISSING}) "header missing")
+  (data (i32.const {HAS_ENV}) "has env")
+  (data (i32.const {NO_ENV}) "no env")
+  (func $log_out
+    (drop (call $log (i32.const 2) (i32.load (i32.const {OUT})) (i32.load (i32.const {OUT_SIZE})))))
   (func $property
-    (drop (call $get_property (i32.const {PROPERTY}) (i32.const {property_len})
-      (i32.const {OUT}) (i32.const 4008))))
+    (if (i32.eqz (call $get_property (i32.const {PROPERTY}) (i32.const {property_len})
+      (i32.const {OUT}) (i32.const {OUT_SIZE})))
+      (then (call $log_out))))
+  (func $call_body
+    (if (i32.eqz (call $get_buffer (i32.const 4) (i32.const 0) (i32.const 1000)
+      (i32.const {OUT}) (i32.const {OUT_SIZE})))
+      (then (call $log_out))))
+  (func $lookup (param $map i32)
+    (if (i32.eqz (call $get_header (local.get $map) (i32.const {HEADER_KEY}) (i32.const {header_len})
+      (i32.const {OUT}) (i32.const {OUT_SIZE})))
+      (then (call $log_out))
+      (else (drop (call $log (i32.const 2) (i32.const {MISSING}) (i32.const 14))))))
+  (func $pairs (param $map i32)
+    (if (i32.eqz (call $get_pairs (local.get $map) (i32.const {OUT}) (i32.const {OUT_SIZE})))
+      (then (call $log_out))))
+  (func $local_response
+    (drop (call $send_local (i32.const 401) (i32.const {DETAILS}) (i32.const {details_len})
+      (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1))))
+  (func $env
+    (drop (call $environ_sizes (i32.const {ENV_COUNT}) (i32.const {OUT_SIZE})))
+    (if (i32.load (i32.const {ENV_COUNT}))
+      (then (drop (call $log (i32.const 2) (i32.const {HAS_ENV}) (i32.const 7))))
+      (else (drop (call $log (i32.const 2) (i32.const {NO_ENV}) (i32.const 6))))))
   (func $log_end_of_stream (param $eos i32)
     (if (local.get $eos)
       (then (drop (call $log (i32.const 2) (i32.const {EOS}) (i32.const 13))))))
@@ -89,7 +138,7 @@ fn module(callbacks: Callbacks<'_>) -> Filter {
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
     (call $log_end_of_stream (local.get 2)) {request_headers} (i32.const 0))
   (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
-    (call $log_end_of_stream (local.get 2)) (i32.const 0))
+    (call $log_end_of_stream (local.get 2)) {response_headers} (i32.const 0))
   (func (export "proxy_on_log") (param i32) {log})
   (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
   (func (export "proxy_on_delete") (param i32))
@@ -107,6 +156,11 @@ fn module(callbacks: Callbacks<'_>) -> Filter {
         message_len = message.len(),
         property = escape(callbacks.property.as_bytes()),
         property_len = callbacks.property.len(),
+        header = escape(callbacks.header.as_bytes()),
+        header_len = callbacks.header.len(),
+        details = escape(callbacks.details.as_bytes()),
+        details_len = callbacks.details.len(),
+        response_headers = callbacks.response_headers,
         configure = callbacks.configure,
         tick = callbacks.tick,
         request_headers = callbacks.request_headers,
@@ -504,4 +558,595 @@ fn kong_logs_an_error_for_envoy_only_properties() {
         proxy.request(&Request::get("/"));
         assert!(proxy.host_errors().is_empty());
     }
+}
+
+// --- Kong, as observed on the real host -------------------------------------------------------
+
+const KONG_PINS: [&str; 7] = [
+    "3.4.2", "3.5.0", "3.6.1", "3.7.1", "3.8.1", "3.9.1", "3.10.0",
+];
+
+/// One call per second from `on_tick`, plus what `tick` adds.
+fn ticking<'a>(tick: &'a str, call_response: &'a str) -> Filter {
+    module(Callbacks {
+        configure: "(drop (call $tick (i32.const 1000)))",
+        tick,
+        call_response,
+        ..Default::default()
+    })
+}
+
+#[test]
+fn kong_crashes_on_a_call_made_from_a_call_answer() {
+    let filter = ticking("(call $dispatch)", "(call $dispatch)");
+    for version in KONG_PINS {
+        let mut proxy = start(&filter, kong(version));
+        proxy.advance(5_000);
+        let traps = proxy.traps();
+        assert_eq!(traps.len(), 1, "Kong {version}: {}", proxy.log_text());
+        assert!(traps[0].is_crash(), "{}", traps[0]);
+        assert_eq!(
+            traps[0].message,
+            "worker process exited on signal 11 (SIGSEGV in \
+             ngx_http_proxy_wasm_dispatch_request: the finished call's connection slot was reused)"
+        );
+        assert_eq!(traps[0].callback, "proxy_on_http_call_response");
+        assert_eq!(traps[0].host_function.as_deref(), Some("proxy_http_call"));
+        assert!(proxy.dead() && proxy.crashed());
+        assert!(
+            proxy
+                .host_errors()
+                .iter()
+                .any(|line| line.contains("[crit]") && line.contains("SIGSEGV")),
+            "{:?}",
+            proxy.host_errors()
+        );
+        let dispatches = &proxy.state().dispatches;
+        assert_eq!(dispatches.len(), 2);
+        assert_eq!(dispatches[1].step, Step::CallResponse);
+        assert!(matches!(dispatches[1].outcome, DispatchOutcome::Trapped(_)));
+        assert_eq!(proxy.received().len(), 1, "the second call is never sent");
+    }
+    // Envoy sends from a call's answer (each answer 100 ms after its call).
+    let mut proxy = start(&filter, Rules::Envoy);
+    proxy.receiver_delay(100);
+    proxy.advance(1_250);
+    assert!(proxy.traps().is_empty(), "{}", proxy.log_text());
+    let times: Vec<u64> = proxy.received().iter().map(|r| r.at_ms).collect();
+    assert_eq!(times, vec![1_000, 1_100, 1_200]);
+}
+
+#[test]
+fn kong_3_7_and_later_leak_a_slot_per_parallel_call_of_a_root_context() {
+    let filter = ticking("(call $dispatch) (call $dispatch)", "");
+    for version in ["3.7.1", "3.8.1", "3.9.1", "3.10.0"] {
+        let mut proxy = start(&filter, kong(version));
+        proxy.advance(5_000);
+        assert_eq!(proxy.received().len(), 10, "Kong {version}");
+        // Of the two calls of each tick, the one that ends first leaks.
+        assert_eq!(
+            proxy.leaked_slots(),
+            5,
+            "Kong {version}\n{}",
+            proxy.log_text()
+        );
+        let message = kong(version).kong_version().unwrap().more_pending_message();
+        assert_eq!(proxy.log_text().matches(message).count(), 5);
+        assert!(proxy.host_errors().is_empty(), "{:?}", proxy.host_errors());
+        assert!(proxy.traps().is_empty());
+    }
+    assert!(
+        proxy_log(&filter, "3.10.0").contains("proxy_wasm more dispatch operations pending...")
+    );
+    // 3.6 and earlier, and Envoy: nothing leaks.
+    for rules in [kong("3.4.2"), kong("3.6.1"), Rules::Envoy] {
+        let mut proxy = start(&filter, rules);
+        proxy.advance(5_000);
+        assert_eq!(proxy.received().len(), 10, "{rules}");
+        assert_eq!(proxy.leaked_slots(), 0, "{rules}");
+    }
+    // One call in flight at a time leaks nothing.
+    let mut proxy = start(&ticking("(call $dispatch)", ""), kong("3.10.0"));
+    proxy.advance(5_000);
+    assert_eq!(proxy.leaked_slots(), 0);
+}
+
+fn proxy_log(filter: &Filter, version: &str) -> String {
+    let mut proxy = start(filter, kong(version));
+    proxy.advance(1_000);
+    proxy.log_text()
+}
+
+#[test]
+fn kong_failed_calls_leak_nothing() {
+    use event_hooks_testhost::Reply;
+    let filter = ticking("(call $dispatch) (call $dispatch)", "");
+    for reply in [Reply::Refuse, Reply::Silence] {
+        for version in ["3.7.1", "3.9.1", "3.10.0"] {
+            let mut proxy = start(&filter, kong(version));
+            proxy.reply_with(std::iter::repeat_n(reply.clone(), 20));
+            proxy.advance(5_000);
+            assert_eq!(proxy.leaked_slots(), 0, "Kong {version}, {reply:?}");
+        }
+    }
+    // Only a call of a root context leaks: two calls of a request leak nothing.
+    let filter = module(Callbacks {
+        request_headers: "(call $dispatch) (call $dispatch)",
+        ..Default::default()
+    });
+    let mut proxy = start(&filter, kong("3.10.0"));
+    proxy.request(&Request::get("/"));
+    assert_eq!(proxy.received().len(), 2);
+    assert_eq!(proxy.leaked_slots(), 0);
+}
+
+#[test]
+fn kong_runs_out_of_worker_connections_when_slots_leak() {
+    let filter = ticking("(call $dispatch) (call $dispatch)", "");
+    let mut options = Options::new(kong("3.10.0"));
+    options.worker_connections = 6;
+    let mut proxy = Proxy::start(&filter, options, b"{}").unwrap();
+    proxy.receiver_delay(500);
+    // Each tick's first call to end leaks: 4 slots by 4.5 s. From then on, a tick's second call
+    // finds no free slot for its fake request (4 leaked, 2 held by the first call).
+    proxy.advance(4_600);
+    assert_eq!(proxy.leaked_slots(), 4, "{}", proxy.log_text());
+    assert!(proxy.host_errors().is_empty(), "{:?}", proxy.host_errors());
+    // 4 leaked + 2 for the client: just enough.
+    let outcome = proxy.request(&Request::get("/"));
+    assert_eq!(outcome.status, 200);
+    proxy.advance(500);
+    let refused = &proxy.state().dispatches.last().unwrap().outcome;
+    assert_eq!(
+        *refused,
+        DispatchOutcome::Refused(10),
+        "{}",
+        proxy.log_text()
+    );
+    assert_eq!(
+        proxy.host_errors(),
+        vec!["+5000ms [crit] (host) 6 worker_connections are not enough".to_string()]
+    );
+    // With a call in flight (2 slots), a client gets 502 without the filter seeing it.
+    let contexts = proxy.state().calls_made.len();
+    let outcome = proxy.request(&Request::get("/"));
+    assert_eq!(
+        (outcome.status, outcome.reason.as_str()),
+        (502, "Bad Gateway")
+    );
+    assert_eq!(outcome.context, 0);
+    assert_eq!(proxy.state().calls_made.len(), contexts);
+    assert_eq!(proxy.host_errors().len(), 2);
+    assert_eq!(proxy.leaked_slots(), 4, "no leak with one call in flight");
+    // Kong 3.6 leaks nothing: the same traffic is served.
+    let mut options = Options::new(kong("3.6.1"));
+    options.worker_connections = 6;
+    let mut proxy = Proxy::start(&filter, options, b"{}").unwrap();
+    proxy.receiver_delay(500);
+    proxy.advance(5_100);
+    assert_eq!(proxy.request(&Request::get("/")).status, 200);
+    assert!(proxy.host_errors().is_empty(), "{:?}", proxy.host_errors());
+}
+
+#[test]
+fn kong_keeps_the_case_of_header_names_and_envoy_lowercases_them() {
+    use event_hooks_testhost::Reply;
+    let filter = module(Callbacks {
+        request_headers: "(call $pairs (i32.const 0))",
+        response_headers: "(call $pairs (i32.const 2))",
+        ..Default::default()
+    });
+    let request = Request::get("/")
+        .header("X-Event-Data", "1")
+        .body("{}")
+        .response_header("X-Upstream", "2");
+    let mut proxy = start(&filter, kong("3.9.1"));
+    proxy.request(&request);
+    let log = proxy.log_text();
+    for name in [
+        "\0X-Event-Data\0",
+        "\0Content-Length\0",
+        "\0X-Upstream\0",
+        "\0Date\0",
+    ] {
+        assert!(log.contains(name), "Kong: {name:?} in {log:?}");
+    }
+    let mut proxy = start(&filter, Rules::Envoy);
+    proxy.request(&request);
+    let log = proxy.log_text();
+    for name in [
+        "\0x-event-data\0",
+        "\0content-length\0",
+        "\0x-upstream\0",
+        "\0date\0",
+    ] {
+        assert!(log.contains(name), "Envoy: {name:?} in {log:?}");
+    }
+    assert!(!log.contains("X-Event-Data") && !log.contains("X-Upstream"));
+
+    // A call's answer: the receiver's names as sent on Kong, lowercased by Envoy.
+    let filter = ticking("(call $dispatch)", "(call $pairs (i32.const 6))");
+    let reply = Reply::Status {
+        status: 429,
+        headers: vec![("Retry-After".to_string(), "5".to_string())],
+        body: String::new(),
+    };
+    let mut proxy = start(&filter, kong("3.9.1"));
+    proxy.reply_with([reply.clone()]);
+    proxy.advance(1_000);
+    assert!(
+        proxy.log_text().contains("\0Retry-After\0"),
+        "{}",
+        proxy.log_text()
+    );
+    let mut proxy = start(&filter, Rules::Envoy);
+    proxy.reply_with([reply]);
+    proxy.advance(1_000);
+    assert!(
+        proxy.log_text().contains("\0retry-after\0"),
+        "{}",
+        proxy.log_text()
+    );
+}
+
+#[test]
+fn header_lookups_by_name_are_case_insensitive_on_both_hosts() {
+    for (map, callbacks) in [
+        (
+            "request",
+            Callbacks {
+                request_headers: "(call $lookup (i32.const 0))",
+                header: "x-event-data",
+                ..Default::default()
+            },
+        ),
+        (
+            "response",
+            Callbacks {
+                response_headers: "(call $lookup (i32.const 2))",
+                header: "content-length",
+                ..Default::default()
+            },
+        ),
+    ] {
+        let filter = module(callbacks);
+        for rules in [kong("3.4.2"), kong("3.10.0"), Rules::Envoy] {
+            let mut proxy = start(&filter, rules);
+            proxy.request(
+                &Request::get("/")
+                    .header("X-Event-Data", "v1")
+                    .response_body("ok"),
+            );
+            let log = proxy.log_text();
+            assert!(!log.contains("header missing"), "{rules}, {map}: {log}");
+        }
+    }
+}
+
+#[test]
+fn kong_authority_is_the_server_name_and_port() {
+    let filter = module(Callbacks {
+        request_headers: "(call $pairs (i32.const 0))",
+        ..Default::default()
+    });
+    let mut request = Request::get("/");
+    request.authority = "API.example.com:8443".to_string();
+    let mut proxy = start(&filter, kong("3.9.1"));
+    proxy.request(&request);
+    let log = proxy.log_text();
+    assert!(log.contains(":authority\0kong:8000\0"), "{log:?}");
+    assert!(log.contains("\0Host\0API.example.com:8443\0"), "{log:?}");
+    let mut options = Options::new(kong("3.9.1"));
+    options.server_name = "edge".to_string();
+    options.listen_port = 9000;
+    let mut proxy = Proxy::start(&filter, options, b"{}").unwrap();
+    proxy.request(&request);
+    assert!(proxy.log_text().contains(":authority\0edge:9000\0"));
+    // Envoy: the Host header is `:authority`.
+    let mut proxy = start(&filter, Rules::Envoy);
+    proxy.request(&request);
+    let log = proxy.log_text();
+    assert!(
+        log.contains(":authority\0API.example.com:8443\0"),
+        "{log:?}"
+    );
+    assert!(!log.contains("Host\0"), "{log:?}");
+
+    // nginx variables: $host (lowercased, no port), $http_host (verbatim), $server_port.
+    for (property, expected) in [
+        ("ngx\0host", "api.example.com"),
+        ("ngx\0http_host", "API.example.com:8443"),
+        ("ngx\0server_port", "9000"),
+        ("kong\0request\0port", "9000"),
+    ] {
+        let filter = module(Callbacks {
+            request_headers: "(call $property)",
+            property,
+            ..Default::default()
+        });
+        let mut options = Options::new(kong("3.9.1"));
+        options.listen_port = 9000;
+        let mut proxy = Proxy::start(&filter, options, b"{}").unwrap();
+        proxy.request(&request);
+        let value = proxy
+            .state()
+            .logs
+            .iter()
+            .rev()
+            .find(|l| l.message == expected);
+        assert!(value.is_some(), "{property:?}: {}", proxy.log_text());
+    }
+    // Without a Host header, $host is the server name.
+    let filter = module(Callbacks {
+        request_headers: "(call $property)",
+        property: "ngx\0host",
+        ..Default::default()
+    });
+    let mut proxy = start(&filter, kong("3.9.1"));
+    let mut bare = Request::get("/");
+    bare.authority = String::new();
+    proxy.request(&bare);
+    assert!(proxy.state().logs.iter().any(|l| l.message == "kong"));
+}
+
+#[test]
+fn kong_nginx_version_is_readable_in_a_request_only() {
+    let filter = module(Callbacks {
+        request_headers: "(call $property)",
+        property: "ngx\0nginx_version",
+        ..Default::default()
+    });
+    for (version, nginx) in [
+        ("3.4.2", "1.21.4"),
+        ("3.5.0", "1.21.4"),
+        ("3.6.1", "1.25.3"),
+        ("3.9.1", "1.25.3"),
+        ("3.10.0", "1.27.1"),
+    ] {
+        let mut proxy = start(&filter, kong(version));
+        proxy.request(&Request::get("/"));
+        assert!(
+            proxy.state().logs.iter().any(|line| line.message == nginx),
+            "Kong {version}: {}",
+            proxy.log_text()
+        );
+    }
+    // Envoy has no nginx variables.
+    let mut proxy = start(&filter, Rules::Envoy);
+    proxy.request(&Request::get("/"));
+    assert!(!proxy.log_text().contains("1."));
+    // The root context: the "outside of a request" error.
+    let filter = module(Callbacks {
+        configure: "(call $property)",
+        property: "ngx\0nginx_version",
+        ..Default::default()
+    });
+    for (version, what) in [("3.9.1", "ngx"), ("3.10.0", "scoped")] {
+        let proxy = start(&filter, kong(version));
+        assert_eq!(
+            proxy.host_errors(),
+            vec![format!(
+                "+0ms [error] (host) [wasm] cannot get {what} properties outside of a request"
+            )],
+            "Kong {version}"
+        );
+        assert!(proxy.traps().is_empty());
+    }
+}
+
+#[test]
+fn kong_3_4_and_3_5_crash_reading_a_call_answer_body_in_the_root_context() {
+    use event_hooks_testhost::Reply;
+    let filter = ticking("(call $dispatch)", "(call $call_body)");
+    let reply = Reply::Status {
+        status: 200,
+        headers: Vec::new(),
+        body: "delivered".to_string(),
+    };
+    for version in ["3.4.2", "3.5.0"] {
+        let mut proxy = start(&filter, kong(version));
+        proxy.reply_with([reply.clone()]);
+        proxy.advance(3_000);
+        let traps = proxy.traps();
+        assert_eq!(traps.len(), 1, "Kong {version}: {}", proxy.log_text());
+        assert!(traps[0].is_crash());
+        assert!(
+            traps[0]
+                .message
+                .contains("SIGSEGV in ngx_proxy_wasm_get_buffer_helper"),
+            "{}",
+            traps[0]
+        );
+        assert_eq!(traps[0].callback, "proxy_on_http_call_response");
+        assert_eq!(
+            traps[0].host_function.as_deref(),
+            Some("proxy_get_buffer_bytes")
+        );
+        assert!(proxy.dead());
+        assert_eq!(proxy.received().len(), 1, "no tick after the crash");
+    }
+    for rules in [kong("3.6.1"), kong("3.10.0"), Rules::Envoy] {
+        let mut proxy = start(&filter, rules);
+        proxy.reply_with([reply.clone()]);
+        proxy.advance(3_000);
+        assert!(proxy.traps().is_empty(), "{rules}: {}", proxy.log_text());
+        assert!(proxy.log_text().contains("delivered"));
+    }
+    // Status and headers stay safe on 3.4.
+    let filter = ticking("(call $dispatch)", "(call $pairs (i32.const 6))");
+    let mut proxy = start(&filter, kong("3.4.2"));
+    proxy.reply_with([reply.clone()]);
+    proxy.advance(3_000);
+    assert!(proxy.traps().is_empty(), "{}", proxy.log_text());
+    // A request's own call has a request context: its answer body is read safely.
+    let filter = module(Callbacks {
+        request_headers: "(call $dispatch)",
+        call_response: "(call $call_body)",
+        ..Default::default()
+    });
+    let mut proxy = start(&filter, kong("3.4.2"));
+    proxy.reply_with([reply]);
+    proxy.request(&Request::get("/"));
+    assert!(proxy.traps().is_empty(), "{}", proxy.log_text());
+    assert!(proxy.log_text().contains("delivered"));
+}
+
+#[test]
+fn kong_before_3_7_gives_the_vm_no_environment() {
+    let filter = module(Callbacks {
+        configure: "(call $env)",
+        ..Default::default()
+    });
+    for (rules, expected) in [
+        (kong("3.4.2"), "no env"),
+        (kong("3.6.1"), "no env"),
+        (kong("3.7.1"), "has env"),
+        (kong("3.10.0"), "has env"),
+        (Rules::Envoy, "has env"),
+    ] {
+        let mut options = Options::new(rules);
+        options.env = vec![("EVENT_HOOKS_SECRET".to_string(), "s3cr3t".to_string())];
+        let proxy = Proxy::start(&filter, options, b"{}").unwrap();
+        assert!(
+            proxy.state().logs.iter().any(|l| l.message == expected),
+            "{rules}: {}",
+            proxy.log_text()
+        );
+    }
+}
+
+#[test]
+fn kong_crashes_reading_plugin_name_in_the_root_context() {
+    let filter = module(Callbacks {
+        configure: "(call $property)",
+        property: "plugin_name",
+        ..Default::default()
+    });
+    for version in KONG_PINS {
+        let proxy = start(&filter, kong(version));
+        assert_eq!(proxy.traps().len(), 1, "Kong {version}");
+        assert!(proxy.traps()[0].is_crash());
+        assert!(proxy.traps()[0].message.contains("get_filter_name"));
+        assert_eq!(proxy.traps()[0].callback, "proxy_on_configure");
+        assert!(!proxy.configured);
+    }
+    let proxy = start(&filter, Rules::Envoy);
+    assert!(proxy.traps().is_empty() && proxy.configured);
+    // In a request it is the filter's name.
+    let filter = module(Callbacks {
+        request_headers: "(call $property)",
+        property: "plugin_name",
+        ..Default::default()
+    });
+    let mut proxy = start(&filter, kong("3.4.2"));
+    proxy.request(&Request::get("/"));
+    assert!(proxy.traps().is_empty());
+    assert!(
+        proxy
+            .state()
+            .logs
+            .iter()
+            .any(|l| l.message == "event_hooks")
+    );
+    // In on_tick: a crash until 3.10 (ngx_wasm_module fa0cd87c).
+    let filter_in_tick = module(Callbacks {
+        configure: "(drop (call $tick (i32.const 1000)))",
+        tick: "(call $property)",
+        property: "plugin_name",
+        ..Default::default()
+    });
+    let mut proxy = start(&filter_in_tick, kong("3.9.1"));
+    proxy.advance(1_000);
+    assert!(proxy.crashed(), "{}", proxy.log_text());
+    let mut proxy = start(&filter_in_tick, kong("3.10.0"));
+    proxy.advance(1_000);
+    assert!(proxy.traps().is_empty(), "{}", proxy.log_text());
+}
+
+#[test]
+fn kong_reason_phrase_is_the_local_response_details() {
+    let filter = module(Callbacks {
+        request_headers: "(call $local_response)",
+        details: "event_hooks_admin",
+        ..Default::default()
+    });
+    for version in ["3.4.2", "3.10.0"] {
+        let mut proxy = start(&filter, kong(version));
+        let outcome = proxy.request(&Request::get("/"));
+        assert_eq!(outcome.status, 401, "{}", proxy.log_text());
+        assert_eq!(outcome.reason, "event_hooks_admin", "Kong {version}");
+    }
+    let mut proxy = start(&filter, Rules::Envoy);
+    let outcome = proxy.request(&Request::get("/"));
+    assert_eq!(
+        (outcome.status, outcome.reason.as_str()),
+        (401, "Unauthorized")
+    );
+    // Empty details: the standard phrase.
+    let filter = module(Callbacks {
+        request_headers: "(call $local_response)",
+        ..Default::default()
+    });
+    let mut proxy = start(&filter, kong("3.9.1"));
+    assert_eq!(proxy.request(&Request::get("/")).reason, "Unauthorized");
+    // The upstream's answer.
+    let mut proxy = start(&module(Callbacks::default()), kong("3.9.1"));
+    assert_eq!(
+        proxy.request(&Request::get("/").status(503)).reason,
+        "Service Unavailable"
+    );
+}
+
+#[test]
+fn kong_3_4_and_3_5_share_one_pin() {
+    // 21732b18: no step check up front (a call from on_log fails deeper, as a trap), and
+    // set_tick_period outside the root context is ignored.
+    let on_log = module(Callbacks {
+        log: "(call $dispatch)",
+        ..Default::default()
+    });
+    let tick_in_request = module(Callbacks {
+        request_headers: "(drop (call $tick (i32.const 1000)))",
+        ..Default::default()
+    });
+    for version in ["3.4.2", "3.5.0"] {
+        let mut proxy = start(&on_log, kong(version));
+        proxy.request(&Request::get("/"));
+        assert_eq!(proxy.traps()[0].message, "dispatch failed: bad step");
+        let mut proxy = start(&tick_in_request, kong(version));
+        proxy.request(&Request::get("/"));
+        assert!(proxy.traps().is_empty());
+    }
+}
+
+#[test]
+fn kong_crashes_reading_request_state_from_the_root_context() {
+    // The request's headers: every version (ngx_proxy_wasm_maps_get_map reads rctx->r).
+    let filter = module(Callbacks {
+        configure: "(call $lookup (i32.const 0))",
+        header: "host",
+        ..Default::default()
+    });
+    for version in ["3.4.2", "3.10.0"] {
+        let proxy = start(&filter, kong(version));
+        assert!(proxy.crashed(), "Kong {version}: {}", proxy.log_text());
+        assert!(
+            proxy.traps()[0]
+                .message
+                .contains("ngx_proxy_wasm_maps_get_map")
+        );
+    }
+    let proxy = start(&filter, Rules::Envoy);
+    assert!(proxy.traps().is_empty());
+    // A property with a getter of its own: a crash before 3.10, the scoped error from 3.10.
+    let filter = module(Callbacks {
+        configure: "(call $property)",
+        property: "request\0id",
+        ..Default::default()
+    });
+    let proxy = start(&filter, kong("3.9.1"));
+    assert!(proxy.crashed(), "{}", proxy.log_text());
+    let proxy = start(&filter, kong("3.10.0"));
+    assert!(proxy.traps().is_empty());
+    assert!(proxy.host_errors()[0].contains("cannot get scoped properties outside of a request"));
 }
