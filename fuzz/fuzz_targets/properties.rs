@@ -8,6 +8,10 @@
 //!   header maps);
 //! * a decoded header map is exactly what its buffer says: re-encoded, it is the start of the
 //!   buffer (when no invalid UTF-8 was replaced), so decoding never reads past an item;
+//! * the host rules hold for any input: Kong's header names come out lowercase with
+//!   `:authority` the Host header, nothing added or lost; an answer's body is read only on
+//!   Envoy and on a Kong whose nginx is 1.25 or later; the root context's buffer probe names
+//!   Envoy only for a host that honours the offset, Kong only for one that ignores it;
 //! * the traffic event built from any properties and headers is bounded as documented: text
 //!   at most 4,096 bytes plus the truncation mark, at most 100 header names per map, names
 //!   lowercase without pseudo-headers; the rate-limit and health sources take any such event.
@@ -165,6 +169,8 @@ fn property(u: &mut Unstructured<'_>) -> Option<Vec<u8>> {
 const PATHS: &[&str] = &[
     "ngx.pid",
     "ngx.host",
+    "ngx.http_host",
+    "ngx.nginx_version",
     "kong.version",
     "plugin_name",
     "kong.service_id",
@@ -257,6 +263,60 @@ fn check_bounded(value: &Value, path: &str) {
     }
 }
 
+/// `request_headers` and `response_headers` on any map: Envoy's untouched; Kong's names
+/// lowercased (nothing else changed but `:authority`, which takes the first non-empty Host).
+fn check_header_rules(host: Host, headers: &mut Vec<(String, String)>) {
+    let before = headers.clone();
+    let mut response = headers.clone();
+    differences::response_headers(host, &mut response);
+    differences::request_headers(host, headers);
+    assert_eq!(headers.len(), before.len());
+    if host == Host::Envoy {
+        assert_eq!(*headers, before);
+        assert_eq!(response, before);
+        return;
+    }
+    let sent = before
+        .iter()
+        .find(|(name, value)| name.eq_ignore_ascii_case("host") && !value.is_empty())
+        .map(|(_, value)| value.clone());
+    for (((name, value), (old_name, old_value)), (response_name, response_value)) in
+        headers.iter().zip(&before).zip(&response)
+    {
+        assert_eq!(*name, old_name.to_ascii_lowercase());
+        assert_eq!(response_name, name);
+        assert_eq!(response_value, old_value);
+        match (&sent, name.as_str()) {
+            (Some(sent), ":authority") => assert_eq!(value, sent),
+            _ => assert_eq!(value, old_value),
+        }
+    }
+}
+
+/// The root context's probe on any configuration bytes: an honest reader of either kind is
+/// never taken for the other.
+fn check_buffer_probe(u: &mut Unstructured<'_>) {
+    let len = count(u, 32);
+    let config = u.bytes(len).unwrap_or_default().to_vec();
+    let honours = |at: usize| config.get(at).copied();
+    let ignores = |_: usize| config.first().copied();
+    assert_ne!(
+        differences::host_by_buffer_offset(&config, &honours),
+        Some(Host::Kong)
+    );
+    assert_ne!(
+        differences::host_by_buffer_offset(&config, &ignores),
+        Some(Host::Envoy)
+    );
+    let distinct = config.iter().any(|byte| Some(byte) != config.first());
+    assert_eq!(
+        differences::host_by_buffer_offset(&config, &honours).is_some(),
+        distinct
+    );
+    let other: Option<u8> = u.arbitrary().unwrap_or(None);
+    let _ = differences::host_by_buffer_offset(&config, &|_| other);
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
     let len = count(&mut u, 64);
@@ -276,7 +336,24 @@ fuzz_target!(|data: &[u8]| {
         props.contains_key("ngx.pid"),
         "host detection"
     );
-    let request_headers = headers(&mut u);
+    let nginx = props
+        .get("ngx.nginx_version")
+        .map(|version| wire::string(version));
+    let bodies_oracle = match host {
+        Host::Envoy => true,
+        Host::Kong => nginx.as_deref().is_some_and(|version| {
+            let mut parts = version.trim().split('.');
+            let major = parts.next().and_then(|p| p.parse::<u32>().ok());
+            let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
+            matches!((major, minor), (Some(major), Some(minor)) if (major, minor) >= (1, 25))
+        }),
+    };
+    assert_eq!(known.reads_call_bodies(), bodies_oracle, "answer bodies");
+    check_buffer_probe(&mut u);
+    let mut request_headers = headers(&mut u);
+    if let Some(headers) = &mut request_headers {
+        check_header_rules(host, headers);
+    }
     let headers_seen = request_headers.is_some();
     // Every property, as a configuration that needs the whole event reads them.
     let earlier = differences::request_properties(host, &read, Props::ALL);
