@@ -33,11 +33,11 @@ wasm-target:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
 
 build: wasm-target
-	cargo build --release --target $(WASM_TARGET) --lib
+	cargo build --release --target $(WASM_TARGET) -p event-hooks --lib
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
 
 cli:
-	cargo build --bin event-hooks
+	cargo build -p event-hooks-cli --bin event-hooks
 
 schema: cli
 	$(CLI) schema --kong-meta > $(META).tmp
@@ -56,6 +56,7 @@ certs:
 run: build envoy certs
 	$(PYTHON) demo/run.py
 
+# The core, the adapter's pure parts and the command, natively; then again without `lambda`.
 unit:
 	cargo test
 	cargo test --no-default-features   # the filter built without the lambda feature
@@ -76,9 +77,9 @@ lint: wasm-target
 	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	cargo clippy --target $(WASM_TARGET) --lib -- -D warnings
+	cargo clippy --target $(WASM_TARGET) -p event-hooks -p event-hooks-core --lib -- -D warnings
 	cargo clippy --all-targets --no-default-features -- -D warnings
-	cargo clippy --target $(WASM_TARGET) --lib --no-default-features -- -D warnings
+	cargo clippy --target $(WASM_TARGET) -p event-hooks -p event-hooks-core --lib --no-default-features -- -D warnings
 	cargo fmt --check -p event-hooks-testhost
 	cargo clippy -p event-hooks-testhost --all-targets -- -D warnings
 

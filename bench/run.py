@@ -651,7 +651,7 @@ def build_empty_filter():
 
 
 def build_without_lambda():
-    cargo("build", "--release", "--target", "wasm32-wasip1", "--lib", "--no-default-features", "--target-dir", str(NO_LAMBDA_TARGET))
+    cargo("build", "--release", "--target", "wasm32-wasip1", "-p", "event-hooks", "--lib", "--no-default-features", "--target-dir", str(NO_LAMBDA_TARGET))
 
 
 # --- the report ---------------------------------------------------------------------------

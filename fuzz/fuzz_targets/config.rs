@@ -12,8 +12,8 @@
 #![no_main]
 
 use arbitrary::Unstructured;
-use event_hooks::config::{self, Config, reader::Problem};
-use event_hooks::handler::Output;
+use event_hooks_core::config::{self, Config, reader::Problem};
+use event_hooks_core::handler::Output;
 use event_hooks_fuzz::{HEADER_MARK, NEVER_SHOWN, config_document, env, event_data, schema};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -75,7 +75,7 @@ fn check(bytes: &[u8], rest: &mut Unstructured<'_>) {
         if let Some(mark) = shows_a_secret(&shown) {
             panic!("the admin listing shows a secret ({mark}): {shown}");
         }
-        if let Some(ping) = event_hooks::admin::ping(hook) {
+        if let Some(ping) = event_hooks_core::admin::ping(hook) {
             let body = String::from_utf8_lossy(&ping.body);
             assert!(
                 shows_a_secret(&body).is_none(),
@@ -91,8 +91,8 @@ fn check(bytes: &[u8], rest: &mut Unstructured<'_>) {
         if operations.is_some_and(|operations| operations > 100_000) {
             continue;
         }
-        let event = event_hooks::admin::event_for(hook, data.clone());
-        for output in event_hooks::admin::run(hook, &event) {
+        let event = event_hooks_core::admin::event_for(hook, data.clone());
+        for output in event_hooks_core::admin::run(hook, &event) {
             match output {
                 Output::Log(_, line) => {
                     assert!(
@@ -106,7 +106,7 @@ fn check(bytes: &[u8], rest: &mut Unstructured<'_>) {
     }
 }
 
-fn check_draft(draft: &event_hooks::delivery::Draft) {
+fn check_draft(draft: &event_hooks_core::delivery::Draft) {
     assert!(
         !draft.method.is_empty()
             && draft
@@ -147,7 +147,7 @@ fn check_draft(draft: &event_hooks::delivery::Draft) {
             "a call's header name is not a lowercase token: {name:?}"
         );
         assert!(
-            value.bytes().all(event_hooks::template::header_safe),
+            value.bytes().all(event_hooks_core::template::header_safe),
             "a call's header {name} holds a control character: {value:?}"
         );
         if let Some(mark) = shows_a_secret(value).filter(|mark| *mark != HEADER_MARK) {

@@ -12,9 +12,9 @@
 #![no_main]
 
 use arbitrary::Unstructured;
-use event_hooks::config::reader::Problems;
-use event_hooks::source::Source;
-use event_hooks::source::crud::{self, Body, Missing, Operation};
+use event_hooks_core::config::reader::Problems;
+use event_hooks_core::source::Source;
+use event_hooks_core::source::crud::{self, Body, Missing, Operation};
 use event_hooks_fuzz::{chance, count, free_text, pick};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};

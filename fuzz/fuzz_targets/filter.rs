@@ -11,10 +11,10 @@
 use std::cmp::Ordering;
 
 use arbitrary::Unstructured;
-use event_hooks::config::reader::Problems;
-use event_hooks::event::{Event, Redaction, lookup, split_path};
-use event_hooks::filter::Filter;
-use event_hooks::source::Source;
+use event_hooks_core::config::reader::Problems;
+use event_hooks_core::event::{Event, Redaction, lookup, split_path};
+use event_hooks_core::filter::Filter;
+use event_hooks_core::source::Source;
 use event_hooks_fuzz::{chance, event_data, filter};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};

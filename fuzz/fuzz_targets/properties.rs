@@ -20,12 +20,12 @@
 use std::collections::HashMap;
 
 use arbitrary::Unstructured;
-use event_hooks::host::differences::{self, Host, Known};
-use event_hooks::host::wire;
-use event_hooks::needs::Props;
-use event_hooks::shared::{Memory, NAMESPACE, Shared};
-use event_hooks::source::traffic::{self, Capture, MAX_HEADERS, MAX_TEXT_BYTES, TRUNCATED};
-use event_hooks::source::{health, rate_limit};
+use event_hooks::differences::{self, Host, Known};
+use event_hooks::wire;
+use event_hooks_core::needs::Props;
+use event_hooks_core::shared::{Memory, NAMESPACE, Shared};
+use event_hooks_core::source::traffic::{self, Capture, MAX_HEADERS, MAX_TEXT_BYTES, TRUNCATED};
+use event_hooks_core::source::{health, rate_limit};
 use event_hooks_fuzz::{chance, count, pick, string};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;

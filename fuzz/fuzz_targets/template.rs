@@ -13,7 +13,7 @@
 #![no_main]
 
 use arbitrary::Unstructured;
-use event_hooks::template::{Escape, MAX_RENDERED, Template, header_safe};
+use event_hooks_core::template::{Escape, MAX_RENDERED, Template, header_safe};
 use event_hooks_fuzz::{chance, count, event_data, field_path, free_text, pick, string, value};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -106,7 +106,7 @@ fn check_escape(context: &Value, path: &str, escape: Escape) {
     };
     let (out, fitted) = render(&template, context, escape, usize::MAX);
     assert!(fitted);
-    let value = event_hooks::event::lookup(context, &event_hooks::event::split_path(path.trim()));
+    let value = event_hooks_core::event::lookup(context, &event_hooks_core::event::split_path(path.trim()));
     let text = text_of(value);
     match escape {
         Escape::Json => {

@@ -440,7 +440,7 @@ pub fn config_document(u: &mut Unstructured<'_>) -> Value {
     if chance(u, 1, 2) {
         let delivery = object_of(
             u,
-            event_hooks::config::DELIVERY_KEYS,
+            event_hooks_core::config::DELIVERY_KEYS,
             &mut |u, key| match key {
                 "retry" => retry(u),
                 "breaker" => object_of(u, &["failures", "cooldown_ms"], &mut |u, _| setting(u)),
@@ -582,7 +582,7 @@ fn hook(u: &mut Unstructured<'_>, index: usize) -> Value {
 
 fn handler_config(u: &mut Unstructured<'_>, handler: &str) -> Value {
     // Signing and retries: the keys of every handler that makes calls.
-    let mut keys: Vec<&str> = event_hooks::handler::endpoint::CALL_KEYS.to_vec();
+    let mut keys: Vec<&str> = event_hooks_core::handler::endpoint::CALL_KEYS.to_vec();
     match handler {
         "webhook" => keys.extend(["url", "cluster", "headers", "ssl_verify"]),
         "webhook-custom" => keys.extend([

@@ -477,11 +477,11 @@ def verify_standard(secret: str, body: bytes, headers: dict[str, str], tolerance
 def supported() -> dict[str, list[str]]:
     """The source, handler and signature scheme names, read from the filter's source code (the
     catalogs its configuration is validated against)."""
-    sources_rs = (ROOT / "src" / "source" / "mod.rs").read_text()
+    sources_rs = (ROOT / "crates" / "core" / "src" / "source" / "mod.rs").read_text()
     names = re.search(r"pub fn name\(self\) -> &'static str \{\s*match self \{(.*?)\}\s*\}", sources_rs, re.S)
-    handlers_rs = (ROOT / "src" / "handler" / "mod.rs").read_text()
+    handlers_rs = (ROOT / "crates" / "core" / "src" / "handler" / "mod.rs").read_text()
     handlers = re.search(r"pub const HANDLERS: &\[&str\] = &\[(.*?)\];", handlers_rs, re.S)
-    signing_rs = (ROOT / "src" / "signing.rs").read_text()
+    signing_rs = (ROOT / "crates" / "core" / "src" / "signing.rs").read_text()
     schemes = re.search(r"const NAMES: &'static \[\(&'static str, Scheme\)\] = &\[(.*?)\];", signing_rs, re.S)
     assert names and handlers and schemes, "the catalogs moved: update scenarios.supported()"
     return {

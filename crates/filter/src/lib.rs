@@ -1,4 +1,6 @@
-//! The host adapter: the only code that talks to proxy-wasm.
+//! `event_hooks.wasm`: the proxy-wasm filter, a thin host adapter over
+//! [`event_hooks_core`], which holds every rule of the product. This crate is the only code
+//! that talks to proxy-wasm; it moves bytes between the host and the core.
 //!
 //! * [`wire`]: the ABI's wire formats: property values (Envoy: 8-byte little-endian
 //!   integers; Kong: decimal strings) and serialized header maps. Pure, so tested natively.
@@ -31,7 +33,7 @@ mod shared;
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
     std::panic::set_hook(Box::new(|info| {
-        abi::log(crate::log::Level::Critical, &format!("event_hooks panicked: {info}"));
+        abi::log(event_hooks_core::log::Level::Critical, &format!("event_hooks panicked: {info}"));
     }));
     proxy_wasm::set_root_context(|_context_id| -> Box<dyn proxy_wasm::traits::RootContext> {
         Box::new(root::Root::new())

@@ -25,7 +25,7 @@
 //! traps on a dispatch from `on_log`; Envoy loses the answer to a call made by a finished
 //! stream), `set_tick_period` is called once per root context on Kong (it traps on a second
 //! call), no shared queues, no `proxy_get_log_level`, and every shared-data key lives under
-//! [`crate::shared::NAMESPACE`].
+//! [`event_hooks_core::shared::NAMESPACE`].
 //!
 //! The host is the configuration's `"host"` when it names one; otherwise the root context
 //! tells it from how the configuration buffer is read ([`host_by_buffer_offset`]), before it
@@ -37,10 +37,10 @@
 
 use std::cell::Cell;
 
-pub use crate::config::Host;
-use crate::delivery::Request;
-use crate::needs::{Prop, Props};
-use crate::source::traffic::Properties;
+pub use event_hooks_core::config::Host;
+use event_hooks_core::delivery::Request;
+use event_hooks_core::needs::{Prop, Props};
+use event_hooks_core::source::traffic::Properties;
 
 use super::wire;
 
@@ -467,8 +467,8 @@ pub fn log_properties(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::Destination;
-    use crate::needs::Props as Wanted;
+    use event_hooks_core::delivery::Destination;
+    use event_hooks_core::needs::Props as Wanted;
     use std::collections::HashMap;
     use std::rc::Rc;
 

@@ -15,7 +15,7 @@ use workload::{NullLog, capture, runtime};
 
 #[cfg(feature = "lambda")]
 fn allocations() -> usize {
-    event_hooks::handler::lambda::heap::allocations()
+    event_hooks_core::handler::lambda::heap::allocations()
 }
 
 #[cfg(not(feature = "lambda"))]
@@ -115,11 +115,11 @@ fn crud_and_rate_limiting_hooks_allocate_nothing_either() {
         );
     }
     config["crud"] = serde_json::json!({"match": {"request.host": "admin.internal"}});
-    let runtime = event_hooks::runtime::Runtime::new(
-        event_hooks::config::parse(config.to_string().as_bytes()).unwrap(),
+    let runtime = event_hooks_core::runtime::Runtime::new(
+        event_hooks_core::config::parse(config.to_string().as_bytes()).unwrap(),
         7,
-        Box::new(event_hooks::shared::Memory::default()),
-        Box::new(event_hooks::metrics::Null),
+        Box::new(event_hooks_core::shared::Memory::default()),
+        Box::new(event_hooks_core::metrics::Null),
     );
     let capture = capture();
     runtime.observe(&capture, 1_795_378_513_002_000_000, &NullLog);

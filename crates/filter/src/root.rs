@@ -17,10 +17,10 @@ use super::differences::{self, Host, Known};
 use super::http::Http;
 use super::metrics::HostMetrics;
 use super::shared::HostShared;
-use crate::config;
-use crate::delivery::{EXCERPT_BYTES, Request, Response, SendError, Transport};
-use crate::log::Level;
-use crate::runtime::Runtime;
+use event_hooks_core::config;
+use event_hooks_core::delivery::{EXCERPT_BYTES, Request, Response, SendError, Transport};
+use event_hooks_core::log::Level;
+use event_hooks_core::runtime::Runtime;
 
 /// Runtimes of earlier configurations still delivering what they had accepted.
 const MAX_RETIRING: usize = 4;

@@ -9,10 +9,10 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 
-use event_hooks::config;
-use event_hooks::delivery::{Request, Response, SendError, Transport};
-use event_hooks::event::{Event, Redaction};
-use event_hooks::template::{Escape, Template};
+use event_hooks_core::config;
+use event_hooks_core::delivery::{Request, Response, SendError, Transport};
+use event_hooks_core::event::{Event, Redaction};
+use event_hooks_core::template::{Escape, Template};
 
 mod workload;
 use workload::{NullLog, capture, configuration, runtime};
@@ -34,7 +34,7 @@ impl Transport for NullTransport {
 
 /// The traffic event of [`capture`], for the handlers' benchmarks.
 fn traffic() -> Event {
-    event_hooks::source::traffic::event(&capture(), 1_795_378_513_002_000_000)
+    event_hooks_core::source::traffic::event(&capture(), 1_795_378_513_002_000_000)
 }
 
 /// The whole observe path for a request that matches no hook, by number of hooks.
@@ -140,10 +140,10 @@ fn config_parse(c: &mut Criterion) {
 /// One event through a `lambda` hook (was the ignored `cost_per_event` test).
 #[cfg(feature = "lambda")]
 fn lambda(c: &mut Criterion) {
-    use event_hooks::config::reader::Problems;
-    use event_hooks::event::Bodies;
-    use event_hooks::handler::lambda::Lambda;
-    use event_hooks::source::Source;
+    use event_hooks_core::config::reader::Problems;
+    use event_hooks_core::event::Bodies;
+    use event_hooks_core::handler::lambda::Lambda;
+    use event_hooks_core::source::Source;
 
     let event = Event::new(
         Source::Traffic,

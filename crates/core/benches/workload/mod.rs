@@ -5,11 +5,11 @@
 
 use serde_json::{Value, json};
 
-use event_hooks::config;
-use event_hooks::log::{Level, Log};
-use event_hooks::runtime::Runtime;
-use event_hooks::shared::Memory;
-use event_hooks::source::traffic::{Capture, Properties};
+use event_hooks_core::config;
+use event_hooks_core::log::{Level, Log};
+use event_hooks_core::runtime::Runtime;
+use event_hooks_core::shared::Memory;
+use event_hooks_core::source::traffic::{Capture, Properties};
 
 /// A log that drops every line.
 pub struct NullLog;
@@ -60,7 +60,7 @@ pub fn runtime(count: usize, matching: bool) -> Runtime {
         config,
         7,
         Box::new(Memory::default()),
-        Box::new(event_hooks::metrics::Null),
+        Box::new(event_hooks_core::metrics::Null),
     )
 }
 

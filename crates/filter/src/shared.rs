@@ -3,7 +3,7 @@
 use std::ptr::null_mut;
 
 use super::abi::{HostError, take};
-use crate::shared::{Shared, Written};
+use event_hooks_core::shared::{Shared, Written};
 
 #[link(wasm_import_module = "env")]
 unsafe extern "C" {

@@ -16,14 +16,14 @@ use serde_json::Value;
 use super::abi::{self, CallAnswer, DISPATCH_STATUS, HostLog};
 use super::differences::{self, Known};
 use super::root::dispatch;
-use crate::admin::{self, Reply, Route};
-use crate::delivery::Draft;
-use crate::handler::Output;
-use crate::log::Level;
-use crate::needs::Needs;
-use crate::runtime::Runtime;
-use crate::source::crud::{self, Body};
-use crate::source::traffic::{Capture, Properties};
+use event_hooks_core::admin::{self, Reply, Route};
+use event_hooks_core::delivery::Draft;
+use event_hooks_core::handler::Output;
+use event_hooks_core::log::Level;
+use event_hooks_core::needs::Needs;
+use event_hooks_core::runtime::Runtime;
+use event_hooks_core::source::crud::{self, Body};
+use event_hooks_core::source::traffic::{Capture, Properties};
 
 /// Where an admin request is.
 enum Admin {

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::differences::{Host, Known};
-use crate::metrics::Metrics;
+use event_hooks_core::metrics::Metrics;
 
 /// The most metric names held while the host is not known yet.
 const MAX_HELD: usize = 4096;

@@ -11,7 +11,7 @@ use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
-use event_hooks::config;
+use event_hooks_core::config;
 
 const USAGE: &str = "\
 usage: event-hooks validate [--env NAME=VALUE]... <config.json | ->

@@ -1,13 +1,9 @@
-//! `event_hooks`: Kong Gateway's Event Hooks as one proxy-wasm filter.
-//!
-//! The crate has two halves:
-//!
-//! * the **core** (every module but [`host`]'s contexts): configuration and its validation,
-//!   events and their sources, filters, handlers, signing, snooze/on-change controls and the
-//!   delivery queue. It is plain data in, plain data out, with the clock and the host's
-//!   transport passed in, so it builds and is unit-tested natively (`cargo test`);
-//! * the **host adapter** ([`host`]), compiled for `wasm32` only: the proxy-wasm root and HTTP
-//!   contexts and the checked host-call bindings. It is the only code that talks to proxy-wasm.
+//! `event_hooks_core`: every rule of Kong Gateway's Event Hooks as the `event_hooks.wasm`
+//! proxy-wasm filter runs them: configuration and its validation, events and their sources,
+//! filters, handlers, signing, snooze/on-change controls and the delivery queue. It is plain
+//! data in, plain data out, with the clock and the host's transport passed in, so it builds
+//! and is unit-tested natively (`cargo test`). It does not depend on proxy-wasm: the host
+//! adapter is the crate `event-hooks` (`crates/filter`), the command line `event-hooks-cli`.
 //!
 //! Nothing outside tests may panic (see the clippy lints in `Cargo.toml`): a panic kills the VM
 //! and the proxy's traffic with it.
@@ -20,7 +16,6 @@ pub mod event;
 pub mod filter;
 pub mod handler;
 pub mod hooks;
-pub mod host;
 pub mod id;
 pub mod log;
 pub mod metrics;

@@ -10,7 +10,7 @@ use std::ptr::null_mut;
 use proxy_wasm::types::{BufferType, MapType};
 
 use super::wire;
-use crate::log::Level;
+use event_hooks_core::log::Level;
 
 #[link(wasm_import_module = "env")]
 unsafe extern "C" {
@@ -306,7 +306,7 @@ impl CallAnswer {
 /// The core's log, written to the proxy's log.
 pub struct HostLog;
 
-impl crate::log::Log for HostLog {
+impl event_hooks_core::log::Log for HostLog {
     fn log(&self, level: Level, message: &str) {
         log(level, message);
     }
