@@ -475,17 +475,16 @@ def verify_standard(secret: str, body: bytes, headers: dict[str, str], tolerance
 
 
 def supported() -> dict[str, list[str]]:
-    """The source, handler and signature scheme names, read from the filter's source code (the
-    catalogs its configuration is validated against)."""
-    sources_rs = (ROOT / "crates" / "core" / "src" / "source" / "mod.rs").read_text()
-    names = re.search(r"pub fn name\(self\) -> &'static str \{\s*match self \{(.*?)\}\s*\}", sources_rs, re.S)
-    handlers_rs = (ROOT / "crates" / "core" / "src" / "handler" / "mod.rs").read_text()
-    handlers = re.search(r"pub const HANDLERS: &\[&str\] = &\[(.*?)\];", handlers_rs, re.S)
-    signing_rs = (ROOT / "crates" / "core" / "src" / "signing.rs").read_text()
-    schemes = re.search(r"const NAMES: &'static \[\(&'static str, Scheme\)\] = &\[(.*?)\];", signing_rs, re.S)
-    assert names and handlers and schemes, "the catalogs moved: update scenarios.supported()"
+    """The source, handler and signature scheme names, read from the configuration's JSON Schema
+    (kong/event_hooks.meta.json, which the code generates from its catalogs: `make schema`; a
+    unit test fails when the committed file is stale)."""
+    schema = json.loads((ROOT / "kong" / "event_hooks.meta.json").read_text())["config_schema"]
+    hook = schema["properties"]["hooks"]["items"]
+    configs = [variant["properties"]["config"] for variant in hook["allOf"][0]["oneOf"]]
+    signatures = next(config["properties"]["signature"]["enum"] for config in configs
+                      if "signature" in config.get("properties", {}))
     return {
-        "source": re.findall(r'Source::\w+ => "([^"]+)"', names.group(1)),
-        "handler": re.findall(r'"([^"]+)"', handlers.group(1)),
-        "signature": re.findall(r'\("([^"]+)", Scheme::', schemes.group(1)),
+        "source": hook["properties"]["source"]["enum"],
+        "handler": hook["properties"]["handler"]["enum"],
+        "signature": signatures,
     }

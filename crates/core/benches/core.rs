@@ -177,7 +177,7 @@ fn lambda(c: &mut Criterion) {
         let lambda = Lambda::parse(&json!({"functions": functions}), "config", &problems).unwrap();
         assert!(problems.is_empty());
         group.bench_function(name, |b| {
-            b.iter(|| lambda.prepare(&mut Bodies::new(black_box(&event)), &Redaction::default()));
+            b.iter(|| lambda.outputs(&mut Bodies::new(black_box(&event)), &Redaction::default()));
         });
     }
     group.finish();

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::config::reader::{Object, Problems};
 use crate::delivery::Draft;
 use crate::event::{Bodies, Event};
-use crate::handler::{Handler, Output};
+use crate::handler::Output;
 use crate::hooks::{Hook, HookSet};
 use crate::signing::Secret;
 use crate::source::Source;
@@ -200,9 +200,9 @@ pub fn route(
             None => Reply::error(404, "hook not found"),
             Some(hook) => match (method, *action) {
                 ("POST", "test") => return Route::Test { hook },
-                ("GET", "ping") => match hooks.get(hook).map(|hook| &hook.handler) {
-                    Some(Handler::Webhook(_)) => return Route::Ping { hook },
-                    _ => Reply::error(400, "ping is for webhook hooks"),
+                ("GET", "ping") => match hooks.get(hook).and_then(ping) {
+                    Some(_) => return Route::Ping { hook },
+                    None => Reply::error(400, "ping is for webhook hooks"),
                 },
                 _ => Reply::error(405, "method not allowed"),
             },
@@ -326,20 +326,7 @@ pub fn run(hook: &Hook, event: &Event) -> Vec<Output> {
 /// Kong's ping: `{"source": "kong:event_hooks", "event": "ping", "event_hooks": <the hook>}`,
 /// to a webhook hook's URL.
 pub fn ping(hook: &Hook) -> Option<Draft> {
-    let Handler::Webhook(webhook) = &hook.handler else {
-        return None;
-    };
-    let body = json!({"source": "kong:event_hooks", "event": "ping", "event_hooks": hook.shown});
-    let mut headers = webhook.headers.clone();
-    headers.push(("content-type".into(), "application/json".into()));
-    Some(Draft {
-        destination: webhook.endpoint.destination(),
-        method: "POST".into(),
-        path: webhook.endpoint.url.path.clone(),
-        authority: webhook.endpoint.url.authority(),
-        headers,
-        body: serde_json::to_vec(&body).unwrap_or_default().into(),
-    })
+    hook.handler.ping(&hook.shown)
 }
 
 /// Kong's answer to `test` and `ping`: the data, and the receiver's answer (status, headers,

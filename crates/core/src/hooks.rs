@@ -21,14 +21,14 @@ use crate::shared::Shared;
 use crate::source::Source;
 
 /// One configured hook.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Hook {
     pub name: String,
     pub source: Source,
     /// `None`: every event of the source.
     pub event: Option<String>,
     pub filter: Filter,
-    pub handler: Handler,
+    pub handler: Rc<dyn Handler>,
     /// Seconds; 0 is off.
     pub snooze: u64,
     pub on_change: bool,

@@ -245,9 +245,9 @@ fn split(field: &str) -> Vec<&str> {
 
 /// What a traffic hook's deliveries read of the event.
 fn delivery(hook: &Hook) -> Needs {
-    match &hook.handler {
-        crate::handler::Handler::WebhookCustom(custom) if !hook.on_change => custom
-            .fields()
+    match hook.handler.event_fields() {
+        Some(fields) if !hook.on_change => fields
+            .into_iter()
             .filter(|path| !matches!(path, [only] if only == "source" || only == "event"))
             .fold(Needs::default(), |needs, path| {
                 needs.union(Needs::of_field(path))

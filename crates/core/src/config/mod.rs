@@ -13,7 +13,7 @@ use crate::admin;
 use crate::delivery::{Settings, breaker, retry};
 use crate::event::Redaction;
 use crate::filter::Filter;
-use crate::handler::{HANDLERS, Handler};
+use crate::handler::{self, HandlerKind};
 use crate::hooks::{Hook, HookSet};
 use crate::source::{self, Source};
 use reader::{Object, Problem, Problems, Whole, child, element, kind};
@@ -302,26 +302,24 @@ fn read_hook(value: &Value, index: usize, path: &str, problems: &Problems) -> Op
         }
         None => Filter::default(),
     };
-    let handler = hook.required_str("handler").and_then(|name| {
-        if HANDLERS.contains(&name) {
-            Some(name)
-        } else {
+    let kinds = handler::builtin();
+    let kind: Option<&dyn HandlerKind> = hook.required_str("handler").and_then(|name| {
+        let kind = kinds.iter().find(|kind| kind.name() == name).copied();
+        if kind.is_none() {
             problems.add(
                 &hook.path_of("handler"),
                 format!(
                     "unknown handler {}; expected one of: {}",
                     quoted(name),
-                    HANDLERS.join(", ")
+                    handler::names(&kinds).join(", ")
                 ),
             );
-            None
         }
+        kind
     });
     let config = hook.required("config");
-    let handler = match (handler, config) {
-        (Some(name), Some(config)) => {
-            Handler::parse(name, config, &hook.path_of("config"), problems)
-        }
+    let handler = match (kind, config) {
+        (Some(kind), Some(config)) => kind.parse(config, &hook.path_of("config"), problems),
         _ => None,
     };
     let snooze = hook.whole(SNOOZE, 0);

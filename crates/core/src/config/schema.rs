@@ -19,7 +19,7 @@ use super::{
 use crate::admin;
 use crate::delivery::{breaker, retry};
 use crate::filter::OPERATORS;
-use crate::handler::{HANDLERS, endpoint, lambda_config, webhook, webhook_custom};
+use crate::handler::{self, HandlerKind};
 use crate::signing::{self, MAX_SECRETS};
 use crate::source::{Source, crud, health, rate_limit};
 
@@ -49,8 +49,10 @@ pub fn gaps() -> Vec<String> {
     builder.gaps.into_inner()
 }
 
+/// Builds the schema, and records where it and the parser's key lists disagree. Handler and
+/// source kinds describe their own settings with it.
 #[derive(Default)]
-struct Builder {
+pub struct Builder {
     gaps: RefCell<Vec<String>>,
 }
 
@@ -60,7 +62,12 @@ impl Builder {
     }
 
     /// An object that takes exactly `keys` (the parser's list for it), each typed by `types`.
-    fn object(&self, at: &str, keys: &[&[&str]], types: Vec<(&str, Value)>) -> Map<String, Value> {
+    pub fn object(
+        &self,
+        at: &str,
+        keys: &[&[&str]],
+        types: Vec<(&str, Value)>,
+    ) -> Map<String, Value> {
         let keys: Vec<&str> = keys
             .iter()
             .flat_map(|group| group.iter().copied())
@@ -137,7 +144,7 @@ impl Builder {
                 ),
                 ("event", json!({"type": "string"})),
                 ("filter", filter()),
-                ("handler", json!({"enum": HANDLERS})),
+                ("handler", json!({"enum": handler::names(&handler::builtin())})),
                 ("snooze", whole(SNOOZE)),
                 ("on_change", json!({"type": "boolean"})),
                 ("config", json!({"type": "object"})),
@@ -151,75 +158,17 @@ impl Builder {
         hook.insert(
             "allOf".into(),
             json!([
-                {"oneOf": HANDLERS.iter().map(|name| self.handler(name)).collect::<Vec<_>>()},
+                {"oneOf": handler::builtin().into_iter().map(|kind| self.handler(kind)).collect::<Vec<_>>()},
                 {"oneOf": Source::ALL.iter().map(|source| events(*source)).collect::<Vec<_>>()},
             ]),
         );
         json!({"type": "array", "maxItems": MAX_HOOKS, "items": Value::Object(hook)})
     }
 
-    /// The hooks with handler `name`, and what their `config` takes.
-    fn handler(&self, name: &str) -> Value {
-        let at = format!("hooks[].config ({name})");
-        let config = match name {
-            "webhook" => {
-                let mut config = self.object(
-                    &at,
-                    &[webhook::KEYS, endpoint::CALL_KEYS],
-                    [endpoint_types(), self.call_types()].concat(),
-                );
-                config.insert("required".into(), json!(["url"]));
-                exclusive(config, &[["secret", "secret_env"]])
-            }
-            "webhook-custom" => {
-                let mut types = endpoint_types();
-                types.extend([
-                    (
-                        "method",
-                        json!({"type": "string", "minLength": 1, "maxLength": 32}),
-                    ),
-                    ("headers_format", json!({"type": "boolean"})),
-                    ("body", json!({"type": "string"})),
-                    ("body_format", json!({"type": "boolean"})),
-                    ("payload", string_map()),
-                    ("payload_format", json!({"type": "boolean"})),
-                ]);
-                types.extend(self.call_types());
-                let mut config =
-                    self.object(&at, &[webhook_custom::KEYS, endpoint::CALL_KEYS], types);
-                config.insert("required".into(), json!(["url", "method"]));
-                exclusive(config, &[["secret", "secret_env"], ["body", "payload"]])
-            }
-            "log" => self.object(&at, &[], Vec::new()),
-            "lambda" => {
-                let mut types = vec![
-                    (
-                        "functions",
-                        json!({
-                            "type": "array",
-                            "minItems": 1,
-                            "maxItems": lambda_config::MAX_FUNCTIONS,
-                            "items": {
-                                "type": "string",
-                                "minLength": 1,
-                                "maxLength": lambda_config::MAX_SOURCE_BYTES,
-                            },
-                        }),
-                    ),
-                    ("cluster", non_empty_string()),
-                    ("max_operations", whole(lambda_config::MAX_OPERATIONS)),
-                ];
-                types.extend(self.call_types());
-                let mut config =
-                    self.object(&at, &[lambda_config::KEYS, endpoint::CALL_KEYS], types);
-                config.insert("required".into(), json!(["functions"]));
-                exclusive(config, &[["secret", "secret_env"]])
-            }
-            _ => {
-                self.gap(format!("{at}: a handler the schema does not describe"));
-                Map::new()
-            }
-        };
+    /// The hooks with handler `kind`, and what their `config` takes.
+    fn handler(&self, kind: &dyn HandlerKind) -> Value {
+        let name = kind.name();
+        let config = kind.config_schema(self, &format!("hooks[].config ({name})"));
         json!({
             "required": ["handler"],
             "properties": {"handler": {"enum": [name]}, "config": Value::Object(config)},
@@ -227,7 +176,7 @@ impl Builder {
     }
 
     /// The keys every calling handler takes: signing and retries.
-    fn call_types(&self) -> Vec<(&'static str, Value)> {
+    pub fn call_types(&self) -> Vec<(&'static str, Value)> {
         let more_secrets = json!({
             "type": "array",
             "maxItems": MAX_SECRETS.saturating_sub(1),
@@ -377,7 +326,7 @@ fn events(source: Source) -> Value {
 }
 
 /// `url`, `cluster`, `headers` and `ssl_verify`: where a handler's calls go.
-fn endpoint_types() -> Vec<(&'static str, Value)> {
+pub fn endpoint_types() -> Vec<(&'static str, Value)> {
     vec![
         (
             "url",
@@ -390,7 +339,7 @@ fn endpoint_types() -> Vec<(&'static str, Value)> {
 }
 
 /// `config` where the keys of each pair exclude each other.
-fn exclusive(mut config: Map<String, Value>, pairs: &[[&str; 2]]) -> Map<String, Value> {
+pub fn exclusive(mut config: Map<String, Value>, pairs: &[[&str; 2]]) -> Map<String, Value> {
     let nots: Vec<Value> = pairs
         .iter()
         .map(|pair| json!({"not": {"required": pair}}))
@@ -438,7 +387,7 @@ fn condition(depth: usize) -> Value {
     })
 }
 
-fn whole(spec: Whole) -> Value {
+pub fn whole(spec: Whole) -> Value {
     json!({"type": "integer", "minimum": spec.min, "maximum": spec.max})
 }
 
@@ -446,11 +395,11 @@ fn whole_entry(spec: Whole) -> (&'static str, Value) {
     (spec.key, whole(spec))
 }
 
-fn non_empty_string() -> Value {
+pub fn non_empty_string() -> Value {
     json!({"type": "string", "minLength": 1})
 }
 
-fn string_map() -> Value {
+pub fn string_map() -> Value {
     json!({"type": "object", "additionalProperties": {"type": "string"}})
 }
 

@@ -42,8 +42,8 @@ use crate::event::{Bodies, Event, Redaction};
 use crate::log::Level;
 use crate::signing::Signing;
 
-use super::lambda_config::KEYS;
-pub use super::lambda_config::{
+use super::lambda_kind::KEYS;
+pub use super::lambda_kind::{
     DEFAULT_MAX_OPERATIONS, MAX_FUNCTIONS, MAX_MAX_OPERATIONS, MAX_SOURCE_BYTES, MIN_MAX_OPERATIONS,
 };
 /// The keys of the map given to `http`.
@@ -298,7 +298,7 @@ impl Lambda {
             other => other.map(str::to_string),
         };
         let max_operations =
-            config.whole(super::lambda_config::MAX_OPERATIONS, DEFAULT_MAX_OPERATIONS);
+            config.whole(super::lambda_kind::MAX_OPERATIONS, DEFAULT_MAX_OPERATIONS);
         let sources = read_sources(&config, problems)?;
         let origin = path.strip_suffix(".config").unwrap_or(path).to_string();
         let sandbox = Sandbox::new(Settings {
@@ -335,7 +335,7 @@ impl Lambda {
 
     /// Runs the chain for the event in `bodies`, as a hook with `redaction` sees it: the
     /// outputs are the `log` and `http` calls made, and a warning if a function failed.
-    pub fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Vec<Output> {
+    pub fn outputs(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Vec<Output> {
         let sandbox = &*self.sandbox;
         sandbox.run.reset();
         let failed = self.chain(bodies.event(), redaction).err();
@@ -402,8 +402,30 @@ impl Lambda {
     }
 
     /// Runs that stopped on an error or an exceeded bound since the configuration loaded.
-    pub fn errors(&self) -> u64 {
+    pub fn error_count(&self) -> u64 {
         self.sandbox.errors.get()
+    }
+}
+
+impl super::Handler for Lambda {
+    fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Vec<Output> {
+        self.outputs(bodies, redaction)
+    }
+
+    fn signing(&self) -> &Signing {
+        &self.signing
+    }
+
+    fn retry(&self) -> Option<&crate::delivery::retry::Overrides> {
+        self.retry.as_ref()
+    }
+
+    fn errors(&self) -> Option<u64> {
+        Some(self.error_count())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
@@ -979,7 +1001,6 @@ mod tests {
     use super::*;
     use crate::config;
     use crate::event::Event;
-    use crate::handler::Handler;
     use crate::source::Source;
     use serde_json::json;
     use std::time::Instant;
@@ -1017,7 +1038,7 @@ mod tests {
     }
 
     fn run(lambda: &Lambda, event: &Event) -> Vec<Output> {
-        lambda.prepare(&mut Bodies::new(event), &Redaction::default())
+        lambda.outputs(&mut Bodies::new(event), &Redaction::default())
     }
 
     fn lines(outputs: &[Output]) -> Vec<(Level, String)> {
@@ -1075,7 +1096,7 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(lambda.errors(), 0);
+        assert_eq!(lambda.error_count(), 0);
     }
 
     /// The example of the README, as written there.
@@ -1111,7 +1132,7 @@ mod tests {
         let ok = event(json!({"response": {"status": 200}}));
         assert!(run(&lambda, &ok).is_empty());
         assert_eq!(lines(&run(&lambda, &traffic())).len(), 1);
-        assert_eq!(lambda.errors(), 0);
+        assert_eq!(lambda.error_count(), 0);
     }
 
     #[test]
@@ -1126,7 +1147,7 @@ mod tests {
             stopped(&outputs),
             "lambda hooks[0].config.functions[0] stopped: thrown: boom 12 at line 3, column 3 (error 1 of this hook; the 1st, 2nd, 4th... and every 10,000th are logged)"
         );
-        assert_eq!(lambda.errors(), 1);
+        assert_eq!(lambda.error_count(), 1);
         // Errors are counted every time and logged at 1, 2, 4, 8...
         let logged: Vec<usize> = (2..=9)
             .filter(|_| {
@@ -1135,7 +1156,7 @@ mod tests {
                     .any(|output| matches!(output, Output::Log(Level::Warn, _)))
             })
             .collect();
-        assert_eq!(lambda.errors(), 9);
+        assert_eq!(lambda.error_count(), 9);
         assert_eq!(logged.len(), 3);
 
         let wrong = self::lambda(&["42"]);
@@ -1238,7 +1259,7 @@ mod tests {
         );
         // The next event gets a fresh budget, and so does every event.
         assert_eq!(run(&lambda, &traffic()).len(), 1);
-        assert_eq!(lambda.errors(), 2);
+        assert_eq!(lambda.error_count(), 2);
     }
 
     #[test]
@@ -1769,7 +1790,7 @@ mod tests {
             "config": {"secret": "k", "functions": [r#"http(#{url: "http://r/x", body: data.response})"#]}}]});
         let config = config::parse(config.to_string().as_bytes()).unwrap();
         let hook = config.hooks.get(0).unwrap();
-        assert!(matches!(hook.handler, Handler::Lambda(_)));
+        assert!(hook.handler.as_any().downcast_ref::<Lambda>().is_some());
         assert!(hook.handler.signing().is_set());
         assert_eq!(hook.handler.note("l"), None);
         let actions = config.hooks.route(

@@ -2,10 +2,48 @@
 //! `log callback: ` then `{"event": ..., "source": ..., "data": ...}` as JSON (the data as the
 //! hook sees it, redacted). Its `config` takes no keys: `{}`.
 
+use std::any::Any;
+use std::rc::Rc;
+
 use serde_json::{Map, Value};
 
+use super::{Handler, HandlerKind, Output};
 use crate::config::reader::{Object, Problems};
-use crate::event::{Event, Redaction};
+use crate::config::schema::Builder;
+use crate::event::{Bodies, Event, Redaction};
+use crate::log::Level;
+
+/// The `log` handler kind.
+pub struct Kind;
+
+pub static KIND: Kind = Kind;
+
+impl HandlerKind for Kind {
+    fn name(&self) -> &'static str {
+        "log"
+    }
+
+    fn config_schema(&self, schema: &Builder, at: &str) -> Map<String, Value> {
+        schema.object(at, &[], Vec::new())
+    }
+
+    fn parse(&self, config: &Value, path: &str, problems: &Problems) -> Option<Rc<dyn Handler>> {
+        LogHandler::parse(config, path, problems).map(|handler| Rc::new(handler) as Rc<dyn Handler>)
+    }
+}
+
+impl Handler for LogHandler {
+    fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Vec<Output> {
+        vec![Output::Log(
+            Level::Info,
+            self.line(bodies.event(), redaction),
+        )]
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 /// The `log` handler.
 #[derive(Debug, Clone, PartialEq, Eq)]

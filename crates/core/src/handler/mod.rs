@@ -1,5 +1,6 @@
-//! Handlers: what a hook does with a matching event. One module per handler; [`endpoint`]
-//! holds what the handlers that make HTTP calls share.
+//! Handlers: what a hook does with a matching event. One file per handler kind, each a
+//! [`HandlerKind`] (its name, its `config`'s schema and parser) making [`Handler`]s, listed by
+//! one line of [`builtin`]; [`endpoint`] holds what the handlers that make HTTP calls share.
 //!
 //! A handler turns an event into [`Output`]s: drafts of HTTP calls, which the delivery queue
 //! sends (signed, per attempt), and log lines, written at once.
@@ -7,14 +8,21 @@
 pub mod endpoint;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod lambda_kind;
 pub mod log;
 pub mod webhook;
 pub mod webhook_custom;
 
-use serde_json::Value;
+use std::any::Any;
+use std::fmt;
+use std::rc::Rc;
+
+use serde_json::{Map, Value};
 
 use crate::config::reader::Problems;
+use crate::config::schema::Builder;
 use crate::delivery::Draft;
+use crate::delivery::retry::Overrides;
 use crate::event::{Bodies, Redaction};
 use crate::log::Level;
 use crate::signing::Signing;
@@ -22,34 +30,75 @@ use crate::signing::Signing;
 /// How handlers that make no call sign (they do not).
 static NO_SIGNING: Signing = Signing::NONE;
 
-/// What the `lambda` handler's `config` takes. Outside [`lambda`] so that a build without the
-/// feature still describes it (the configuration's schema is the same in every build).
-pub mod lambda_config {
-    use crate::config::reader::Whole;
+/// A kind of handler: what a hook's `"handler"` names. Each kind lives in its own file and is
+/// one line of [`builtin`]; configuration parsing, the JSON Schema, the needs of each request
+/// and the admin endpoints all read the catalog, never a list of names of their own.
+pub trait HandlerKind: Sync {
+    /// The name hooks use (`"webhook"`).
+    fn name(&self) -> &'static str;
 
-    pub const KEYS: &[&str] = &["functions", "cluster", "max_operations"];
-    /// The most functions one hook may chain.
-    pub const MAX_FUNCTIONS: usize = 16;
-    /// The longest function, in bytes of source.
-    pub const MAX_SOURCE_BYTES: usize = 65_536;
-    /// Operations one event may spend across the whole chain, by default and at most.
-    pub const DEFAULT_MAX_OPERATIONS: u64 = 100_000;
-    pub const MIN_MAX_OPERATIONS: u64 = 1_000;
-    pub const MAX_MAX_OPERATIONS: u64 = 1_000_000;
-    pub const MAX_OPERATIONS: Whole =
-        Whole::new("max_operations", MIN_MAX_OPERATIONS, MAX_MAX_OPERATIONS);
+    /// The JSON Schema of its `config` at `at`, built with `schema` (which records where the
+    /// schema and the parser's key lists disagree).
+    fn config_schema(&self, schema: &Builder, at: &str) -> Map<String, Value>;
+
+    /// Reads its `config` at `path` (`hooks[N].config`), reporting every problem.
+    fn parse(&self, config: &Value, path: &str, problems: &Problems) -> Option<Rc<dyn Handler>>;
 }
 
-/// The handler names a hook may use.
-pub const HANDLERS: &[&str] = &["webhook", "webhook-custom", "log", "lambda"];
+/// A configured handler: what a hook does with each event that matches it.
+pub trait Handler: fmt::Debug {
+    /// What it makes of the event in `bodies`, as a hook with `redaction` sees it.
+    fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Vec<Output>;
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum Handler {
-    Webhook(webhook::Webhook),
-    WebhookCustom(webhook_custom::WebhookCustom),
-    Log(log::LogHandler),
-    #[cfg(feature = "lambda")]
-    Lambda(lambda::Lambda),
+    /// How its calls are signed (the default: they are not).
+    fn signing(&self) -> &Signing {
+        &NO_SIGNING
+    }
+
+    /// The hook's `config.retry`, if it has one.
+    fn retry(&self) -> Option<&Overrides> {
+        None
+    }
+
+    /// The field paths of the event it reads; `None`: the whole event (the default).
+    fn event_fields(&self) -> Option<Vec<&[String]>> {
+        None
+    }
+
+    /// Runs that failed or exceeded a budget, for the admin status (only `lambda` counts).
+    fn errors(&self) -> Option<u64> {
+        None
+    }
+
+    /// A note for the log when the configuration loads, if it has one.
+    fn note(&self, _hook: &str) -> Option<String> {
+        None
+    }
+
+    /// Kong's `ping` to this handler's endpoint, with `shown` (the hook as listed), if the
+    /// handler has one (only `webhook`).
+    fn ping(&self, _shown: &Value) -> Option<Draft> {
+        None
+    }
+
+    /// For tests and tools that look inside a handler of a known kind.
+    fn as_any(&self) -> &dyn Any;
+}
+
+/// Every handler kind this build has, in the order messages list them. A new handler is a
+/// file in this module and one line here.
+pub fn builtin() -> Vec<&'static dyn HandlerKind> {
+    vec![
+        &webhook::KIND,
+        &webhook_custom::KIND,
+        &log::KIND,
+        &lambda_kind::KIND,
+    ]
+}
+
+/// The handler names a hook may use, for messages and the schema.
+pub fn names(kinds: &[&dyn HandlerKind]) -> Vec<&'static str> {
+    kinds.iter().map(|kind| kind.name()).collect()
 }
 
 /// What a handler makes of one event.
@@ -59,90 +108,6 @@ pub enum Output {
     Draft(Draft),
     /// A line for the proxy's log.
     Log(Level, String),
-}
-
-impl Handler {
-    /// Reads the `config` of handler `name` at `path`. The caller has checked that `name` is
-    /// one of [`HANDLERS`].
-    pub fn parse(name: &str, config: &Value, path: &str, problems: &Problems) -> Option<Handler> {
-        match name {
-            "webhook" => webhook::Webhook::parse(config, path, problems).map(Handler::Webhook),
-            "webhook-custom" => webhook_custom::WebhookCustom::parse(config, path, problems)
-                .map(Handler::WebhookCustom),
-            "log" => log::LogHandler::parse(config, path, problems).map(Handler::Log),
-            #[cfg(feature = "lambda")]
-            "lambda" => lambda::Lambda::parse(config, path, problems).map(Handler::Lambda),
-            #[cfg(not(feature = "lambda"))]
-            "lambda" => {
-                // `path` is the hook's `config`: the problem is its `handler`.
-                let hook = path.strip_suffix(".config").unwrap_or(path);
-                problems.add(
-                    &crate::config::reader::child(hook, "handler"),
-                    "this build has no lambda support (built without the lambda feature)",
-                );
-                None
-            }
-            _ => None,
-        }
-    }
-
-    /// What the handler makes of the event in `bodies`, as a hook with `redaction` sees it.
-    pub fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Vec<Output> {
-        match self {
-            Handler::Webhook(webhook) => vec![Output::Draft(webhook.prepare(bodies, redaction))],
-            Handler::WebhookCustom(custom) => vec![custom.prepare(bodies, redaction)],
-            Handler::Log(handler) => {
-                vec![Output::Log(
-                    Level::Info,
-                    handler.line(bodies.event(), redaction),
-                )]
-            }
-            #[cfg(feature = "lambda")]
-            Handler::Lambda(lambda) => lambda.prepare(bodies, redaction),
-        }
-    }
-
-    /// How the handler's calls are signed.
-    pub fn signing(&self) -> &Signing {
-        match self {
-            Handler::Webhook(webhook) => &webhook.signing,
-            Handler::WebhookCustom(custom) => &custom.signing,
-            Handler::Log(_) => &NO_SIGNING,
-            #[cfg(feature = "lambda")]
-            Handler::Lambda(lambda) => &lambda.signing,
-        }
-    }
-
-    /// The hook's `config.retry`, if it has one.
-    pub fn retry(&self) -> Option<&crate::delivery::retry::Overrides> {
-        match self {
-            Handler::Webhook(webhook) => webhook.retry.as_ref(),
-            Handler::WebhookCustom(custom) => custom.retry.as_ref(),
-            Handler::Log(_) => None,
-            #[cfg(feature = "lambda")]
-            Handler::Lambda(lambda) => lambda.retry.as_ref(),
-        }
-    }
-
-    /// Runs that failed or exceeded a budget (lambda), for the admin status.
-    pub fn errors(&self) -> Option<u64> {
-        match self {
-            #[cfg(feature = "lambda")]
-            Handler::Lambda(lambda) => Some(lambda.errors()),
-            _ => None,
-        }
-    }
-
-    /// A note for the log when the configuration loads, if the handler has one.
-    pub fn note(&self, hook: &str) -> Option<String> {
-        match self {
-            Handler::Webhook(webhook) => webhook.endpoint.note(hook),
-            Handler::WebhookCustom(custom) => custom.note(hook),
-            Handler::Log(_) => None,
-            #[cfg(feature = "lambda")]
-            Handler::Lambda(_) => None,
-        }
-    }
 }
 
 #[cfg(all(test, not(feature = "lambda")))]

@@ -4,15 +4,72 @@
 //! shape. Headers: the configured ones and `content-type: application/json`; each attempt adds
 //! `user-agent`, `webhook-id`, `webhook-timestamp` and, with a secret, `x-kong-signature`.
 
-use serde_json::Value;
+use std::any::Any;
+use std::rc::Rc;
+
+use serde_json::{Map, Value, json};
 
 use super::endpoint::{self, Endpoint};
+use super::{Handler, HandlerKind, Output};
 use crate::config::reader::{Object, Problems};
+use crate::config::schema::{Builder, endpoint_types, exclusive};
 use crate::delivery::Draft;
+use crate::delivery::retry::Overrides;
 use crate::event::{Bodies, Redaction};
 use crate::signing::Signing;
 
 pub const KEYS: &[&str] = &["url", "headers", "ssl_verify", "cluster"];
+
+/// The `webhook` handler kind.
+pub struct Kind;
+
+pub static KIND: Kind = Kind;
+
+impl HandlerKind for Kind {
+    fn name(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn config_schema(&self, schema: &Builder, at: &str) -> Map<String, Value> {
+        let mut config = schema.object(
+            at,
+            &[KEYS, endpoint::CALL_KEYS],
+            [endpoint_types(), schema.call_types()].concat(),
+        );
+        config.insert("required".into(), json!(["url"]));
+        exclusive(config, &[["secret", "secret_env"]])
+    }
+
+    fn parse(&self, config: &Value, path: &str, problems: &Problems) -> Option<Rc<dyn Handler>> {
+        Webhook::parse(config, path, problems).map(|webhook| Rc::new(webhook) as Rc<dyn Handler>)
+    }
+}
+
+impl Handler for Webhook {
+    fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Vec<Output> {
+        vec![Output::Draft(self.draft(bodies, redaction))]
+    }
+
+    fn signing(&self) -> &Signing {
+        &self.signing
+    }
+
+    fn retry(&self) -> Option<&Overrides> {
+        self.retry.as_ref()
+    }
+
+    fn note(&self, hook: &str) -> Option<String> {
+        self.endpoint.note(hook)
+    }
+
+    fn ping(&self, shown: &Value) -> Option<Draft> {
+        Some(self.ping_draft(shown))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 /// A configured `webhook` handler.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,8 +98,24 @@ impl Webhook {
         })
     }
 
+    /// Kong's ping: `{"source": "kong:event_hooks", "event": "ping", "event_hooks": <the
+    /// hook>}` to the hook's URL.
+    pub fn ping_draft(&self, shown: &Value) -> Draft {
+        let body = json!({"source": "kong:event_hooks", "event": "ping", "event_hooks": shown});
+        let mut headers = self.headers.clone();
+        headers.push(("content-type".into(), "application/json".into()));
+        Draft {
+            destination: self.endpoint.destination(),
+            method: "POST".into(),
+            path: self.endpoint.url.path.clone(),
+            authority: self.endpoint.url.authority(),
+            headers,
+            body: serde_json::to_vec(&body).unwrap_or_default().into(),
+        }
+    }
+
     /// The call for one event: `POST url` with Kong's body.
-    pub fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Draft {
+    pub fn draft(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Draft {
         let mut headers = self.headers.clone();
         headers.push(("content-type".to_string(), "application/json".to_string()));
         Draft {
@@ -92,7 +165,7 @@ mod tests {
         .unwrap();
         let event = event();
         let mut bodies = Bodies::new(&event);
-        let mut draft = webhook.prepare(&mut bodies, &Redaction::default());
+        let mut draft = webhook.draft(&mut bodies, &Redaction::default());
         draft.body = b"foobar"[..].into();
         let request = draft.attempt("id-1", 1_700_000_000, &webhook.signing);
         let header = |name: &str| {
@@ -123,7 +196,7 @@ mod tests {
         let webhook = parse(json!({"url": "https://hooks.example.com:8443/x"})).unwrap();
         let event = event();
         let request = webhook
-            .prepare(&mut Bodies::new(&event), &Redaction::default())
+            .draft(&mut Bodies::new(&event), &Redaction::default())
             .attempt("id", 1, &webhook.signing);
         assert!(request.destination.tls);
         assert_eq!(request.destination.cluster, "hooks.example.com");
@@ -134,7 +207,7 @@ mod tests {
     fn body_is_kong_shape() {
         let event = event();
         let webhook = parse(json!({"url": "http://r/"})).unwrap();
-        let draft = webhook.prepare(&mut Bodies::new(&event), &Redaction::default());
+        let draft = webhook.draft(&mut Bodies::new(&event), &Redaction::default());
         let body: Value = serde_json::from_slice(&draft.body).unwrap();
         assert_eq!(
             body,

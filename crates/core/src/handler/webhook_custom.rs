@@ -19,10 +19,16 @@ use std::rc::Rc;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use super::Output;
+use std::any::Any;
+
+use serde_json::json;
+
 use super::endpoint::{self, Endpoint};
+use super::{Handler, HandlerKind, Output};
 use crate::config::reader::{Object, Problems, child};
+use crate::config::schema::{Builder, endpoint_types, exclusive, string_map};
 use crate::delivery::Draft;
+use crate::delivery::retry::Overrides;
 use crate::event::{Bodies, Redaction};
 use crate::log::Level;
 use crate::signing::{self, Signing};
@@ -40,6 +46,67 @@ pub const KEYS: &[&str] = &[
     "ssl_verify",
     "cluster",
 ];
+
+/// The `webhook-custom` handler kind.
+pub struct Kind;
+
+pub static KIND: Kind = Kind;
+
+impl HandlerKind for Kind {
+    fn name(&self) -> &'static str {
+        "webhook-custom"
+    }
+
+    fn config_schema(&self, schema: &Builder, at: &str) -> Map<String, Value> {
+        let mut types = endpoint_types();
+        types.extend([
+            (
+                "method",
+                json!({"type": "string", "minLength": 1, "maxLength": 32}),
+            ),
+            ("headers_format", json!({"type": "boolean"})),
+            ("body", json!({"type": "string"})),
+            ("body_format", json!({"type": "boolean"})),
+            ("payload", string_map()),
+            ("payload_format", json!({"type": "boolean"})),
+        ]);
+        types.extend(schema.call_types());
+        let mut config = schema.object(at, &[KEYS, endpoint::CALL_KEYS], types);
+        config.insert("required".into(), json!(["url", "method"]));
+        exclusive(config, &[["secret", "secret_env"], ["body", "payload"]])
+    }
+
+    fn parse(&self, config: &Value, path: &str, problems: &Problems) -> Option<Rc<dyn Handler>> {
+        WebhookCustom::parse(config, path, problems)
+            .map(|custom| Rc::new(custom) as Rc<dyn Handler>)
+    }
+}
+
+impl Handler for WebhookCustom {
+    fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Vec<Output> {
+        vec![self.output(bodies, redaction)]
+    }
+
+    fn signing(&self) -> &Signing {
+        &self.signing
+    }
+
+    fn retry(&self) -> Option<&Overrides> {
+        self.retry.as_ref()
+    }
+
+    fn event_fields(&self) -> Option<Vec<&[String]>> {
+        Some(self.fields().collect())
+    }
+
+    fn note(&self, hook: &str) -> Option<String> {
+        self.note_for(hook)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 const CONTENT_TYPE: &str = "content-type";
 const MULTIPART: &str = "multipart/form-data";
@@ -182,7 +249,7 @@ impl WebhookCustom {
 
     /// The call for one event, or a warning when it would render more than [`MAX_RENDERED`]
     /// bytes (then nothing is sent).
-    pub fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Output {
+    pub fn output(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Output {
         let context = bodies.event().kong_payload(redaction);
         let why = match self.draft(&context) {
             Ok(draft) => return Output::Draft(draft),
@@ -246,7 +313,7 @@ impl WebhookCustom {
     }
 
     /// Notes for the log at load: TLS belongs to the cluster; a secret with nothing to sign.
-    pub fn note(&self, hook: &str) -> Option<String> {
+    pub fn note_for(&self, hook: &str) -> Option<String> {
         let secret = self.secret_unused.then(|| {
             format!(
                 "hook {hook}: its {} calls have no body, so they are sent unsigned (the signature covers the body only, as in Kong)",

@@ -41,7 +41,7 @@ fn event() -> Event {
 fn draft(config: Value) -> Draft {
     let handler = parse(config).unwrap();
     let event = event();
-    match handler.prepare(&mut Bodies::new(&event), &Redaction::default()) {
+    match handler.output(&mut Bodies::new(&event), &Redaction::default()) {
         Output::Draft(draft) => draft,
         Output::Log(_, line) => panic!("no draft: {line}"),
     }
@@ -332,7 +332,7 @@ fn a_call_that_renders_too_much_is_logged_not_sent() {
     }))
     .unwrap();
     let event = event();
-    match handler.prepare(&mut Bodies::new(&event), &Redaction::default()) {
+    match handler.output(&mut Bodies::new(&event), &Redaction::default()) {
         Output::Log(Level::Warn, line) => assert_eq!(
             line,
             "config: the call for an event renders more than 1048576 bytes; it was not sent"

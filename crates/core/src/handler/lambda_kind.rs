@@ -1,0 +1,72 @@
+//! The `lambda` handler kind: what its `config` takes and its schema, in every build (the
+//! configuration's schema is the same with or without the feature), and its parser: the Rhai
+//! sandbox of [`super::lambda`] when the build has the `lambda` feature, a clear refusal when
+//! it does not.
+
+use std::rc::Rc;
+
+use serde_json::{Map, Value, json};
+
+use super::{Handler, HandlerKind};
+use crate::config::reader::{Problems, Whole};
+use crate::config::schema::{Builder, exclusive, non_empty_string, whole};
+
+pub const KEYS: &[&str] = &["functions", "cluster", "max_operations"];
+/// The most functions one hook may chain.
+pub const MAX_FUNCTIONS: usize = 16;
+/// The longest function, in bytes of source.
+pub const MAX_SOURCE_BYTES: usize = 65_536;
+/// Operations one event may spend across the whole chain, by default and at most.
+pub const DEFAULT_MAX_OPERATIONS: u64 = 100_000;
+pub const MIN_MAX_OPERATIONS: u64 = 1_000;
+pub const MAX_MAX_OPERATIONS: u64 = 1_000_000;
+pub const MAX_OPERATIONS: Whole =
+    Whole::new("max_operations", MIN_MAX_OPERATIONS, MAX_MAX_OPERATIONS);
+
+/// The `lambda` handler kind.
+pub struct Kind;
+
+pub static KIND: Kind = Kind;
+
+impl HandlerKind for Kind {
+    fn name(&self) -> &'static str {
+        "lambda"
+    }
+
+    fn config_schema(&self, schema: &Builder, at: &str) -> Map<String, Value> {
+        let mut types = vec![
+            (
+                "functions",
+                json!({
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": MAX_FUNCTIONS,
+                    "items": {"type": "string", "minLength": 1, "maxLength": MAX_SOURCE_BYTES},
+                }),
+            ),
+            ("cluster", non_empty_string()),
+            ("max_operations", whole(MAX_OPERATIONS)),
+        ];
+        types.extend(schema.call_types());
+        let mut config = schema.object(at, &[KEYS, super::endpoint::CALL_KEYS], types);
+        config.insert("required".into(), json!(["functions"]));
+        exclusive(config, &[["secret", "secret_env"]])
+    }
+
+    #[cfg(feature = "lambda")]
+    fn parse(&self, config: &Value, path: &str, problems: &Problems) -> Option<Rc<dyn Handler>> {
+        super::lambda::Lambda::parse(config, path, problems)
+            .map(|lambda| Rc::new(lambda) as Rc<dyn Handler>)
+    }
+
+    #[cfg(not(feature = "lambda"))]
+    fn parse(&self, _config: &Value, path: &str, problems: &Problems) -> Option<Rc<dyn Handler>> {
+        // `path` is the hook's `config`: the problem is its `handler`.
+        let hook = path.strip_suffix(".config").unwrap_or(path);
+        problems.add(
+            &crate::config::reader::child(hook, "handler"),
+            "this build has no lambda support (built without the lambda feature)",
+        );
+        None
+    }
+}
