@@ -9,6 +9,7 @@
 //! and the proxy's traffic with it.
 
 pub mod admin;
+pub mod catalog;
 pub mod config;
 pub mod control;
 pub mod delivery;

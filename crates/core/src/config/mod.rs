@@ -10,10 +10,11 @@ pub mod schema;
 use serde_json::Value;
 
 use crate::admin;
+use crate::catalog::Catalog;
 use crate::delivery::{Settings, breaker, retry};
 use crate::event::Redaction;
 use crate::filter::Filter;
-use crate::handler::{self, HandlerKind};
+use crate::handler::HandlerKind;
 use crate::hooks::{Hook, HookSet};
 use crate::source::{self, Source};
 use reader::{Object, Problem, Problems, Whole, child, element, kind};
@@ -134,6 +135,11 @@ pub fn parse(bytes: &[u8]) -> Result<Config, Vec<Problem>> {
 
 /// Parses and validates a configuration, looking environment variables up with `env`.
 pub fn parse_with_env(bytes: &[u8], env: reader::Env) -> Result<Config, Vec<Problem>> {
+    parse_in(bytes, env, &Catalog::builtin())
+}
+
+/// Parses and validates a configuration whose hooks may name the kinds of `catalog`.
+pub fn parse_in(bytes: &[u8], env: reader::Env, catalog: &Catalog) -> Result<Config, Vec<Problem>> {
     let problems = Problems::with_env(env);
     if bytes.iter().all(u8::is_ascii_whitespace) {
         problems.add(
@@ -149,17 +155,17 @@ pub fn parse_with_env(bytes: &[u8], env: reader::Env) -> Result<Config, Vec<Prob
             return Err(problems.into_vec());
         }
     };
-    let config = read(&document, &problems);
+    let config = read(&document, &problems, catalog);
     match config {
         Some(config) if problems.is_empty() => Ok(config),
         _ => Err(problems.into_vec()),
     }
 }
 
-fn read(document: &Value, problems: &Problems) -> Option<Config> {
+fn read(document: &Value, problems: &Problems, catalog: &Catalog) -> Option<Config> {
     let top = Object::new(document, "", TOP_KEYS, problems)?;
     let host = Host::parse(&top, problems);
-    let hooks = read_hooks(&top, problems);
+    let hooks = read_hooks(&top, problems, catalog);
     let delivery = match top.get("delivery") {
         Some(value) => read_delivery(value, &top.path_of("delivery"), problems),
         None => Some(Settings::default()),
@@ -218,7 +224,7 @@ fn read_sources(top: &Object<'_, '_>, problems: &Problems) -> source::Settings {
     }
 }
 
-fn read_hooks(top: &Object<'_, '_>, problems: &Problems) -> Option<Vec<Hook>> {
+fn read_hooks(top: &Object<'_, '_>, problems: &Problems, catalog: &Catalog) -> Option<Vec<Hook>> {
     let value = top.required("hooks")?;
     let path = top.path_of("hooks");
     let Value::Array(items) = value else {
@@ -236,7 +242,7 @@ fn read_hooks(top: &Object<'_, '_>, problems: &Problems) -> Option<Vec<Hook>> {
     let mut names: Vec<(String, usize)> = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let here = element(&path, index);
-        let hook = read_hook(item, index, &here, problems);
+        let hook = read_hook(item, index, &here, problems, catalog);
         if let Some(hook) = hook {
             if let Some((_, first)) = names.iter().find(|(name, _)| *name == hook.name) {
                 problems.add(
@@ -254,7 +260,13 @@ fn read_hooks(top: &Object<'_, '_>, problems: &Problems) -> Option<Vec<Hook>> {
     Some(hooks)
 }
 
-fn read_hook(value: &Value, index: usize, path: &str, problems: &Problems) -> Option<Hook> {
+fn read_hook(
+    value: &Value,
+    index: usize,
+    path: &str,
+    problems: &Problems,
+    catalog: &Catalog,
+) -> Option<Hook> {
     let hook = Object::new(value, path, HOOK_KEYS, problems)?;
     let name = match hook.optional_str("name") {
         Some(name) => {
@@ -302,16 +314,15 @@ fn read_hook(value: &Value, index: usize, path: &str, problems: &Problems) -> Op
         }
         None => Filter::default(),
     };
-    let kinds = handler::builtin();
     let kind: Option<&dyn HandlerKind> = hook.required_str("handler").and_then(|name| {
-        let kind = kinds.iter().find(|kind| kind.name() == name).copied();
+        let kind = catalog.handler(name);
         if kind.is_none() {
             problems.add(
                 &hook.path_of("handler"),
                 format!(
                     "unknown handler {}; expected one of: {}",
                     quoted(name),
-                    handler::names(&kinds).join(", ")
+                    catalog.handler_names().join(", ")
                 ),
             );
         }

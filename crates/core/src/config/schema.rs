@@ -17,9 +17,10 @@ use super::{
     DELIVERY_KEYS, HOOK_KEYS, Host, MAX_HOOKS, MAX_NAME_LEN, SNOOZE, TOP_KEYS, delivery_numbers,
 };
 use crate::admin;
+use crate::catalog::Catalog;
 use crate::delivery::{breaker, retry};
 use crate::filter::OPERATORS;
-use crate::handler::{self, HandlerKind};
+use crate::handler::HandlerKind;
 use crate::signing::{self, MAX_SECRETS};
 use crate::source::{Source, crud, health, rate_limit};
 
@@ -32,7 +33,16 @@ const NOT_DEPTH: usize = 2;
 
 /// The schema of the whole configuration.
 pub fn schema() -> Value {
-    Builder::default().root()
+    schema_of(&Catalog::builtin())
+}
+
+/// The schema of a configuration whose hooks may name the kinds of `catalog`.
+pub fn schema_of(catalog: &Catalog) -> Value {
+    Builder {
+        catalog: catalog.clone(),
+        gaps: RefCell::default(),
+    }
+    .root()
 }
 
 /// `{"config_schema": <schema>}`: the `<filter>.meta.json` Kong (3.5 and later) reads next to
@@ -51,9 +61,18 @@ pub fn gaps() -> Vec<String> {
 
 /// Builds the schema, and records where it and the parser's key lists disagree. Handler and
 /// source kinds describe their own settings with it.
-#[derive(Default)]
 pub struct Builder {
+    catalog: Catalog,
     gaps: RefCell<Vec<String>>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            catalog: Catalog::builtin(),
+            gaps: RefCell::default(),
+        }
+    }
 }
 
 impl Builder {
@@ -144,7 +163,7 @@ impl Builder {
                 ),
                 ("event", json!({"type": "string"})),
                 ("filter", filter()),
-                ("handler", json!({"enum": handler::names(&handler::builtin())})),
+                ("handler", json!({"enum": self.catalog.handler_names()})),
                 ("snooze", whole(SNOOZE)),
                 ("on_change", json!({"type": "boolean"})),
                 ("config", json!({"type": "object"})),
@@ -158,7 +177,7 @@ impl Builder {
         hook.insert(
             "allOf".into(),
             json!([
-                {"oneOf": handler::builtin().into_iter().map(|kind| self.handler(kind)).collect::<Vec<_>>()},
+                {"oneOf": self.catalog.handlers().iter().map(|kind| self.handler(*kind)).collect::<Vec<_>>()},
                 {"oneOf": Source::ALL.iter().map(|source| events(*source)).collect::<Vec<_>>()},
             ]),
         );
