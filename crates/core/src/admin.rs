@@ -17,8 +17,11 @@
 //! is paused for the body too), so the data comes in the `x-event-data` header instead, and a
 //! `test` request with a body is answered 400 with that explanation.
 //!
-//! This module decides and builds the answers; the HTTP context sends them, and makes the one
-//! call of `test` and `ping` itself, to answer with its result.
+//! This module decides and builds the answers ([`session`] carries one request from its
+//! headers to its answer); the HTTP context sends them, and makes the one call of `test` and
+//! `ping` itself, to answer with its result.
+
+pub mod session;
 
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};

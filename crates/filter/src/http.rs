@@ -2,10 +2,11 @@
 //! builds the request's events in `on_log` and hands them to the root context's runtime. It
 //! never changes a proxied request or response.
 //!
-//! Requests under the admin prefix are answered here instead (and never observed). The one
-//! call of the admin `test` and `ping` endpoints is made from this context, in the request's
-//! headers phase (allowed on every host), so that the answer can carry the receiver's; every
-//! event delivery goes through the root context.
+//! Requests under the admin prefix are answered here instead (and never observed): the core's
+//! admin session decides; this context sends the answer, and makes the one call of the admin
+//! `test` and `ping` endpoints, in the request's headers phase (allowed on every host), so
+//! that the answer can carry the receiver's. Every event delivery goes through the root
+//! context.
 
 use std::rc::Rc;
 
@@ -16,9 +17,8 @@ use serde_json::Value;
 use super::abi::{self, CallAnswer, DISPATCH_STATUS, HostLog};
 use super::differences::{self, Known};
 use super::root::dispatch;
-use event_hooks_core::admin::{self, Reply, Route};
-use event_hooks_core::delivery::Draft;
-use event_hooks_core::handler::Output;
+use event_hooks_core::admin::session::{self, Step};
+use event_hooks_core::admin::{self, Reply};
 use event_hooks_core::log::Level;
 use event_hooks_core::needs::Needs;
 use event_hooks_core::runtime::Runtime;
@@ -77,15 +77,6 @@ impl Http {
             .map(|(_, value)| value.as_str())
     }
 
-    /// Whether the request announces a body. Kong never says `end_of_stream` in the headers
-    /// phase, so a bodiless request is recognised by its headers.
-    fn has_body(&self) -> bool {
-        self.header("transfer-encoding").is_some()
-            || self
-                .header("content-length")
-                .is_some_and(|length| length.trim() != "0")
-    }
-
     /// The log-phase properties the core reads before deciding, as this host gives them.
     fn properties(&mut self, headers_seen: bool) -> Properties {
         let earlier = std::mem::take(&mut self.capture.properties);
@@ -113,86 +104,36 @@ impl Http {
         }
     }
 
-    /// `test`: runs hook `hook`'s handler on the posted data; answers with the receiver's
-    /// answer to the first call, queues the others, logs what the handler logs.
-    fn test(&mut self, runtime: &Runtime, hook: usize, body: &[u8]) {
-        let Some(config) = runtime.hooks().get(hook) else {
-            return self.reply(&admin::failed_call("the hook is gone"));
-        };
-        let event = match admin::test_event(config, body) {
-            Ok(event) => event,
-            Err(reply) => return self.reply(&reply),
-        };
-        let mut drafts = Vec::new();
-        for output in admin::run(config, &event) {
-            match output {
-                Output::Draft(draft) => drafts.push(draft),
-                Output::Log(level, line) => abi::log(level, &line),
-            }
-        }
-        let data = event.data;
-        if drafts.is_empty() {
-            return self.reply(&admin::result(data, None, &[], b""));
-        }
-        let first = drafts.remove(0);
-        let now_ms = abi::now_ns().unwrap_or(0) / 1_000_000;
-        runtime.enqueue(hook, drafts, now_ms, &HostLog);
-        self.call(runtime, hook, &first, data);
-    }
-
-    /// Makes the call of `test` or `ping`, signed like a delivery.
-    fn call(&mut self, runtime: &Runtime, hook: usize, draft: &Draft, data: Value) {
-        let Some(config) = runtime.hooks().get(hook) else {
-            return self.reply(&admin::failed_call("the hook is gone"));
-        };
-        let now_ns = abi::now_ns().unwrap_or(0);
-        let id = runtime.next_id(now_ns / 1_000_000);
-        let request = draft.attempt(&id, now_ns / 1_000_000_000, config.handler.signing());
-        let host = self.known.host_or_envoy();
-        match dispatch(host, &request, runtime.timeout_ms()) {
-            Ok(_) => self.admin = Some(Admin::Calling { data }),
-            Err(status) => self.reply(&admin::failed_call(&format!(
-                "the host refused the call to {} ({status:?})",
-                differences::call(host, &request).upstream
-            ))),
-        }
-    }
-
-    /// Routes a request under the admin prefix.
-    fn admin_request(
-        &mut self,
-        runtime: &Runtime,
-        settings: &admin::Settings,
-        rest: &str,
-        end_of_stream: bool,
-    ) {
+    /// A request under the admin prefix: the core's session decides; this makes its call.
+    fn admin_request(&mut self, runtime: &Runtime, rest: &str, end_of_stream: bool) {
         let method = self.header(":method").unwrap_or("GET").to_string();
-        let authorization = self.header("authorization").map(str::to_string);
-        let route = admin::route(
-            settings,
+        let header = |name: &str| self.header(name).map(str::to_string);
+        let now_ns = abi::now_ns().unwrap_or(0);
+        let step = session::start(
+            runtime,
             &method,
             rest,
-            authorization.as_deref(),
-            runtime.hooks(),
-            || runtime.status(),
+            &header,
+            end_of_stream,
+            now_ns,
+            &HostLog,
         );
-        match route {
-            Route::Reply(reply) => self.reply(&reply),
-            // The event data comes in a header: Envoy never shows a request body to a filter
-            // before the request has gone upstream (a paused filter is paused for its body too),
-            // and an admin request must never go upstream.
-            Route::Test { hook } => match self.header(admin::TEST_DATA_HEADER) {
-                Some(data) => {
-                    let data = data.as_bytes().to_vec();
-                    self.test(runtime, hook, &data);
+        match step {
+            Step::Reply(reply) => self.reply(&reply),
+            Step::Call {
+                request,
+                timeout_ms,
+                data,
+            } => {
+                let host = self.known.host_or_envoy();
+                match dispatch(host, &request, timeout_ms) {
+                    Ok(_) => self.admin = Some(Admin::Calling { data }),
+                    Err(status) => self.reply(&admin::failed_call(&format!(
+                        "the host refused the call to {} ({status:?})",
+                        differences::call(host, &request).upstream
+                    ))),
                 }
-                None if end_of_stream || !self.has_body() => self.test(runtime, hook, b"{}"),
-                None => self.reply(&admin::body_not_readable()),
-            },
-            Route::Ping { hook } => match runtime.hooks().get(hook).and_then(admin::ping) {
-                Some(draft) => self.call(runtime, hook, &draft, Value::Null),
-                None => self.reply(&admin::failed_call("not a webhook hook")),
-            },
+            }
         }
     }
 }
@@ -213,10 +154,13 @@ impl Context for Http {
             admin::MAX_RESULT_BODY,
             self.known.reads_call_bodies(),
         );
-        let reply = match answer.status {
-            Some(status) => admin::result(data, Some(status), &answer.headers, &answer.body),
-            None => admin::failed_call(answer.header(DISPATCH_STATUS).unwrap_or("no answer")),
-        };
+        let reply = session::answered(
+            data,
+            answer.status,
+            &answer.headers,
+            &answer.body,
+            answer.header(DISPATCH_STATUS),
+        );
         self.reply(&reply);
     }
 }
@@ -243,10 +187,10 @@ impl HttpContext for Http {
         }
         let admin = runtime.admin().and_then(|settings| {
             let rest = self.header(":path").and_then(|path| settings.rest(path))?;
-            Some((settings, rest.to_string()))
+            Some(rest.to_string())
         });
-        if let Some((settings, rest)) = admin {
-            self.admin_request(&runtime, settings, &rest, end_of_stream);
+        if let Some(rest) = admin {
+            self.admin_request(&runtime, &rest, end_of_stream);
             // Nothing of an admin request is kept, and nothing goes upstream.
             self.capture = Capture::default();
             return Action::Pause;

@@ -204,3 +204,113 @@ fn token_settings() {
         ]
     );
 }
+
+mod sessions {
+    use super::super::session::{self, Step};
+    use crate::config;
+    use crate::log::Lines;
+    use crate::runtime::Runtime;
+    use serde_json::{Value, json};
+
+    fn runtime() -> Runtime {
+        let config = json!({
+            "hooks": [
+                {"name": "slack", "source": "traffic", "handler": "webhook",
+                 "config": {"url": "http://receiver:9000/x", "secret": "hook-secret"}},
+                {"name": "audit", "source": "traffic", "handler": "log", "config": {}}
+            ],
+            "admin": {"token": "t0ken"}
+        });
+        Runtime::new(
+            config::parse(config.to_string().as_bytes()).unwrap(),
+            1,
+            Box::new(crate::shared::Memory::default()),
+            Box::new(crate::metrics::Null),
+        )
+    }
+
+    fn start(method: &str, rest: &str, headers: &[(&str, &str)], end_of_stream: bool) -> Step {
+        let runtime = runtime();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.to_string())
+        };
+        session::start(
+            &runtime,
+            method,
+            rest,
+            &header,
+            end_of_stream,
+            1_700_000_000_000_000_000,
+            &Lines::default(),
+        )
+    }
+
+    fn status(step: &Step) -> Option<u16> {
+        match step {
+            Step::Reply(reply) => Some(reply.status),
+            Step::Call { .. } => None,
+        }
+    }
+
+    #[test]
+    fn a_test_calls_with_the_event_data_from_its_header_in_any_case() {
+        let auth = ("Authorization", "Bearer t0ken");
+        let step = start(
+            "POST",
+            "/slack/test",
+            &[auth, ("X-Event-Data", r#"{"order": 7}"#)],
+            false,
+        );
+        let Step::Call { request, data, .. } = step else {
+            panic!("expected a call, got {step:?}")
+        };
+        assert_eq!(data, json!({"order": 7}));
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        assert_eq!(body["order"], 7);
+        assert!(
+            request
+                .headers
+                .iter()
+                .any(|(name, _)| name == "x-kong-signature")
+        );
+        // A body it cannot read: 400; none: the empty event; the log handler makes no call.
+        let step = start(
+            "POST",
+            "/slack/test",
+            &[auth, ("Content-Length", "2")],
+            false,
+        );
+        assert_eq!(status(&step), Some(400));
+        assert!(matches!(
+            start("POST", "/slack/test", &[auth], false),
+            Step::Call { .. }
+        ));
+        assert_eq!(
+            status(&start("POST", "/audit/test", &[auth], true)),
+            Some(200)
+        );
+        assert_eq!(
+            status(&start("GET", "/audit/ping", &[auth], true)),
+            Some(400)
+        );
+        assert!(matches!(
+            start("GET", "/slack/ping", &[auth], true),
+            Step::Call { .. }
+        ));
+        assert_eq!(status(&start("GET", "/status", &[], true)), Some(401));
+    }
+
+    #[test]
+    fn an_answer_shows_the_receiver_or_why_there_was_none() {
+        let shown = session::answered(json!({"a": 1}), Some(201), &[], b"{\"ok\":true}", None);
+        assert_eq!(shown.status, 200);
+        assert_eq!(shown.body["result"]["status"], 201);
+        assert_eq!(shown.body["result"]["body"]["ok"], true);
+        let failed = session::answered(json!({}), None, &[], b"", Some("timeout"));
+        assert_eq!(failed.status, 502);
+        assert!(failed.body.to_string().contains("timeout"));
+    }
+}
