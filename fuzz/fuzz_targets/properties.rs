@@ -25,7 +25,7 @@ use event_hooks::wire;
 use event_hooks_core::needs::Props;
 use event_hooks_core::shared::{Memory, NAMESPACE, Shared};
 use event_hooks_core::source::traffic::{self, Capture, MAX_HEADERS, MAX_TEXT_BYTES, TRUNCATED};
-use event_hooks_core::source::{health, rate_limit};
+use event_hooks_core::source::{balancer, rate_limiting};
 use event_hooks_fuzz::{chance, count, pick, string};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -370,7 +370,7 @@ fuzz_target!(|data: &[u8]| {
     check_bounded(&event.data, "");
     serde_json::to_vec(&event.data).expect("an event serializes");
 
-    let _ = rate_limit::event(&rate_limit::Settings::default(), &event);
+    let _ = rate_limiting::event(&rate_limiting::Settings::default(), &event);
     let store = Memory::default();
     let cluster = event
         .data
@@ -389,8 +389,8 @@ fuzz_target!(|data: &[u8]| {
             None,
         );
     }
-    let mut tracked = health::Tracked::default();
+    let mut tracked = balancer::Tracked::default();
     for _ in 0..3 {
-        let _ = health::observe(&store, &health::Settings::default(), &mut tracked, &event);
+        let _ = balancer::observe(&store, &balancer::Settings::default(), &mut tracked, &event);
     }
 });

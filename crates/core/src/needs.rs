@@ -212,7 +212,7 @@ impl Needs {
             needs = needs.union(delivery(hook).at_then());
         }
         if on(Source::RateLimiting) {
-            // The status first; the event's fields (rate_limit::event) once it is a 429.
+            // The status first; the event's fields (rate_limiting::event) once it is a 429.
             needs = needs
                 .union(Needs::of_field(&["response", "status"]).at_first())
                 .union(rate_limit_fields().at_then());

@@ -20,7 +20,7 @@ use crate::metrics::{self, Metrics};
 use crate::needs::Needs;
 use crate::shared::Shared;
 use crate::source::traffic::{self, Capture, Properties};
-use crate::source::{self, Source, crud, health, rate_limit};
+use crate::source::{self, Source, balancer, crud, rate_limiting};
 
 /// What the runtime counted since it started (per VM).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub struct Runtime {
     dead_letter: Option<usize>,
     delivery: RefCell<Delivery>,
     ids: RefCell<IdGen>,
-    tracked: RefCell<health::Tracked>,
+    tracked: RefCell<balancer::Tracked>,
     counters: RefCell<Counters>,
     /// The metric names counted per event, built once: `events.<source>` in [`Source::ALL`]'s
     /// order, and `hook.<name>.matched` per hook.
@@ -96,7 +96,7 @@ impl Runtime {
             metrics,
             dead_letter,
             ids: RefCell::new(IdGen::new(seed)),
-            tracked: RefCell::new(health::Tracked::default()),
+            tracked: RefCell::new(balancer::Tracked::default()),
             counters: RefCell::new(Counters::default()),
             event_metrics,
             matched_metrics,
@@ -307,7 +307,7 @@ impl Runtime {
             self.observe_crud(capture, &view, now_ms, log);
         }
         if self.hooks.listens_to(Source::RateLimiting) && view.status() == Some(429) {
-            if let Some(event) = rate_limit::event(&self.sources.rate_limit, traffic()) {
+            if let Some(event) = rate_limiting::event(&self.sources.rate_limit, traffic()) {
                 self.emit(&event, now_ms, log);
             }
         }
@@ -354,7 +354,7 @@ impl Runtime {
             return;
         };
         let was_full = tracked.full;
-        let observed = health::observe(
+        let observed = balancer::observe(
             self.store.as_ref(),
             &self.sources.health,
             &mut tracked,
@@ -365,7 +365,7 @@ impl Runtime {
                 Level::Warn,
                 &format!(
                     "health: tracking the first {} upstream hosts of this worker only",
-                    health::MAX_HOSTS
+                    balancer::MAX_HOSTS
                 ),
             );
         }

@@ -209,12 +209,14 @@ fn read_sources(top: &Object<'_, '_>, problems: &Problems) -> source::Settings {
         .and_then(|value| source::crud::Settings::parse(value, &top.path_of("crud"), problems));
     let health = top
         .get("health")
-        .and_then(|value| source::health::Settings::parse(value, &top.path_of("health"), problems))
+        .and_then(|value| {
+            source::balancer::Settings::parse(value, &top.path_of("health"), problems)
+        })
         .unwrap_or_default();
     let rate_limit = top
         .get("rate_limit")
         .and_then(|value| {
-            source::rate_limit::Settings::parse(value, &top.path_of("rate_limit"), problems)
+            source::rate_limiting::Settings::parse(value, &top.path_of("rate_limit"), problems)
         })
         .unwrap_or_default();
     source::Settings {

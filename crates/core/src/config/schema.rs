@@ -22,7 +22,7 @@ use crate::delivery::{breaker, retry};
 use crate::filter::OPERATORS;
 use crate::handler::HandlerKind;
 use crate::signing::{self, MAX_SECRETS};
-use crate::source::{Source, crud, health, rate_limit};
+use crate::source::{Source, balancer, crud, rate_limiting};
 
 /// The `$schema` of a draft-4 schema, as Kong writes it.
 pub const DRAFT_4: &str = "http://json-schema.org/draft-04/schema#";
@@ -274,7 +274,7 @@ impl Builder {
     fn health(&self) -> Value {
         Value::Object(self.object(
             "health",
-            &[health::KEYS],
+            &[balancer::KEYS],
             vec![
                 (
                     "failure_statuses",
@@ -282,13 +282,13 @@ impl Builder {
                         "type": "array",
                         "items": {
                             "type": "integer",
-                            "minimum": health::STATUSES.start(),
-                            "maximum": health::STATUSES.end(),
+                            "minimum": balancer::STATUSES.start(),
+                            "maximum": balancer::STATUSES.end(),
                         },
                     }),
                 ),
-                whole_entry(health::UNHEALTHY_AFTER),
-                whole_entry(health::HEALTHY_AFTER),
+                whole_entry(balancer::UNHEALTHY_AFTER),
+                whole_entry(balancer::HEALTHY_AFTER),
             ],
         ))
     }
@@ -296,7 +296,7 @@ impl Builder {
     fn rate_limit(&self) -> Value {
         Value::Object(self.object(
             "rate_limit",
-            &[rate_limit::KEYS],
+            &[rate_limiting::KEYS],
             vec![(
                 "consumer_headers",
                 json!({"type": "array", "items": non_empty_string()}),

@@ -4,9 +4,9 @@
 //! sources admin endpoint lists (Kong's `GET /event-hooks/sources` shape). Every source builds
 //! its events from what the filter saw of one request ([`traffic::Capture`]).
 
+pub mod balancer;
 pub mod crud;
-pub mod health;
-pub mod rate_limit;
+pub mod rate_limiting;
 pub mod traffic;
 
 /// The sources' top-level settings (`crud`, `health`, `rate_limit`).
@@ -14,8 +14,8 @@ pub mod traffic;
 pub struct Settings {
     /// `None`: no `crud` settings, so no `crud` or `dao:crud` events.
     pub crud: Option<crud::Settings>,
-    pub health: health::Settings,
-    pub rate_limit: rate_limit::Settings,
+    pub health: balancer::Settings,
+    pub rate_limit: rate_limiting::Settings,
 }
 
 /// The `event_hooks` source's events.
@@ -96,8 +96,8 @@ impl Source {
             Source::Traffic => traffic::EVENTS,
             Source::Crud => crud::CRUD_EVENTS,
             Source::DaoCrud => crud::DAO_EVENTS,
-            Source::Balancer => health::EVENTS,
-            Source::RateLimiting => rate_limit::EVENTS,
+            Source::Balancer => balancer::EVENTS,
+            Source::RateLimiting => rate_limiting::EVENTS,
             Source::EventHooks => DEAD_LETTER_EVENTS,
         }
     }

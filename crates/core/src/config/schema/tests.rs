@@ -63,11 +63,11 @@ fn every_object_takes_exactly_the_parser_s_keys() {
             sorted(&[breaker::KEYS]),
         ),
         ("crud", &properties["crud"], sorted(&[crud::KEYS])),
-        ("health", &properties["health"], sorted(&[health::KEYS])),
+        ("health", &properties["health"], sorted(&[balancer::KEYS])),
         (
             "rate_limit",
             &properties["rate_limit"],
-            sorted(&[rate_limit::KEYS]),
+            sorted(&[rate_limiting::KEYS]),
         ),
         ("admin", &properties["admin"], sorted(&[admin::KEYS])),
     ];
