@@ -177,9 +177,9 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(
         names,
         vec![
-            (Source::Crud, write.schema.as_str()),
-            (Source::Crud, crud_name.as_str()),
-            (Source::DaoCrud, write.operation.name()),
+            (Source::CRUD, write.schema.as_str()),
+            (Source::CRUD, crud_name.as_str()),
+            (Source::DAO_CRUD, write.operation.name()),
         ]
     );
     let entity = events[0].data.get("entity");

@@ -102,7 +102,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         filter(&mut u)
     };
-    let event = Event::new(Source::Traffic, "request", event_data(&mut u));
+    let event = Event::new(Source::TRAFFIC, "request", event_data(&mut u));
     let redaction = match event_hooks_fuzz::count(&mut u, 2) {
         0 => Redaction::default(),
         1 => Redaction::none(),

@@ -146,7 +146,7 @@ fn lambda(c: &mut Criterion) {
     use event_hooks_core::source::Source;
 
     let event = Event::new(
-        Source::Traffic,
+        Source::TRAFFIC,
         "request",
         json!({
             "request": {"method": "GET", "path": "/orders/7", "host": "shop",

@@ -219,9 +219,8 @@ pub fn route(
 /// Kong's sources listing: `{source: {event: {"fields": [...], "unique": [...]?, "description": ...}}}`.
 pub fn sources() -> Value {
     Value::Object(
-        Source::ALL
-            .iter()
-            .map(|source| (source.name().to_string(), events(*source)))
+        Source::all()
+            .map(|source| (source.name().to_string(), events(source)))
             .collect(),
     )
 }

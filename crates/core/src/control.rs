@@ -160,7 +160,7 @@ mod tests {
 
     fn event(tag: &str) -> Event {
         let data = json!({"tag": tag}).as_object().unwrap().clone();
-        Event::new(Source::Traffic, "request", data)
+        Event::new(Source::TRAFFIC, "request", data)
     }
 
     /// Which of `events` (seconds, tag) go through, each seen by worker `n % workers` (all

@@ -349,7 +349,7 @@ mod tests {
         let Value::Object(map) = data else {
             panic!("not an object")
         };
-        Event::new(Source::Traffic, "request", map)
+        Event::new(Source::TRAFFIC, "request", map)
     }
 
     #[test]

@@ -118,14 +118,14 @@ impl Needs {
         }
     }
 
-    fn with_request_headers(self) -> Needs {
+    pub fn with_request_headers(self) -> Needs {
         Needs {
             request_headers: true,
             ..self
         }
     }
 
-    fn with_response_headers(self) -> Needs {
+    pub fn with_response_headers(self) -> Needs {
         Needs {
             response_headers: true,
             ..self
@@ -142,7 +142,7 @@ impl Needs {
     }
 
     /// The same needs, all of them met before deciding (for what must be read up front).
-    fn at_first(self) -> Needs {
+    pub fn at_first(self) -> Needs {
         Needs {
             first: self.first.union(self.then),
             then: Props::NONE,
@@ -151,7 +151,7 @@ impl Needs {
     }
 
     /// The same needs, met once the event is built (for what deliveries use).
-    fn at_then(self) -> Needs {
+    pub fn at_then(self) -> Needs {
         Needs {
             first: Props::NONE,
             then: self.first.union(self.then),
@@ -194,88 +194,22 @@ impl Needs {
         }
     }
 
-    /// What a configuration's hooks and sources need of each request.
+    /// What a configuration's hooks and sources need of each request: what each source with
+    /// an enabled hook says it needs ([`crate::source::SourceKind::needs`]).
     pub fn of(hooks: &HookSet, sources: &source::Settings) -> Needs {
-        let on = |source: Source| {
-            hooks
-                .iter()
-                .any(|hook| hook.enabled && hook.source == source)
-        };
         let mut needs = Needs::default();
-        for hook in hooks
-            .iter()
-            .filter(|hook| hook.enabled && hook.source == Source::Traffic)
-        {
-            for path in hook.filter.fields() {
-                needs = needs.union(Needs::of_field(path).at_first());
-            }
-            needs = needs.union(delivery(hook).at_then());
-        }
-        if on(Source::RateLimiting) {
-            // The status first; the event's fields (rate_limiting::event) once it is a 429.
-            needs = needs
-                .union(Needs::of_field(&["response", "status"]).at_first())
-                .union(rate_limit_fields().at_then());
-        }
-        if on(Source::Balancer) {
-            for field in health_fields() {
-                needs = needs.union(Needs::of_field(&split(field)).at_first());
-            }
-        }
-        if let Some(crud) = sources
-            .crud
-            .as_ref()
-            .filter(|_| on(Source::Crud) || on(Source::DaoCrud))
-        {
-            for field in ["request.method", "request.path", "response.status"] {
-                needs = needs.union(Needs::of_field(&split(field)).at_first());
-            }
-            for path in crud.matcher.fields() {
-                needs = needs.union(Needs::of_field(path).at_first());
+        for source in Source::all() {
+            let listening: Vec<&Hook> = hooks
+                .iter()
+                .filter(|hook| hook.enabled && hook.source == source)
+                .collect();
+            if !listening.is_empty() {
+                needs = needs.union(source.kind().needs(&listening, sources));
             }
         }
         needs.then = needs.then.without(needs.first);
         needs
     }
-}
-
-fn split(field: &str) -> Vec<&str> {
-    field.split('.').collect()
-}
-
-/// What a traffic hook's deliveries read of the event.
-fn delivery(hook: &Hook) -> Needs {
-    match hook.handler.event_fields() {
-        Some(fields) if !hook.on_change => fields
-            .into_iter()
-            .filter(|path| !matches!(path, [only] if only == "source" || only == "event"))
-            .fold(Needs::default(), |needs, path| {
-                needs.union(Needs::of_field(path))
-            }),
-        _ => Needs::EVERYTHING,
-    }
-}
-
-/// The traffic fields the rate-limiting source reads (its consumer headers among the request
-/// headers, its limits among the response headers).
-fn rate_limit_fields() -> Needs {
-    ["client.ip", "upstream.cluster", "route", "response.status"]
-        .iter()
-        .fold(Needs::default(), |needs, field| {
-            needs.union(Needs::of_field(&split(field)))
-        })
-        .with_request_headers()
-        .with_response_headers()
-}
-
-/// The traffic fields the balancer source reads.
-fn health_fields() -> [&'static str; 4] {
-    [
-        "upstream.address",
-        "upstream.cluster",
-        "response.status",
-        "response.flags",
-    ]
 }
 
 #[cfg(test)]

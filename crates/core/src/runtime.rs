@@ -25,8 +25,8 @@ use crate::source::{self, Source, balancer, crud, rate_limiting};
 /// What the runtime counted since it started (per VM).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Events emitted, per source, in [`Source::ALL`]'s order.
-    pub emitted: [u64; Source::ALL.len()],
+    /// Events emitted, per source, in [`Source::all`]'s order.
+    pub emitted: [u64; Source::COUNT],
     /// `crud` events whose entity is absent: the body was larger than `max_body_bytes`.
     pub crud_body_too_large: u64,
     /// `crud` events whose entity is absent: the body was not JSON.
@@ -49,7 +49,7 @@ pub struct Runtime {
     ids: RefCell<IdGen>,
     tracked: RefCell<balancer::Tracked>,
     counters: RefCell<Counters>,
-    /// The metric names counted per event, built once: `events.<source>` in [`Source::ALL`]'s
+    /// The metric names counted per event, built once: `events.<source>` in [`Source::all`]'s
     /// order, and `hook.<name>.matched` per hook.
     event_metrics: Vec<String>,
     matched_metrics: Vec<String>,
@@ -70,8 +70,7 @@ impl Runtime {
             .iter()
             .map(|hook| metrics::name(&["hook", &hook.name, "matched"]))
             .collect();
-        let event_metrics: Vec<String> = Source::ALL
-            .iter()
+        let event_metrics: Vec<String> = Source::all()
             .map(|source| metrics::name(&["events", source.name()]))
             .collect();
         for name in matched_metrics.iter().chain(&event_metrics) {
@@ -123,8 +122,7 @@ impl Runtime {
     /// hook `accepted = delivered + failed + dropped + pending`.
     pub fn status(&self) -> serde_json::Value {
         let counters = self.counters();
-        let emitted: serde_json::Map<String, serde_json::Value> = Source::ALL
-            .iter()
+        let emitted: serde_json::Map<String, serde_json::Value> = Source::all()
             .zip(counters.emitted.iter())
             .map(|(source, count)| (source.name().to_string(), (*count).into()))
             .collect();
@@ -228,13 +226,11 @@ impl Runtime {
     /// Whether any hook listens to one of the sources built from proxied requests (when none
     /// does, HTTP contexts capture nothing).
     pub fn observes_requests(&self) -> bool {
-        Source::ALL
-            .iter()
-            .any(|source| self.hooks.listens_to(*source))
+        Source::all().any(|source| self.hooks.listens_to(source))
     }
 
     fn listens_to_crud(&self) -> bool {
-        self.hooks.listens_to(Source::Crud) || self.hooks.listens_to(Source::DaoCrud)
+        self.hooks.listens_to(Source::CRUD) || self.hooks.listens_to(Source::DAO_CRUD)
     }
 
     /// The most response-body bytes to read for a request seen so far (its headers and
@@ -300,18 +296,18 @@ impl Runtime {
                 ))
             })
         };
-        if self.hooks.listens_to(Source::Traffic) {
-            self.emit_lazy(Source::Traffic, "request", &view, traffic, now_ms, log);
+        if self.hooks.listens_to(Source::TRAFFIC) {
+            self.emit_lazy(Source::TRAFFIC, "request", &view, traffic, now_ms, log);
         }
         if self.listens_to_crud() {
             self.observe_crud(capture, &view, now_ms, log);
         }
-        if self.hooks.listens_to(Source::RateLimiting) && view.status() == Some(429) {
+        if self.hooks.listens_to(Source::RATE_LIMITING) && view.status() == Some(429) {
             if let Some(event) = rate_limiting::event(&self.sources.rate_limit, traffic()) {
                 self.emit(&event, now_ms, log);
             }
         }
-        if self.hooks.listens_to(Source::Balancer) {
+        if self.hooks.listens_to(Source::BALANCER) {
             self.observe_health(&view, now_ms, log);
         }
     }
@@ -424,10 +420,7 @@ impl Runtime {
 
     /// Counts an event of `source` (admin status `events`, metric `events.<source>`).
     fn count_emitted(&self, source: Source) {
-        let at = Source::ALL
-            .iter()
-            .position(|candidate| *candidate == source)
-            .unwrap_or(0);
+        let at = source.index();
         self.count(|c| {
             if let Some(count) = c.emitted.get_mut(at) {
                 *count = count.saturating_add(1);
@@ -477,7 +470,7 @@ impl Runtime {
         };
         for letter in letters {
             let event = dead_letter_event(&self.hooks, &letter);
-            self.count_emitted(Source::EventHooks);
+            self.count_emitted(Source::EVENT_HOOKS);
             let actions = match self.ids.try_borrow_mut() {
                 Ok(mut ids) => {
                     self.hooks
@@ -604,7 +597,7 @@ fn dead_letter_event(hooks: &HookSet, letter: &DeadLetter) -> Event {
     );
     data.insert("last_error".into(), letter.last_error.clone().into());
     data.insert("event".into(), body);
-    Event::new(Source::EventHooks, "dead_letter", data)
+    Event::new(Source::EVENT_HOOKS, "dead_letter", data)
 }
 
 #[cfg(test)]

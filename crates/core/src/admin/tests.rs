@@ -129,7 +129,7 @@ fn test_and_ping_payloads() {
     let event = test_event(slack, br#"{"message": "hi"}"#).unwrap();
     assert_eq!(
         (event.source, event.name.as_str()),
-        (Source::Traffic, "request")
+        (Source::TRAFFIC, "request")
     );
     let outputs = run(slack, &event);
     let Some(Output::Draft(draft)) = outputs.first() else {

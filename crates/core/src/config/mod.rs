@@ -19,15 +19,14 @@ use crate::hooks::{Hook, HookSet};
 use crate::source::{self, Source};
 use reader::{Object, Problem, Problems, Whole, child, element, kind};
 
-const TOP_KEYS: &[&str] = &[
-    "host",
-    "hooks",
-    "delivery",
-    "crud",
-    "health",
-    "rate_limit",
-    "admin",
-];
+/// The top-level keys: `host`, `hooks`, `delivery`, each source's settings (in
+/// [`source::BUILTIN`]'s order), `admin`.
+pub(crate) fn top_keys() -> Vec<&'static str> {
+    let mut keys = vec!["host", "hooks", "delivery"];
+    keys.extend(Source::all().filter_map(|source| source.kind().settings_key()));
+    keys.push("admin");
+    keys
+}
 const HOOK_KEYS: &[&str] = &[
     "name",
     "enabled",
@@ -163,7 +162,8 @@ pub fn parse_in(bytes: &[u8], env: reader::Env, catalog: &Catalog) -> Result<Con
 }
 
 fn read(document: &Value, problems: &Problems, catalog: &Catalog) -> Option<Config> {
-    let top = Object::new(document, "", TOP_KEYS, problems)?;
+    let keys = top_keys();
+    let top = Object::new(document, "", &keys, problems)?;
     let host = Host::parse(&top, problems);
     let hooks = read_hooks(&top, problems, catalog);
     let delivery = match top.get("delivery") {
@@ -178,17 +178,12 @@ fn read(document: &Value, problems: &Problems, catalog: &Catalog) -> Option<Conf
         .get("admin")
         .and_then(|value| admin::Settings::parse(value, &top.path_of("admin"), problems));
     if let Some(hooks) = &hooks {
-        if sources.crud.is_none() {
-            for (index, hook) in hooks.iter().enumerate() {
-                if matches!(hook.source, Source::Crud | Source::DaoCrud) {
-                    problems.add(
-                        &child(&element(&top.path_of("hooks"), index), "source"),
-                        format!(
-                            "source {} needs the top-level crud settings (crud.match selects the admin API's requests)",
-                            hook.source.name()
-                        ),
-                    );
-                }
+        for (index, hook) in hooks.iter().enumerate() {
+            if let Some(why) = hook.source.kind().refuse_hook(&sources) {
+                problems.add(
+                    &child(&element(&top.path_of("hooks"), index), "source"),
+                    why,
+                );
             }
         }
     }
@@ -201,29 +196,21 @@ fn read(document: &Value, problems: &Problems, catalog: &Catalog) -> Option<Conf
     })
 }
 
-/// The sources' top-level settings; a bad one is reported and replaced by its default (the
-/// configuration is refused anyway).
+/// The sources' top-level settings, each read by its source; a bad one is reported and
+/// replaced by its default (the configuration is refused anyway).
 fn read_sources(top: &Object<'_, '_>, problems: &Problems) -> source::Settings {
-    let crud = top
-        .get("crud")
-        .and_then(|value| source::crud::Settings::parse(value, &top.path_of("crud"), problems));
-    let health = top
-        .get("health")
-        .and_then(|value| {
-            source::balancer::Settings::parse(value, &top.path_of("health"), problems)
-        })
-        .unwrap_or_default();
-    let rate_limit = top
-        .get("rate_limit")
-        .and_then(|value| {
-            source::rate_limiting::Settings::parse(value, &top.path_of("rate_limit"), problems)
-        })
-        .unwrap_or_default();
-    source::Settings {
-        crud,
-        health,
-        rate_limit,
+    let mut settings = source::Settings::default();
+    for source in Source::all() {
+        let kind = source.kind();
+        if let Some(value) = kind
+            .settings_key()
+            .and_then(|key| top.get(key).map(|value| (key, value)))
+        {
+            let (key, value) = value;
+            kind.read_settings(value, &top.path_of(key), problems, &mut settings);
+        }
     }
+    settings
 }
 
 fn read_hooks(top: &Object<'_, '_>, problems: &Problems, catalog: &Catalog) -> Option<Vec<Hook>> {
@@ -309,8 +296,8 @@ fn read_hook(
         Some(value) => {
             let filter_path = hook.path_of("filter");
             let filter = Filter::compile(value, &filter_path, problems);
-            if source == Some(Source::Traffic) {
-                crate::source::traffic::check_filter(&filter, &filter_path, problems);
+            if let Some(source) = source {
+                source.kind().check_filter(&filter, &filter_path, problems);
             }
             filter
         }
@@ -442,7 +429,7 @@ fn check_delivery(hooks: &[Hook], delivery: &Settings, top: &Object<'_, '_>, pro
             let here = child(&child(&element(&hooks_path, index), "config"), "retry");
             overrides.apply(&delivery.retry).check(&here, problems);
         }
-        if hook.source == Source::EventHooks && delivery.dead_letter.as_deref() != Some(&hook.name)
+        if hook.source == Source::EVENT_HOOKS && delivery.dead_letter.as_deref() != Some(&hook.name)
         {
             problems.add(
                 &child(&element(&hooks_path, index), "source"),
@@ -456,7 +443,7 @@ fn check_delivery(hooks: &[Hook], delivery: &Settings, top: &Object<'_, '_>, pro
     let path = child(&top.path_of("delivery"), "dead_letter");
     match hooks.iter().find(|hook| hook.name == *name) {
         None => problems.add(&path, format!("no hook is named {}", quoted(name))),
-        Some(hook) if hook.source != Source::EventHooks => problems.add(
+        Some(hook) if hook.source != Source::EVENT_HOOKS => problems.add(
             &path,
             format!(
                 "hook {} has source {}; a dead-letter hook has source event_hooks (event dead_letter)",

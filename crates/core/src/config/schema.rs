@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::reader::Whole;
 use super::{
-    DELIVERY_KEYS, HOOK_KEYS, Host, MAX_HOOKS, MAX_NAME_LEN, SNOOZE, TOP_KEYS, delivery_numbers,
+    DELIVERY_KEYS, HOOK_KEYS, Host, MAX_HOOKS, MAX_NAME_LEN, SNOOZE, delivery_numbers, top_keys,
 };
 use crate::admin;
 use crate::catalog::Catalog;
@@ -22,7 +22,7 @@ use crate::delivery::{breaker, retry};
 use crate::filter::OPERATORS;
 use crate::handler::HandlerKind;
 use crate::signing::{self, MAX_SECRETS};
-use crate::source::{Source, balancer, crud, rate_limiting};
+use crate::source::Source;
 
 /// The `$schema` of a draft-4 schema, as Kong writes it.
 pub const DRAFT_4: &str = "http://json-schema.org/draft-04/schema#";
@@ -115,25 +115,26 @@ impl Builder {
     }
 
     fn root(&self) -> Value {
-        let mut root = self.object(
-            "$",
-            &[TOP_KEYS],
-            vec![
-                (
-                    "host",
-                    json!({
-                        "description": "The proxy the filter runs in; left out, it is detected from the first request.",
-                        "enum": Host::NAMES,
-                    }),
-                ),
-                ("hooks", self.hooks()),
-                ("delivery", self.delivery()),
-                ("crud", self.crud()),
-                ("health", self.health()),
-                ("rate_limit", self.rate_limit()),
-                ("admin", self.admin()),
-            ],
-        );
+        let mut types = vec![
+            (
+                "host",
+                json!({
+                    "description": "The proxy the filter runs in; left out, it is detected when the filter loads.",
+                    "enum": Host::NAMES,
+                }),
+            ),
+            ("hooks", self.hooks()),
+            ("delivery", self.delivery()),
+        ];
+        for source in Source::all() {
+            let kind = source.kind();
+            if let (Some(key), Some(schema)) = (kind.settings_key(), kind.settings_schema(self)) {
+                types.push((key, schema));
+            }
+        }
+        types.push(("admin", self.admin()));
+        let keys = top_keys();
+        let mut root = self.object("$", &[&keys], types);
         root.insert("$schema".into(), json!(DRAFT_4));
         root.insert("title".into(), json!("event_hooks filter configuration"));
         root.insert(
@@ -159,7 +160,7 @@ impl Builder {
                 ("enabled", json!({"type": "boolean"})),
                 (
                     "source",
-                    json!({"enum": Source::ALL.iter().map(|source| source.name()).collect::<Vec<_>>()}),
+                    json!({"enum": Source::all().map(Source::name).collect::<Vec<_>>()}),
                 ),
                 ("event", json!({"type": "string"})),
                 ("filter", filter()),
@@ -178,7 +179,7 @@ impl Builder {
             "allOf".into(),
             json!([
                 {"oneOf": self.catalog.handlers().iter().map(|kind| self.handler(*kind)).collect::<Vec<_>>()},
-                {"oneOf": Source::ALL.iter().map(|source| events(*source)).collect::<Vec<_>>()},
+                {"oneOf": Source::all().map(events).collect::<Vec<_>>()},
             ]),
         );
         json!({"type": "array", "maxItems": MAX_HOOKS, "items": Value::Object(hook)})
@@ -257,53 +258,6 @@ impl Builder {
         ))
     }
 
-    fn crud(&self) -> Value {
-        let mut crud = self.object(
-            "crud",
-            &[crud::KEYS],
-            vec![
-                ("match", filter()),
-                ("prefix", json!({"type": "string", "pattern": "^/"})),
-                whole_entry(crud::BODY_BYTES),
-            ],
-        );
-        crud.insert("required".into(), json!(["match"]));
-        Value::Object(crud)
-    }
-
-    fn health(&self) -> Value {
-        Value::Object(self.object(
-            "health",
-            &[balancer::KEYS],
-            vec![
-                (
-                    "failure_statuses",
-                    json!({
-                        "type": "array",
-                        "items": {
-                            "type": "integer",
-                            "minimum": balancer::STATUSES.start(),
-                            "maximum": balancer::STATUSES.end(),
-                        },
-                    }),
-                ),
-                whole_entry(balancer::UNHEALTHY_AFTER),
-                whole_entry(balancer::HEALTHY_AFTER),
-            ],
-        ))
-    }
-
-    fn rate_limit(&self) -> Value {
-        Value::Object(self.object(
-            "rate_limit",
-            &[rate_limiting::KEYS],
-            vec![(
-                "consumer_headers",
-                json!({"type": "array", "items": non_empty_string()}),
-            )],
-        ))
-    }
-
     fn admin(&self) -> Value {
         let mut admin = self.object(
             "admin",
@@ -324,23 +278,9 @@ impl Builder {
 
 /// The hooks of `source`, and the events they may name.
 fn events(source: Source) -> Value {
-    let event = match source {
-        Source::Crud => {
-            let operations: Vec<&str> = crud::DAO_EVENTS.iter().map(|spec| spec.name).collect();
-            json!({
-                "type": "string",
-                "pattern": format!(
-                    "^[A-Za-z0-9_-]{{1,{}}}(:({}))?$",
-                    crud::MAX_SCHEMA_LEN,
-                    operations.join("|")
-                ),
-            })
-        }
-        _ => json!({"enum": source.events().iter().map(|spec| spec.name).collect::<Vec<_>>()}),
-    };
     json!({
         "required": ["source"],
-        "properties": {"source": {"enum": [source.name()]}, "event": event},
+        "properties": {"source": {"enum": [source.name()]}, "event": source.kind().event_schema()},
     })
 }
 
@@ -368,7 +308,7 @@ pub fn exclusive(mut config: Map<String, Value>, pairs: &[[&str; 2]]) -> Map<Str
 }
 
 /// A filter: field paths to conditions.
-fn filter() -> Value {
+pub fn filter() -> Value {
     json!({"type": "object", "additionalProperties": condition(NOT_DEPTH)})
 }
 
@@ -410,7 +350,7 @@ pub fn whole(spec: Whole) -> Value {
     json!({"type": "integer", "minimum": spec.min, "maximum": spec.max})
 }
 
-fn whole_entry(spec: Whole) -> (&'static str, Value) {
+pub fn whole_entry(spec: Whole) -> (&'static str, Value) {
     (spec.key, whole(spec))
 }
 

@@ -40,7 +40,7 @@ fn the_contract_example_parses() {
     assert_eq!(config.hooks.len(), 1);
     let hook = config.hooks.get(0).unwrap();
     assert_eq!(hook.name, "orders-5xx");
-    assert_eq!(hook.source, Source::Traffic);
+    assert_eq!(hook.source, Source::TRAFFIC);
     assert_eq!(hook.event.as_deref(), Some("request"));
     assert_eq!((hook.snooze, hook.on_change), (0, false));
     assert_eq!(hook.redaction.names(), DEFAULT_REDACTED_HEADERS);

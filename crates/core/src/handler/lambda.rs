@@ -1021,7 +1021,7 @@ mod tests {
 
     fn event(data: Value) -> Event {
         Event::new(
-            Source::Traffic,
+            Source::TRAFFIC,
             "request",
             data.as_object().unwrap().clone(),
         )

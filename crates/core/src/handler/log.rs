@@ -74,7 +74,7 @@ mod tests {
     fn one_line_with_event_source_and_redacted_data() {
         let data = json!({"request": {"headers": {"authorization": "Bearer t"}}});
         let event = Event::new(
-            Source::Traffic,
+            Source::TRAFFIC,
             "request",
             data.as_object().unwrap().clone(),
         );

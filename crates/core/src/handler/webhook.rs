@@ -151,7 +151,7 @@ mod tests {
             .as_object()
             .unwrap()
             .clone();
-        Event::new(Source::Traffic, "request", data)
+        Event::new(Source::TRAFFIC, "request", data)
     }
 
     #[test]

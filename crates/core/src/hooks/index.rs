@@ -304,7 +304,7 @@ mod tests {
 
     fn candidates(set: &HookSet, event: &Event) -> Vec<usize> {
         let mut out = Vec::new();
-        set.group(Source::Traffic)
+        set.group(Source::TRAFFIC)
             .unwrap()
             .index
             .candidates(event, &mut out);
@@ -315,7 +315,7 @@ mod tests {
 
     fn traffic(data: Value) -> Event {
         Event::new(
-            Source::Traffic,
+            Source::TRAFFIC,
             "request",
             data.as_object().unwrap().clone(),
         )
@@ -470,7 +470,7 @@ mod tests {
         hooks.push(json!({"source": "traffic", "handler": "log", "config": {},
                           "filter": {"request.headers.authorization": "x"}}));
         let set = hook_set(hooks);
-        let index = &set.group(Source::Traffic).unwrap().index;
+        let index = &set.group(Source::TRAFFIC).unwrap().index;
         // One path table with 100 prefixes of 2 lengths; the status condition once; the hook
         // without a filter and the one on a redacted header always.
         assert_eq!(index.texts.len(), 1);

@@ -14,11 +14,76 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
-use super::EventSpec;
+use serde_json::json;
+
+use super::{EventSpec, SourceKind};
 use crate::config::reader::{Object, Problems, Whole};
+use crate::config::schema::{Builder, whole_entry};
 use crate::event::{Event, Field, Fields, Redaction};
+use crate::hooks::Hook;
+use crate::needs::Needs;
 use crate::shared::{Change, Shared, update};
 use crate::source::Source;
+
+/// The `balancer` source: upstream hosts turning unhealthy or healthy; reads the top-level
+/// `health` settings.
+pub struct Kind;
+
+impl SourceKind for Kind {
+    fn name(&self) -> &'static str {
+        "balancer"
+    }
+
+    fn events(&self) -> &'static [EventSpec] {
+        EVENTS
+    }
+
+    fn settings_key(&self) -> Option<&'static str> {
+        Some("health")
+    }
+
+    fn read_settings(
+        &self,
+        value: &Value,
+        path: &str,
+        problems: &Problems,
+        settings: &mut super::Settings,
+    ) {
+        settings.health = Settings::parse(value, path, problems).unwrap_or_default();
+    }
+
+    fn settings_schema(&self, schema: &Builder) -> Option<Value> {
+        Some(Value::Object(schema.object(
+            "health",
+            &[KEYS],
+            vec![
+                (
+                    "failure_statuses",
+                    json!({
+                        "type": "array",
+                        "items": {"type": "integer", "minimum": STATUSES.start(), "maximum": STATUSES.end()},
+                    }),
+                ),
+                whole_entry(UNHEALTHY_AFTER),
+                whole_entry(HEALTHY_AFTER),
+            ],
+        )))
+    }
+
+    /// The traffic fields its passive checks read.
+    fn needs(&self, _hooks: &[&Hook], _settings: &super::Settings) -> Needs {
+        [
+            ["upstream", "address"],
+            ["upstream", "cluster"],
+            ["response", "status"],
+            ["response", "flags"],
+        ]
+        .iter()
+        .fold(Needs::default(), |needs, field| {
+            needs.union(Needs::of_field(field).at_first())
+        })
+    }
+}
 
 pub const EVENTS: &[EventSpec] = &[EventSpec {
     name: "health",
@@ -228,7 +293,7 @@ fn event(upstream_id: &str, address: &str, unhealthy: bool) -> Event {
         "health".into(),
         Value::String(if unhealthy { "unhealthy" } else { "healthy" }.to_string()),
     );
-    Event::new(Source::Balancer, "health", data)
+    Event::new(Source::BALANCER, "health", data)
 }
 
 /// `ip:port` or `[ipv6]:port` into the IP and the port.
@@ -257,7 +322,7 @@ mod tests {
         let data = json!({"response": {"status": status, "flags": flags},
                           "upstream": {"address": address, "cluster": "orders"}});
         Event::new(
-            Source::Traffic,
+            Source::TRAFFIC,
             "request",
             data.as_object().unwrap().clone(),
         )
@@ -331,7 +396,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (event.source, event.name.as_str()),
-            (Source::Balancer, "health")
+            (Source::BALANCER, "health")
         );
         assert_eq!(
             event.data,
@@ -367,7 +432,7 @@ mod tests {
         let mut tracked = Tracked::default();
         let settings = Settings::default();
         let local = Event::new(
-            Source::Traffic,
+            Source::TRAFFIC,
             "request",
             json!({"response": {"status": 503}})
                 .as_object()

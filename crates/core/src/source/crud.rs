@@ -20,11 +20,131 @@
 
 use serde_json::{Map, Value};
 
-use super::EventSpec;
+use serde_json::json;
+
+use super::{EventSpec, SourceKind};
 use crate::config::reader::{Object, Problems, Whole};
+use crate::config::schema::{Builder, filter, whole_entry};
 use crate::event::Event;
 use crate::filter::Filter;
+use crate::hooks::Hook;
+use crate::needs::Needs;
 use crate::source::Source;
+
+/// The `crud` source: `<schema>` and `<schema>:<operation>` events; reads the top-level `crud`
+/// settings, which `dao:crud` shares.
+pub struct CrudKind;
+
+/// The `dao:crud` source: one event per operation.
+pub struct DaoKind;
+
+impl SourceKind for CrudKind {
+    fn name(&self) -> &'static str {
+        "crud"
+    }
+
+    fn events(&self) -> &'static [EventSpec] {
+        CRUD_EVENTS
+    }
+
+    fn spec(&self, name: &str) -> Option<&'static EventSpec> {
+        crud_spec(name)
+    }
+
+    fn event_names(&self) -> String {
+        "<schema> or <schema>:create, :update, :delete (a schema is A-Z a-z 0-9 _ -)".to_string()
+    }
+
+    fn event_schema(&self) -> Value {
+        let operations: Vec<&str> = DAO_EVENTS.iter().map(|spec| spec.name).collect();
+        json!({
+            "type": "string",
+            "pattern": format!("^[A-Za-z0-9_-]{{1,{MAX_SCHEMA_LEN}}}(:({}))?$", operations.join("|")),
+        })
+    }
+
+    fn settings_key(&self) -> Option<&'static str> {
+        Some("crud")
+    }
+
+    fn read_settings(
+        &self,
+        value: &Value,
+        path: &str,
+        problems: &Problems,
+        settings: &mut super::Settings,
+    ) {
+        settings.crud = Settings::parse(value, path, problems);
+    }
+
+    fn settings_schema(&self, schema: &Builder) -> Option<Value> {
+        let mut crud = schema.object(
+            "crud",
+            &[KEYS],
+            vec![
+                ("match", filter()),
+                ("prefix", json!({"type": "string", "pattern": "^/"})),
+                whole_entry(BODY_BYTES),
+            ],
+        );
+        crud.insert("required".into(), json!(["match"]));
+        Some(Value::Object(crud))
+    }
+
+    fn refuse_hook(&self, settings: &super::Settings) -> Option<String> {
+        refuse_without_settings(self.name(), settings)
+    }
+
+    fn needs(&self, _hooks: &[&Hook], settings: &super::Settings) -> Needs {
+        needs(settings)
+    }
+}
+
+impl SourceKind for DaoKind {
+    fn name(&self) -> &'static str {
+        "dao:crud"
+    }
+
+    fn events(&self) -> &'static [EventSpec] {
+        DAO_EVENTS
+    }
+
+    fn refuse_hook(&self, settings: &super::Settings) -> Option<String> {
+        refuse_without_settings(self.name(), settings)
+    }
+
+    fn needs(&self, _hooks: &[&Hook], settings: &super::Settings) -> Needs {
+        needs(settings)
+    }
+}
+
+fn refuse_without_settings(source: &str, settings: &super::Settings) -> Option<String> {
+    settings.crud.is_none().then(|| {
+        format!(
+            "source {source} needs the top-level crud settings (crud.match selects the admin API's requests)"
+        )
+    })
+}
+
+/// What both sources read of every request: the method, path and status, and what
+/// `crud.match` tests.
+fn needs(settings: &super::Settings) -> Needs {
+    let Some(crud) = &settings.crud else {
+        return Needs::default();
+    };
+    let mut needs = Needs::default();
+    for field in [
+        ["request", "method"],
+        ["request", "path"],
+        ["response", "status"],
+    ] {
+        needs = needs.union(Needs::of_field(&field).at_first());
+    }
+    for path in crud.matcher.fields() {
+        needs = needs.union(Needs::of_field(path).at_first());
+    }
+    needs
+}
 
 pub const FIELDS: &[&str] = &["operation", "entity", "old_entity", "schema"];
 
@@ -289,13 +409,13 @@ pub fn events(write: &Write, body: &Body) -> (Vec<Event>, Option<Missing>) {
     data.insert("schema".into(), Value::String(write.schema.clone()));
     let operation = write.operation.name();
     let events = vec![
-        Event::new(Source::Crud, write.schema.clone(), data.clone()),
+        Event::new(Source::CRUD, write.schema.clone(), data.clone()),
         Event::new(
-            Source::Crud,
+            Source::CRUD,
             format!("{}:{operation}", write.schema),
             data.clone(),
         ),
-        Event::new(Source::DaoCrud, operation, data),
+        Event::new(Source::DAO_CRUD, operation, data),
     ];
     (events, missing)
 }
@@ -407,9 +527,9 @@ mod tests {
         assert_eq!(
             names,
             vec![
-                (Source::Crud, "consumers"),
-                (Source::Crud, "consumers:create"),
-                (Source::DaoCrud, "create")
+                (Source::CRUD, "consumers"),
+                (Source::CRUD, "consumers:create"),
+                (Source::DAO_CRUD, "create")
             ]
         );
         assert_eq!(

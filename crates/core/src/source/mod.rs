@@ -1,15 +1,37 @@
-//! Event sources: what emits events, which events each one has, and their fields.
+//! Event sources: what emits events, which events each one has, and their fields. One file per
+//! source, each a [`SourceKind`], listed by one line of [`BUILTIN`].
 //!
-//! The catalog here is what a hook's `source` and `event` are validated against, and what the
-//! sources admin endpoint lists (Kong's `GET /event-hooks/sources` shape). Every source builds
-//! its events from what the filter saw of one request ([`traffic::Capture`]).
+//! The catalog here is what a hook's `source` and `event` are validated against, what the
+//! sources admin endpoint lists (Kong's `GET /event-hooks/sources` shape), what the JSON Schema
+//! says and what each request must capture ([`crate::needs`]). Every source builds its events
+//! from what the filter saw of one request ([`traffic::Capture`]).
 
 pub mod balancer;
 pub mod crud;
+pub mod dead_letter;
 pub mod rate_limiting;
 pub mod traffic;
 
-/// The sources' top-level settings (`crud`, `health`, `rate_limit`).
+use serde_json::{Value, json};
+
+use crate::config::reader::Problems;
+use crate::config::schema::Builder;
+use crate::filter::Filter;
+use crate::hooks::Hook;
+use crate::needs::Needs;
+
+/// Every source this build has, in the order [`Source`]'s constants number them. A new
+/// source is a file in this module (its [`SourceKind`]) and one line here.
+pub const BUILTIN: &[&dyn SourceKind] = &[
+    &traffic::Kind,
+    &crud::CrudKind,
+    &crud::DaoKind,
+    &balancer::Kind,
+    &rate_limiting::Kind,
+    &dead_letter::Kind,
+];
+
+/// The sources' top-level settings (`crud`, `health`, `rate_limit`), each read by its source.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Settings {
     /// `None`: no `crud` settings, so no `crud` or `dao:crud` events.
@@ -18,37 +40,73 @@ pub struct Settings {
     pub rate_limit: rate_limiting::Settings,
 }
 
-/// The `event_hooks` source's events.
-pub const DEAD_LETTER_EVENTS: &[EventSpec] = &[EventSpec {
-    name: "dead_letter",
-    fields: &[
-        "hook",
-        "webhook_id",
-        "attempts",
-        "last_status",
-        "last_error",
-        "event",
-    ],
-    unique: &[],
-    description: "A delivery was given up or dropped (an operational webhook).",
-}];
+/// A kind of source: what emits events, which events it has and their fields, the top-level
+/// settings it reads, and what it needs captured of each request. The catalog listing, the
+/// JSON Schema, validation and the needs of each request are derived from [`BUILTIN`].
+pub trait SourceKind: Sync {
+    /// The name hooks use (`"traffic"`).
+    fn name(&self) -> &'static str;
 
-/// A source of events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Source {
-    /// One event per completed proxied request.
-    Traffic,
-    /// Entity changes seen as admin API calls: `<schema>` and `<schema>:<operation>`.
-    Crud,
-    /// The same changes, one event per operation: `create`, `update`, `delete`.
-    DaoCrud,
-    /// Upstream hosts turning unhealthy or healthy, from passive checks on live traffic.
-    Balancer,
-    /// Requests refused with 429 by any rate limiter.
-    RateLimiting,
-    /// The filter's own operational events: `dead_letter`, for the hook named by
-    /// `delivery.dead_letter`.
-    EventHooks,
+    /// The events it lists.
+    fn events(&self) -> &'static [EventSpec];
+
+    /// The spec of event `name`, if the source has it.
+    fn spec(&self, name: &str) -> Option<&'static EventSpec> {
+        self.events().iter().find(|spec| spec.name == name)
+    }
+
+    /// What a hook's `event` may be, for messages.
+    fn event_names(&self) -> String {
+        self.events()
+            .iter()
+            .map(|spec| spec.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The JSON Schema of a hook's `event` for this source.
+    fn event_schema(&self) -> Value {
+        json!({"enum": self.events().iter().map(|spec| spec.name).collect::<Vec<_>>()})
+    }
+
+    /// Whether its events come from proxied requests.
+    fn made_from_requests(&self) -> bool {
+        true
+    }
+
+    /// The top-level key of the settings it reads, if any.
+    fn settings_key(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Reads its top-level settings at `path` into `settings`.
+    fn read_settings(
+        &self,
+        _value: &Value,
+        _path: &str,
+        _problems: &Problems,
+        _settings: &mut Settings,
+    ) {
+    }
+
+    /// The JSON Schema of its top-level settings.
+    fn settings_schema(&self, _schema: &Builder) -> Option<Value> {
+        None
+    }
+
+    /// Why a hook of this source cannot work with these settings, if it cannot.
+    fn refuse_hook(&self, _settings: &Settings) -> Option<String> {
+        None
+    }
+
+    /// Checks what only this source can check of a hook's filter at `path`.
+    fn check_filter(&self, _filter: &Filter, _path: &str, _problems: &Problems) {}
+
+    /// What the host must capture of each request for `hooks` (this source's enabled hooks,
+    /// never empty).
+    fn needs(&self, _hooks: &[&Hook], _settings: &Settings) -> Needs {
+        Needs::default()
+    }
 }
 
 /// One event of a source: its name, the fields of its data, and the fields that identify it
@@ -61,80 +119,77 @@ pub struct EventSpec {
     pub description: &'static str,
 }
 
+/// A source of events: which entry of [`BUILTIN`] it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Source(u8);
+
 impl Source {
-    pub const ALL: &'static [Source] = &[
-        Source::Traffic,
-        Source::Crud,
-        Source::DaoCrud,
-        Source::Balancer,
-        Source::RateLimiting,
-        Source::EventHooks,
-    ];
+    /// One event per completed proxied request.
+    pub const TRAFFIC: Source = Source(0);
+    /// Entity changes seen as admin API calls: `<schema>` and `<schema>:<operation>`.
+    pub const CRUD: Source = Source(1);
+    /// The same changes, one event per operation: `create`, `update`, `delete`.
+    pub const DAO_CRUD: Source = Source(2);
+    /// Upstream hosts turning unhealthy or healthy, from passive checks on live traffic.
+    pub const BALANCER: Source = Source(3);
+    /// Requests refused with 429 by any rate limiter.
+    pub const RATE_LIMITING: Source = Source(4);
+    /// The filter's own operational events: `dead_letter`, for the hook named by
+    /// `delivery.dead_letter`.
+    pub const EVENT_HOOKS: Source = Source(5);
+
+    /// How many sources there are.
+    pub const COUNT: usize = BUILTIN.len();
+
+    /// Every source, in [`BUILTIN`]'s order.
+    pub fn all() -> impl Iterator<Item = Source> {
+        (0..BUILTIN.len()).filter_map(|index| u8::try_from(index).ok().map(Source))
+    }
+
+    /// Its place in [`BUILTIN`] (and in per-source tables).
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+
+    /// What it is.
+    pub fn kind(self) -> &'static dyn SourceKind {
+        BUILTIN
+            .get(self.index())
+            .copied()
+            .unwrap_or(&dead_letter::Kind)
+    }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Source::Traffic => "traffic",
-            Source::Crud => "crud",
-            Source::DaoCrud => "dao:crud",
-            Source::Balancer => "balancer",
-            Source::RateLimiting => "rate-limiting-advanced",
-            Source::EventHooks => "event_hooks",
-        }
+        self.kind().name()
     }
 
     pub fn from_name(name: &str) -> Option<Source> {
-        Source::ALL
-            .iter()
-            .copied()
-            .find(|source| source.name() == name)
+        Source::all().find(|source| source.name() == name)
     }
 
-    /// The events the source lists. `crud`'s events are named after the entities (any
-    /// schema); its list shows the forms with `<schema>` and Kong's entities.
+    /// The events the source lists.
     pub fn events(self) -> &'static [EventSpec] {
-        match self {
-            Source::Traffic => traffic::EVENTS,
-            Source::Crud => crud::CRUD_EVENTS,
-            Source::DaoCrud => crud::DAO_EVENTS,
-            Source::Balancer => balancer::EVENTS,
-            Source::RateLimiting => rate_limiting::EVENTS,
-            Source::EventHooks => DEAD_LETTER_EVENTS,
-        }
+        self.kind().events()
     }
 
     /// The spec of event `name` of this source, if the source has it.
     pub fn spec(self, name: &str) -> Option<&'static EventSpec> {
-        match self {
-            Source::Crud => crud::crud_spec(name),
-            _ => self.events().iter().find(|spec| spec.name == name),
-        }
+        self.kind().spec(name)
     }
 
     /// What a hook's `event` may be, for messages.
     pub fn event_names(self) -> String {
-        match self {
-            Source::Crud => {
-                "<schema> or <schema>:create, :update, :delete (a schema is A-Z a-z 0-9 _ -)"
-                    .to_string()
-            }
-            _ => self
-                .events()
-                .iter()
-                .map(|spec| spec.name)
-                .collect::<Vec<_>>()
-                .join(", "),
-        }
+        self.kind().event_names()
     }
 
     /// Whether events of this source come from proxied requests.
     pub fn from_requests(self) -> bool {
-        self != Source::EventHooks
+        self.kind().made_from_requests()
     }
 
     /// The names of every source, for messages.
     pub fn names() -> String {
-        Source::ALL
-            .iter()
+        Source::all()
             .map(|source| source.name())
             .collect::<Vec<_>>()
             .join(", ")
@@ -147,19 +202,32 @@ mod tests {
 
     #[test]
     fn catalog_names_round_trip() {
-        for source in Source::ALL {
-            assert_eq!(Source::from_name(source.name()), Some(*source));
+        let names: Vec<&str> = Source::all().map(Source::name).collect();
+        assert_eq!(
+            names,
+            [
+                "traffic",
+                "crud",
+                "dao:crud",
+                "balancer",
+                "rate-limiting-advanced",
+                "event_hooks"
+            ],
+            "the constants number BUILTIN in its order"
+        );
+        for source in Source::all() {
+            assert_eq!(Source::from_name(source.name()), Some(source));
             assert!(!source.events().is_empty());
         }
         assert_eq!(Source::from_name("nope"), None);
-        assert!(Source::Traffic.spec("request").is_some());
-        assert!(Source::DaoCrud.spec("update").is_some());
-        assert!(Source::DaoCrud.spec("consumers").is_none());
-        assert!(Source::Crud.spec("consumers").is_some());
-        assert!(Source::Crud.spec("consumers:delete").is_some());
-        assert!(Source::Crud.spec("consumers:upsert").is_none());
+        assert!(Source::TRAFFIC.spec("request").is_some());
+        assert!(Source::DAO_CRUD.spec("update").is_some());
+        assert!(Source::DAO_CRUD.spec("consumers").is_none());
+        assert!(Source::CRUD.spec("consumers").is_some());
+        assert!(Source::CRUD.spec("consumers:delete").is_some());
+        assert!(Source::CRUD.spec("consumers:upsert").is_none());
         assert_eq!(
-            Source::RateLimiting
+            Source::RATE_LIMITING
                 .spec("rate-limit-exceeded")
                 .map(|s| s.unique),
             Some(&["consumer", "ip", "service"][..])

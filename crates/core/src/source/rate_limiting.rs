@@ -14,10 +14,74 @@
 
 use serde_json::{Map, Value};
 
-use super::EventSpec;
+use serde_json::json;
+
+use super::{EventSpec, SourceKind};
 use crate::config::reader::{Object, Problems};
+use crate::config::schema::{Builder, non_empty_string};
 use crate::event::{Event, lookup};
+use crate::hooks::Hook;
+use crate::needs::Needs;
 use crate::source::Source;
+
+/// The `rate-limiting-advanced` source: requests refused with 429 by any rate limiter; reads
+/// the top-level `rate_limit` settings.
+pub struct Kind;
+
+impl SourceKind for Kind {
+    fn name(&self) -> &'static str {
+        "rate-limiting-advanced"
+    }
+
+    fn events(&self) -> &'static [EventSpec] {
+        EVENTS
+    }
+
+    fn settings_key(&self) -> Option<&'static str> {
+        Some("rate_limit")
+    }
+
+    fn read_settings(
+        &self,
+        value: &Value,
+        path: &str,
+        problems: &Problems,
+        settings: &mut super::Settings,
+    ) {
+        settings.rate_limit = Settings::parse(value, path, problems).unwrap_or_default();
+    }
+
+    fn settings_schema(&self, schema: &Builder) -> Option<Value> {
+        Some(Value::Object(schema.object(
+            "rate_limit",
+            &[KEYS],
+            vec![(
+                "consumer_headers",
+                json!({"type": "array", "items": non_empty_string()}),
+            )],
+        )))
+    }
+
+    /// The status first; the event's fields ([`event`]: its consumer headers among the request
+    /// headers, its limits among the response headers) once it is a 429.
+    fn needs(&self, _hooks: &[&Hook], _settings: &super::Settings) -> Needs {
+        let fields = [
+            &["client", "ip"][..],
+            &["upstream", "cluster"],
+            &["route"],
+            &["response", "status"],
+        ]
+        .iter()
+        .fold(Needs::default(), |needs, field| {
+            needs.union(Needs::of_field(field))
+        })
+        .with_request_headers()
+        .with_response_headers();
+        Needs::of_field(&["response", "status"])
+            .at_first()
+            .union(fields.at_then())
+    }
+}
 
 pub const EVENTS: &[EventSpec] = &[EventSpec {
     name: "rate-limit-exceeded",
@@ -109,7 +173,11 @@ pub fn event(settings: &Settings, traffic: &Event) -> Option<Event> {
             out.insert("reset".into(), Value::from(reset));
         }
     }
-    Some(Event::new(Source::RateLimiting, "rate-limit-exceeded", out))
+    Some(Event::new(
+        Source::RATE_LIMITING,
+        "rate-limit-exceeded",
+        out,
+    ))
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -186,7 +254,7 @@ mod tests {
             "client": {"ip": "10.0.0.7"}
         });
         Event::new(
-            Source::Traffic,
+            Source::TRAFFIC,
             "request",
             data.as_object().unwrap().clone(),
         )
@@ -210,7 +278,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (e.source, e.name.as_str()),
-            (Source::RateLimiting, "rate-limit-exceeded")
+            (Source::RATE_LIMITING, "rate-limit-exceeded")
         );
         assert_eq!(
             e.data,

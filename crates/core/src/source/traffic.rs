@@ -10,7 +10,53 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use super::EventSpec;
+use super::{EventSpec, SourceKind};
+use crate::hooks::Hook;
+use crate::needs::Needs;
+
+/// The `traffic` source: one `request` event per completed proxied request.
+pub struct Kind;
+
+impl SourceKind for Kind {
+    fn name(&self) -> &'static str {
+        "traffic"
+    }
+
+    fn events(&self) -> &'static [EventSpec] {
+        EVENTS
+    }
+
+    fn check_filter(&self, filter: &Filter, path: &str, problems: &Problems) {
+        check_filter(filter, path, problems);
+    }
+
+    /// What its hooks' filters test, before deciding; what their deliveries read of the event,
+    /// once it is built.
+    fn needs(&self, hooks: &[&Hook], _settings: &super::Settings) -> Needs {
+        let mut needs = Needs::default();
+        for hook in hooks {
+            for path in hook.filter.fields() {
+                needs = needs.union(Needs::of_field(path).at_first());
+            }
+            needs = needs.union(delivery_needs(hook).at_then());
+        }
+        needs
+    }
+}
+
+/// What a traffic hook's deliveries read of the event: what its handler reads, or all of it
+/// (with `on_change`, the whole event identifies it).
+fn delivery_needs(hook: &Hook) -> Needs {
+    match hook.handler.event_fields() {
+        Some(fields) if !hook.on_change => fields
+            .into_iter()
+            .filter(|path| !matches!(path, [only] if only == "source" || only == "event"))
+            .fold(Needs::default(), |needs, path| {
+                needs.union(Needs::of_field(path))
+            }),
+        _ => Needs::EVERYTHING,
+    }
+}
 use crate::config::reader::{Problems, child};
 use crate::event::{Event, Field, Fields, Redaction, Short};
 use crate::filter::Filter;
@@ -401,7 +447,7 @@ pub fn event_of(view: &View<'_>) -> Event {
             Value::String(started_at.as_str().to_string()),
         );
     }
-    Event::new(Source::Traffic, "request", data)
+    Event::new(Source::TRAFFIC, "request", data)
 }
 
 fn put(map: &mut Map<String, Value>, key: &str, value: Option<&str>) {
@@ -591,7 +637,7 @@ pub(crate) mod tests {
     #[test]
     fn builds_every_field_of_the_contract() {
         let event = event(&envoy_capture(), 1_700_000_001_000_000_000);
-        assert_eq!(event.source, Source::Traffic);
+        assert_eq!(event.source, Source::TRAFFIC);
         assert_eq!(event.name, "request");
         assert_eq!(
             event.data,

@@ -2,6 +2,7 @@ use super::*;
 use crate::config::MAX_SNOOZE;
 use crate::handler::endpoint::CALL_KEYS;
 use crate::handler::{lambda_kind, webhook, webhook_custom};
+use crate::source::{balancer, crud, rate_limiting};
 
 fn keys(object: &Value) -> Vec<String> {
     let mut keys: Vec<String> = object["properties"]
@@ -45,7 +46,7 @@ fn every_object_takes_exactly_the_parser_s_keys() {
     let properties = &schema["properties"];
     let hook = &properties["hooks"]["items"];
     let cases: Vec<(&str, &Value, Vec<String>)> = vec![
-        ("$", &schema, sorted(&[TOP_KEYS])),
+        ("$", &schema, sorted(&[&top_keys()])),
         ("hooks[]", hook, sorted(&[HOOK_KEYS])),
         (
             "delivery",

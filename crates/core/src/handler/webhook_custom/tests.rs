@@ -32,7 +32,7 @@ fn event() -> Event {
         "upstream": {"cluster": "shop"},
     });
     Event::new(
-        Source::Traffic,
+        Source::TRAFFIC,
         "request",
         data.as_object().unwrap().clone(),
     )
