@@ -13,7 +13,7 @@ CLI := target/debug/event-hooks
 META := kong/event_hooks.meta.json
 
 .PHONY: help build cli schema wasm-target envoy certs run test unit hosts e2e lint fmt clean \
-	fuzz fuzz-check fuzz-tools soak
+	fuzz fuzz-check fuzz-tools soak docs
 
 help:
 	@echo "make run     build, then start Envoy with the filter and the demo receiver"
@@ -28,6 +28,7 @@ help:
 	@echo "make fuzz    run every fuzz target for FUZZ_SECONDS (default 600) each, one after the other"
 	@echo "make fuzz-check  build the fuzz targets and run each on its seed corpus only"
 	@echo "make soak    SOAK_SECONDS (default 600) of hostile traffic through Envoy with and without the filter"
+	@echo "make docs    build the book (docs/, mdBook) into target/book"
 
 wasm-target:
 	@rustup target list --installed | grep -qx '$(WASM_TARGET)' || rustup target add $(WASM_TARGET)
@@ -137,6 +138,15 @@ fuzz-check: fuzz-tools
 SOAK_SECONDS ?= 600
 soak: build envoy
 	$(PYTHON) tests/soak/soak.py --seconds $(SOAK_SECONDS) --results tests/soak/RESULTS.md
+
+# The book (docs/book.toml, pages in docs/src/): mdBook, installed with cargo when missing (only
+# what building needs: no server, no watcher), built into target/book. Not part of `make test`,
+# which checks the docs' links and examples (tests/e2e/test_docs.py, test_examples.py).
+MDBOOK_VERSION := 0.5.4
+docs:
+	@command -v mdbook >/dev/null || cargo install mdbook --locked --version $(MDBOOK_VERSION) --no-default-features --features search
+	mdbook build docs
+	@echo "built target/book/index.html"
 
 fmt:
 	cargo fmt

@@ -1,7 +1,7 @@
 """Every example the repository ships works as written.
 
-Each filter configuration in envoy/, kong/, demo/, README.md and tests/scenarios/ is accepted
-by the filter's own parser (the `event-hooks validate` command) and by the configuration's
+Each filter configuration in envoy/, kong/, demo/, tests/scenarios/, README.md and the book
+(docs/src/**/*.md) is accepted by the filter's own parser (the `event-hooks validate` command) and by the configuration's
 JSON Schema (kong/event_hooks.meta.json, what Kong validates with); every Envoy YAML passes
 `envoy --mode validate`; the Kong, Envoy and Istio files agree with each other; and a bad
 configuration is refused by both checks, naming where.
@@ -27,6 +27,8 @@ STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue"
 META = ROOT / "kong" / "event_hooks.meta.json"
 # Where examples live (tests/host and the e2e tests hold configurations made to fail).
 EXAMPLE_DIRS = ["envoy", "kong", "demo", "tests/scenarios"]
+# The documentation: the README, the front door, and the book's pages.
+DOCS = ROOT / "docs" / "src"
 
 
 # --- the tools ------------------------------------------------------------------------------
@@ -126,16 +128,47 @@ def kong_filter_configs(document) -> list:
     return configs
 
 
-def readme_blocks(language: str) -> list[tuple[int, str]]:
-    text = (ROOT / "README.md").read_text()
-    return [(text[: match.start()].count("\n") + 1, match.group(1)) for match in re.finditer(rf"```{language}\n(.*?)```", text, re.S)]
+def markdown_files() -> list[Path]:
+    """README.md and every page of the book."""
+    return [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 
 
-def readme_json_example(line: int, block: str) -> Example | None:
-    """A README JSON block as the filter configuration it shows: a whole configuration, a hook,
-    a hook's `config` or the `delivery` settings (completed with what they need), or None for
-    an illustration of event data (which has placeholders such as `...`)."""
-    where = f"README.md:{line}"
+def markdown_blocks(language: str) -> list[tuple[str, str]]:
+    """(`<file>:<line>`, text) of every ```<language> block of the documentation."""
+    blocks = []
+    for path in markdown_files():
+        text = path.read_text()
+        name = str(path.relative_to(ROOT))
+        blocks += [(f"{name}:{text[: match.start()].count(chr(10)) + 1}", match.group(1))
+                   for match in re.finditer(rf"```{language}\n(.*?)```", text, re.S)]
+    return blocks
+
+
+def wasm_plugin_example(document: dict, where: str) -> Example:
+    env = {entry["name"]: entry["value"] for entry in document["spec"].get("vmConfig", {}).get("env", []) if "value" in entry}
+    return Example(where, json.dumps(document["spec"]["pluginConfig"]), env)
+
+
+def kong_examples(document: dict, where: str) -> list[Example]:
+    return [Example(f"{where} config {number}", config if isinstance(config, str) else json.dumps(config))
+            for number, config in enumerate(kong_filter_configs(document))]
+
+
+def markdown_yaml_examples(where: str, block: str) -> list[Example]:
+    """A documentation YAML block's configurations: an Istio WasmPlugin's, a Kong declarative
+    file's, or those of the Envoy Wasm filters in a bootstrap or a snippet of one."""
+    document = yaml.safe_load(block)
+    if isinstance(document, dict) and document.get("kind") == "WasmPlugin":
+        return [wasm_plugin_example(document, where)]
+    if isinstance(document, dict) and "_format_version" in document:
+        return kong_examples(document, where)
+    return envoy_examples(document, where)
+
+
+def markdown_json_example(where: str, block: str) -> Example | None:
+    """A documentation JSON block as the filter configuration it shows: a whole configuration,
+    a hook, a hook's `config` or the `delivery` settings (completed with what they need), or
+    None for an illustration of event data (which has placeholders such as `...`)."""
     try:
         value = json.loads(block)
     except json.JSONDecodeError:
@@ -176,11 +209,9 @@ def all_examples() -> list[Example]:
             if is_envoy_bootstrap(document):
                 examples += envoy_examples(document, label)
             elif isinstance(document, dict) and document.get("kind") == "WasmPlugin":
-                env = {entry["name"]: entry["value"] for entry in document["spec"].get("vmConfig", {}).get("env", []) if "value" in entry}
-                examples.append(Example(label, json.dumps(document["spec"]["pluginConfig"]), env))
+                examples.append(wasm_plugin_example(document, label))
             elif isinstance(document, dict) and "_format_version" in document:
-                for number, config in enumerate(kong_filter_configs(document)):
-                    examples.append(Example(f"{label} config {number}", config if isinstance(config, str) else json.dumps(config)))
+                examples += kong_examples(document, label)
     for path in repo_files(".json"):
         where = str(path.relative_to(ROOT))
         if path == META:
@@ -190,10 +221,10 @@ def all_examples() -> list[Example]:
             examples.append(Example(where, json.dumps(document["config"]), dict(document.get("env", {}))))
         elif isinstance(document, dict) and "hooks" in document:
             examples.append(Example(where, json.dumps(document)))
-    for line, block in readme_blocks("yaml"):
-        examples += envoy_examples(yaml.safe_load(block), f"README.md:{line}")
-    for line, block in readme_blocks("json"):
-        example = readme_json_example(line, block)
+    for where, block in markdown_blocks("yaml"):
+        examples += markdown_yaml_examples(where, block)
+    for where, block in markdown_blocks("json"):
+        example = markdown_json_example(where, block)
         if example:
             examples.append(example)
     return examples
@@ -220,10 +251,42 @@ def with_secrets(example: Example) -> dict[str, str]:
 # --- every example is valid ------------------------------------------------------------------
 
 
+def from_docs(example: Example) -> bool:
+    return example.where.startswith(("README.md:", "docs/"))
+
+
 def test_the_examples_are_found():
     found = {example.where.split(" ")[0].split(":")[0] for example in EXAMPLES}
     assert {"README.md", "envoy/envoy.yaml", "envoy/istio-wasmplugin.yaml", "kong/kong.yml", "kong/kong-3.4.yml", "kong/kong-plugins.yml"} <= found
-    assert sum(example.where.startswith("README.md") for example in EXAMPLES) >= 15
+    # The README's: a hook, and one example per host (Envoy, Kong, Istio).
+    assert sum(example.where.startswith("README.md:") for example in EXAMPLES) >= 4
+    # The book's: every page of a source, a handler or a host has at least one, and the
+    # configuration, filter, controls, delivery and admin pages too.
+    pages = {str(path.relative_to(ROOT)) for folder in ("sources", "handlers", "hosts") for path in (DOCS / folder).glob("*.md")}
+    pages |= {f"docs/src/{name}.md" for name in ("configuration", "filter", "controls", "delivery", "admin")}
+    assert len(pages) >= 17
+    assert pages - found == set(), "pages without a configuration example"
+    assert sum(example.where.startswith("docs/") for example in EXAMPLES) >= 30
+
+
+def schema_keys(node) -> set[str]:
+    """Every property name of the configuration's JSON Schema, at any depth."""
+    keys = set()
+    for child in walk(node):
+        if isinstance(child, dict) and isinstance(child.get("properties"), dict):
+            keys |= set(child["properties"])
+    return keys
+
+
+def test_every_configuration_key_has_an_example_in_the_docs():
+    """Every key the configuration takes (the schema's property names: top-level keys, hook
+    keys, handler keys, settings, filter operators) appears in an example the docs show."""
+    keys = schema_keys(json.loads(META.read_text())["config_schema"])
+    assert {"hooks", "delivery", "admin", "url", "payload_format", "max_operations", "cooldown_ms", "exists"} <= keys
+    shown = set()
+    for example in filter(from_docs, EXAMPLES):
+        shown |= {key for node in walk(json.loads(example.text)) if isinstance(node, dict) for key in node}
+    assert keys - shown == set(), "configuration keys without an example in README.md or docs/"
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[example.where for example in EXAMPLES])
@@ -259,8 +322,14 @@ def test_every_shipped_wasm_filter_fails_open():
             configs += [(str(path.relative_to(ROOT)), config) for config in envoy_wasm_filters(document)]
             if isinstance(document, dict) and document.get("kind") == "WasmPlugin":
                 assert document["spec"]["failStrategy"] == "FAIL_OPEN", path
-    configs += [(f"README.md:{line}", config) for line, block in readme_blocks("yaml") for config in envoy_wasm_filters(yaml.safe_load(block))]
-    assert len(configs) >= 2
+    plugins = []
+    for where, block in markdown_blocks("yaml"):
+        document = yaml.safe_load(block)
+        configs += [(where, config) for config in envoy_wasm_filters(document)]
+        if isinstance(document, dict) and document.get("kind") == "WasmPlugin":
+            plugins.append(where)
+            assert document["spec"]["failStrategy"] == "FAIL_OPEN", where
+    assert len(configs) >= 2 and plugins
     for where, config in configs:
         assert config.get("failure_policy") == "FAIL_OPEN", where
 

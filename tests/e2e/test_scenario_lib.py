@@ -190,7 +190,7 @@ def test_explain_names_what_is_missing_and_what_is_extra():
 
 # --- signatures -----------------------------------------------------------------------------
 
-# Published test vectors (README, "Verifying on the receiving side").
+# Published test vectors (docs/src/signatures.md, "Verifying on the receiving side").
 KONG = ("hunter2", b"foobar", {"x-kong-signature": "sha1=47632029fcc7936dc59ff90b5bb736a44c74ab62"})
 GITHUB = ("It's a Secret to Everybody", b"Hello, World!",
           {"x-hub-signature-256": "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"})
