@@ -1,7 +1,7 @@
 //! The admin-API path mapping of the `crud` and `dao:crud` sources: a method, a path, a status
 //! and a prefix to an entity write, then the write and a response body to its events.
 //!
-//! Beyond "no panic", the README's table:
+//! Beyond "no panic", the table of docs/src/sources/crud.md:
 //! * only a 2xx answer to POST, PUT, PATCH or DELETE is a write; POST creates, PATCH
 //!   updates, DELETE deletes, PUT creates when answered 201 and updates otherwise;
 //! * the schema is the last collection of the path under the prefix, a valid schema name (so

@@ -1,7 +1,7 @@
 //! Filters: compiled from a generated (or arbitrary JSON) filter object and evaluated against
 //! a generated event, with and without header redaction.
 //!
-//! Beyond "no panic", differential checks against the semantics the README states:
+//! Beyond "no panic", differential checks against the semantics the docs state (docs/src/filter.md):
 //! * a compiled filter matches exactly when every entry holds on the event data as the hook
 //!   sees it (redacted), evaluated here by an independent reference implementation;
 //! * wrapping an entry's condition in `not` inverts that entry;
@@ -55,7 +55,7 @@ fn order(a: &Value, b: &Value) -> Option<Ordering> {
     }
 }
 
-/// The README's semantics of one condition on a field (`None`: absent).
+/// The docs' semantics of one condition on a field (`None`: absent).
 fn holds(condition: &Value, field: Option<&Value>) -> bool {
     let Value::Object(operators) = condition else {
         return field.is_some_and(|value| equal(value, condition));

@@ -201,7 +201,7 @@ pub struct Endpoint {
     pub url: Url,
     /// `config.cluster`, or the URL's host exactly as written.
     pub cluster: String,
-    /// Accepted for Kong compatibility; TLS verification belongs to the host (see README).
+    /// Accepted for Kong compatibility; TLS verification belongs to the host (see docs/src/tls.md).
     pub ssl_verify: bool,
 }
 

@@ -1099,7 +1099,7 @@ mod tests {
         assert_eq!(lambda.error_count(), 0);
     }
 
-    /// The example of the README, as written there.
+    /// The example of the docs (docs/src/handlers/lambda.md), as written there.
     #[test]
     fn the_readme_example() {
         let lambda = parse(json!({"secret": "change-me", "cluster": "receiver", "functions": [
