@@ -20,7 +20,7 @@ use crate::metrics::{self, Metrics};
 use crate::needs::Needs;
 use crate::shared::Shared;
 use crate::source::traffic::{self, Capture, Properties};
-use crate::source::{self, Source, balancer, crud, rate_limiting};
+use crate::source::{self, Count, Emit, Source, crud};
 
 /// What the runtime counted since it started (per VM).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,7 +47,11 @@ pub struct Runtime {
     dead_letter: Option<usize>,
     delivery: RefCell<Delivery>,
     ids: RefCell<IdGen>,
-    tracked: RefCell<balancer::Tracked>,
+    /// The sources whose observation of a request makes the events some hook listens to,
+    /// once each, in [`source::BUILTIN`]'s order.
+    observers: Vec<Source>,
+    /// Each source's state between requests ([`source::SourceKind::new_state`]), by index.
+    states: RefCell<Vec<Option<Box<dyn std::any::Any>>>>,
     counters: RefCell<Counters>,
     /// The metric names counted per event, built once: `events.<source>` in [`Source::all`]'s
     /// order, and `hook.<name>.matched` per hook.
@@ -77,6 +81,16 @@ impl Runtime {
             metrics.count(name, 0);
         }
         let needs = Needs::of(&config.hooks, &config.sources);
+        let mut observers: Vec<Source> = Vec::new();
+        for source in Source::all()
+            .filter(|source| source.from_requests() && config.hooks.listens_to(*source))
+        {
+            let observer = source.kind().observed_by().unwrap_or(source);
+            if !observers.contains(&observer) {
+                observers.push(observer);
+            }
+        }
+        observers.sort();
         let dead_letter = config
             .delivery
             .dead_letter
@@ -95,7 +109,12 @@ impl Runtime {
             metrics,
             dead_letter,
             ids: RefCell::new(IdGen::new(seed)),
-            tracked: RefCell::new(balancer::Tracked::default()),
+            observers,
+            states: RefCell::new(
+                Source::all()
+                    .map(|source| source.kind().new_state())
+                    .collect(),
+            ),
             counters: RefCell::new(Counters::default()),
             event_metrics,
             matched_metrics,
@@ -296,86 +315,26 @@ impl Runtime {
                 ))
             })
         };
-        if self.hooks.listens_to(Source::TRAFFIC) {
-            self.emit_lazy(Source::TRAFFIC, "request", &view, traffic, now_ms, log);
-        }
-        if self.listens_to_crud() {
-            self.observe_crud(capture, &view, now_ms, log);
-        }
-        if self.hooks.listens_to(Source::RATE_LIMITING) && view.status() == Some(429) {
-            if let Some(event) = rate_limiting::event(&self.sources.rate_limit, traffic()) {
-                self.emit(&event, now_ms, log);
-            }
-        }
-        if self.hooks.listens_to(Source::BALANCER) {
-            self.observe_health(&view, now_ms, log);
-        }
-    }
-
-    fn observe_crud(
-        &self,
-        capture: &Capture,
-        view: &traffic::View<'_>,
-        now_ms: u64,
-        log: &dyn Log,
-    ) {
-        let Some(settings) = &self.sources.crud else {
+        let request = source::Request {
+            capture,
+            view: &view,
+            traffic: &traffic,
+            settings: &self.sources,
+            store: self.store.as_ref(),
+        };
+        let emit = Emitter {
+            runtime: self,
+            now_ms,
+            log,
+        };
+        let Ok(mut states) = self.states.try_borrow_mut() else {
             return;
         };
-        // The method uncapped: only a short one (POST, PUT, PATCH, DELETE) maps to a write.
-        let (Some(method), Some(path), Some(status)) =
-            (view.method(), capture.path(), view.status())
-        else {
-            return;
-        };
-        if !settings.matcher.matches(view, Redaction::none_shared()) {
-            return;
-        }
-        let Some(write) = crud::map(method, path, status, &settings.prefix) else {
-            return;
-        };
-        let (events, missing) = crud::events(&write, &capture.response_body);
-        match missing {
-            Some(crud::Missing::TooLarge) => self.count(|c| c.crud_body_too_large += 1),
-            Some(crud::Missing::NotJson) => self.count(|c| c.crud_body_not_json += 1),
-            None => {}
-        }
-        for event in &events {
-            self.emit(event, now_ms, log);
-        }
-    }
-
-    fn observe_health(&self, traffic: &traffic::View<'_>, now_ms: u64, log: &dyn Log) {
-        let Ok(mut tracked) = self.tracked.try_borrow_mut() else {
-            return;
-        };
-        let was_full = tracked.full;
-        let observed = balancer::observe(
-            self.store.as_ref(),
-            &self.sources.health,
-            &mut tracked,
-            traffic,
-        );
-        if tracked.full && !was_full {
-            log.log(
-                Level::Warn,
-                &format!(
-                    "health: tracking the first {} upstream hosts of this worker only",
-                    balancer::MAX_HOSTS
-                ),
-            );
-        }
-        drop(tracked);
-        match observed {
-            Ok(Some(event)) => self.emit(&event, now_ms, log),
-            Ok(None) => {}
-            Err(why) => {
-                self.count(|c| c.shared_errors += 1);
-                log.log(
-                    Level::Warn,
-                    &format!("health: shared state unavailable ({why})"),
-                );
-            }
+        for source in &self.observers {
+            let state = states
+                .get_mut(source.index())
+                .and_then(|state| state.as_deref_mut());
+            source.kind().observe(&request, state, &emit);
         }
     }
 
@@ -576,6 +535,42 @@ impl Runtime {
     /// Nothing queued and nothing in flight.
     pub fn is_idle(&self) -> bool {
         self.outstanding() == 0
+    }
+}
+
+/// Where the sources' events go for one request: routing, then delivery.
+struct Emitter<'a> {
+    runtime: &'a Runtime,
+    now_ms: u64,
+    log: &'a dyn Log,
+}
+
+impl Emit for Emitter<'_> {
+    fn event(&self, event: &Event) {
+        self.runtime.emit(event, self.now_ms, self.log);
+    }
+
+    fn lazy<'e>(
+        &self,
+        source: Source,
+        name: &str,
+        view: &traffic::View<'_>,
+        build: &dyn Fn() -> &'e Event,
+    ) {
+        self.runtime
+            .emit_lazy(source, name, view, build, self.now_ms, self.log);
+    }
+
+    fn count(&self, what: Count) {
+        self.runtime.count(|counters| match what {
+            Count::CrudBodyTooLarge => counters.crud_body_too_large += 1,
+            Count::CrudBodyNotJson => counters.crud_body_not_json += 1,
+            Count::SharedError => counters.shared_errors += 1,
+        });
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        self.log.log(level, message);
     }
 }
 

@@ -70,6 +70,49 @@ impl SourceKind for Kind {
         )))
     }
 
+    fn new_state(&self) -> Option<Box<dyn std::any::Any>> {
+        Some(Box::new(Tracked::default()))
+    }
+
+    /// A passive health check of the request's upstream host: the `health` event when this
+    /// observation changed the host's state (shared by every worker).
+    fn observe(
+        &self,
+        request: &super::Request<'_>,
+        state: Option<&mut dyn std::any::Any>,
+        emit: &dyn super::Emit,
+    ) {
+        let Some(tracked) = state.and_then(|state| state.downcast_mut::<Tracked>()) else {
+            return;
+        };
+        let was_full = tracked.full;
+        let observed = observe(
+            request.store,
+            &request.settings.health,
+            tracked,
+            request.view,
+        );
+        if tracked.full && !was_full {
+            emit.log(
+                crate::log::Level::Warn,
+                &format!(
+                    "health: tracking the first {MAX_HOSTS} upstream hosts of this worker only"
+                ),
+            );
+        }
+        match observed {
+            Ok(Some(event)) => emit.event(&event),
+            Ok(None) => {}
+            Err(why) => {
+                emit.count(super::Count::SharedError);
+                emit.log(
+                    crate::log::Level::Warn,
+                    &format!("health: shared state unavailable ({why})"),
+                );
+            }
+        }
+    }
+
     /// The traffic fields its passive checks read.
     fn needs(&self, _hooks: &[&Hook], _settings: &super::Settings) -> Needs {
         [

@@ -98,11 +98,59 @@ impl SourceKind for CrudKind {
     fn needs(&self, _hooks: &[&Hook], settings: &super::Settings) -> Needs {
         needs(settings)
     }
+
+    fn observe(
+        &self,
+        request: &super::Request<'_>,
+        _state: Option<&mut dyn std::any::Any>,
+        emit: &dyn super::Emit,
+    ) {
+        CrudKind::writes(request, emit);
+    }
+}
+
+impl CrudKind {
+    /// A write the admin API answered 2xx, that `crud.match` selects: its `crud` and
+    /// `dao:crud` events (both sources' hooks are routed from here, once per request).
+    fn writes(request: &super::Request<'_>, emit: &dyn super::Emit) {
+        let Some(settings) = &request.settings.crud else {
+            return;
+        };
+        let view = request.view;
+        // The method uncapped: only a short one (POST, PUT, PATCH, DELETE) maps to a write.
+        let (Some(method), Some(path), Some(status)) =
+            (view.method(), request.capture.path(), view.status())
+        else {
+            return;
+        };
+        if !settings
+            .matcher
+            .matches(view, crate::event::Redaction::none_shared())
+        {
+            return;
+        }
+        let Some(write) = map(method, path, status, &settings.prefix) else {
+            return;
+        };
+        let (events, missing) = events(&write, &request.capture.response_body);
+        match missing {
+            Some(Missing::TooLarge) => emit.count(super::Count::CrudBodyTooLarge),
+            Some(Missing::NotJson) => emit.count(super::Count::CrudBodyNotJson),
+            None => {}
+        }
+        for event in &events {
+            emit.event(event);
+        }
+    }
 }
 
 impl SourceKind for DaoKind {
     fn name(&self) -> &'static str {
         "dao:crud"
+    }
+
+    fn observed_by(&self) -> Option<Source> {
+        Some(Source::CRUD)
     }
 
     fn events(&self) -> &'static [EventSpec] {

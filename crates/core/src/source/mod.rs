@@ -14,11 +14,55 @@ pub mod traffic;
 
 use serde_json::{Value, json};
 
+use std::any::Any;
+
 use crate::config::reader::Problems;
 use crate::config::schema::Builder;
+use crate::event::Event;
 use crate::filter::Filter;
 use crate::hooks::Hook;
+use crate::log::Level;
 use crate::needs::Needs;
+use crate::shared::Shared;
+use traffic::{Capture, View};
+
+/// What a source made of one finished request sees of it.
+pub struct Request<'r> {
+    pub capture: &'r Capture,
+    /// Its traffic fields, read from the capture without building the event.
+    pub view: &'r View<'r>,
+    /// Its traffic event, built on first use (and then shared by every source).
+    pub traffic: &'r dyn Fn() -> &'r Event,
+    pub settings: &'r Settings,
+    /// State every worker sees.
+    pub store: &'r dyn Shared,
+}
+
+/// A counter a source may add to (the admin status shows them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Count {
+    /// A `crud` entity left out: the body was larger than `max_body_bytes`.
+    CrudBodyTooLarge,
+    /// A `crud` entity left out: the body was not JSON.
+    CrudBodyNotJson,
+    /// A shared-state operation failed.
+    SharedError,
+}
+
+/// Where a source's events go: routing to the hooks of the event, then delivery.
+pub trait Emit {
+    /// Routes `event`.
+    fn event(&self, event: &Event);
+
+    /// Routes event `name` of `source` whose filters are tested on `view`; `build` makes the
+    /// event only once a hook's filter passed (what keeps a request that matches nothing from
+    /// building anything).
+    fn lazy<'e>(&self, source: Source, name: &str, view: &View<'_>, build: &dyn Fn() -> &'e Event);
+
+    fn count(&self, what: Count);
+
+    fn log(&self, level: Level, message: &str);
+}
 
 /// Every source this build has, in the order [`Source`]'s constants number them. A new
 /// source is a file in this module (its [`SourceKind`]) and one line here.
@@ -107,6 +151,21 @@ pub trait SourceKind: Sync {
     fn needs(&self, _hooks: &[&Hook], _settings: &Settings) -> Needs {
         Needs::default()
     }
+
+    /// The source whose observation of a request makes this one's events too, if not itself
+    /// (`dao:crud`'s are made with `crud`'s, from the same write).
+    fn observed_by(&self) -> Option<Source> {
+        None
+    }
+
+    /// Per-VM state it keeps between requests, made when a configuration loads.
+    fn new_state(&self) -> Option<Box<dyn Any>> {
+        None
+    }
+
+    /// Turns a finished request into its events, if any, and hands them to `emit`; `state`
+    /// is what [`SourceKind::new_state`] made. Called only when a hook listens to the source.
+    fn observe(&self, _request: &Request<'_>, _state: Option<&mut dyn Any>, _emit: &dyn Emit) {}
 }
 
 /// One event of a source: its name, the fields of its data, and the fields that identify it

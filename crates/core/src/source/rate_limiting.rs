@@ -62,6 +62,20 @@ impl SourceKind for Kind {
         )))
     }
 
+    /// A request refused with 429: its event, from the traffic event.
+    fn observe(
+        &self,
+        request: &super::Request<'_>,
+        _state: Option<&mut dyn std::any::Any>,
+        emit: &dyn super::Emit,
+    ) {
+        if request.view.status() == Some(429) {
+            if let Some(event) = event(&request.settings.rate_limit, (request.traffic)()) {
+                emit.event(&event);
+            }
+        }
+    }
+
     /// The status first; the event's fields ([`event`]: its consumer headers among the request
     /// headers, its limits among the response headers) once it is a 429.
     fn needs(&self, _hooks: &[&Hook], _settings: &super::Settings) -> Needs {

@@ -30,6 +30,15 @@ impl SourceKind for Kind {
         check_filter(filter, path, problems);
     }
 
+    fn observe(
+        &self,
+        request: &super::Request<'_>,
+        _state: Option<&mut dyn std::any::Any>,
+        emit: &dyn super::Emit,
+    ) {
+        emit.lazy(Source::TRAFFIC, "request", request.view, request.traffic);
+    }
+
     /// What its hooks' filters test, before deciding; what their deliveries read of the event,
     /// once it is built.
     fn needs(&self, hooks: &[&Hook], _settings: &super::Settings) -> Needs {
