@@ -49,8 +49,8 @@ use crate::event::{Bodies, Event, Redaction};
 use crate::log::Level;
 use crate::signing::Signing;
 
-use super::lambda_kind::KEYS;
-pub use super::lambda_kind::{
+use super::lambda_config::KEYS;
+pub use super::lambda_config::{
     DEFAULT_MAX_OPERATIONS, MAX_FUNCTIONS, MAX_MAX_OPERATIONS, MAX_SOURCE_BYTES, MIN_MAX_OPERATIONS,
 };
 /// The keys of the map given to `http`.
@@ -305,7 +305,7 @@ impl Lambda {
             other => other.map(str::to_string),
         };
         let max_operations =
-            config.whole(super::lambda_kind::MAX_OPERATIONS, DEFAULT_MAX_OPERATIONS);
+            config.whole(super::lambda_config::MAX_OPERATIONS, DEFAULT_MAX_OPERATIONS);
         let sources = read_sources(&config, problems)?;
         let origin = path.strip_suffix(".config").unwrap_or(path).to_string();
         let sandbox = Sandbox::new(Settings {

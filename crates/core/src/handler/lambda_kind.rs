@@ -7,21 +7,10 @@ use std::rc::Rc;
 
 use serde_json::{Map, Value, json};
 
+use super::lambda_config::{KEYS, MAX_FUNCTIONS, MAX_OPERATIONS, MAX_SOURCE_BYTES};
 use super::{Handler, HandlerKind};
-use crate::config::reader::{Problems, Whole};
+use crate::config::reader::Problems;
 use crate::config::schema::{Builder, exclusive, non_empty_string, whole};
-
-pub const KEYS: &[&str] = &["functions", "cluster", "max_operations"];
-/// The most functions one hook may chain.
-pub const MAX_FUNCTIONS: usize = 16;
-/// The longest function, in bytes of source.
-pub const MAX_SOURCE_BYTES: usize = 65_536;
-/// Operations one event may spend across the whole chain, by default and at most.
-pub const DEFAULT_MAX_OPERATIONS: u64 = 100_000;
-pub const MIN_MAX_OPERATIONS: u64 = 1_000;
-pub const MAX_MAX_OPERATIONS: u64 = 1_000_000;
-pub const MAX_OPERATIONS: Whole =
-    Whole::new("max_operations", MIN_MAX_OPERATIONS, MAX_MAX_OPERATIONS);
 
 /// The `lambda` handler kind.
 pub struct Kind;

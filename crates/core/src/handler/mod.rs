@@ -8,6 +8,7 @@
 pub mod endpoint;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+pub mod lambda_config;
 pub mod lambda_kind;
 pub mod log;
 pub mod webhook;

@@ -402,17 +402,7 @@ pub fn map(method: &str, path: &str, status: u64, prefix: &str) -> Option<Write>
     })
 }
 
-/// The response body as captured for an entity.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Body {
-    /// No body (or none read).
-    #[default]
-    Empty,
-    /// The whole body, within `max_body_bytes`.
-    Complete(Vec<u8>),
-    /// The body was larger than `max_body_bytes`.
-    TooLarge,
-}
+pub use super::traffic::Body;
 
 /// Why an event has no `entity`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

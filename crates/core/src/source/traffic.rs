@@ -136,6 +136,18 @@ pub struct Properties {
     pub source_address: Option<String>,
 }
 
+/// The response body as captured for a `crud` entity (the only body the filter reads).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Body {
+    /// No body (or none read).
+    #[default]
+    Empty,
+    /// The whole body, within `max_body_bytes`.
+    Complete(Vec<u8>),
+    /// The body was larger than `max_body_bytes`.
+    TooLarge,
+}
+
 /// Everything captured for one request.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Capture {
@@ -146,7 +158,7 @@ pub struct Capture {
     pub seen_ns: Option<u64>,
     pub properties: Properties,
     /// The response body, read for `crud` when the request may be an entity write.
-    pub response_body: crate::source::crud::Body,
+    pub response_body: Body,
 }
 
 impl Capture {

@@ -1,7 +1,7 @@
 use super::*;
 use crate::config::MAX_SNOOZE;
 use crate::handler::endpoint::CALL_KEYS;
-use crate::handler::{lambda_kind, webhook, webhook_custom};
+use crate::handler::{lambda_config, webhook, webhook_custom};
 use crate::source::{balancer, crud, rate_limiting};
 
 fn keys(object: &Value) -> Vec<String> {
@@ -80,7 +80,7 @@ fn every_object_takes_exactly_the_parser_s_keys() {
         ("webhook", sorted(&[webhook::KEYS, CALL_KEYS])),
         ("webhook-custom", sorted(&[webhook_custom::KEYS, CALL_KEYS])),
         ("log", Vec::new()),
-        ("lambda", sorted(&[lambda_kind::KEYS, CALL_KEYS])),
+        ("lambda", sorted(&[lambda_config::KEYS, CALL_KEYS])),
     ];
     for (handler, expected) in handlers {
         let config = handler_config(&schema, handler);
