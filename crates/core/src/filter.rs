@@ -16,7 +16,7 @@
 
 use std::cmp::Ordering;
 
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
 use crate::config::reader::{Problems, child, kind};
 use crate::event::{Field, Fields, Redaction};
@@ -301,6 +301,49 @@ fn contains(value: &Value, operand: &Value) -> bool {
         (Value::Object(map), Value::String(key)) => map.contains_key(key),
         _ => false,
     }
+}
+
+/// The JSON Schema of a filter (field paths to conditions), for the configuration's schema.
+/// How far a filter's `not` is described: deeper ones are left to the parser (a schema without
+/// `$ref` cannot recurse).
+const SCHEMA_NOT_DEPTH: usize = 2;
+
+pub fn schema() -> Value {
+    json!({"type": "object", "additionalProperties": condition(SCHEMA_NOT_DEPTH)})
+}
+
+/// A condition: a bare value (compared with `eq`), or an object of operators.
+fn condition(depth: usize) -> Value {
+    let any = json!({});
+    let not = if depth == 0 {
+        any.clone()
+    } else {
+        condition(depth - 1)
+    };
+    let operand = |operator: &str| match operator {
+        "in" => json!({"type": "array", "minItems": 1}),
+        "prefix" | "suffix" => json!({"type": "string"}),
+        "gt" | "gte" | "lt" | "lte" => json!({"type": ["number", "string"]}),
+        "exists" => json!({"type": "boolean"}),
+        "contains" => json!({"not": {"type": "null"}}),
+        "not" => not.clone(),
+        _ => any.clone(),
+    };
+    let operators: Map<String, Value> = OPERATORS
+        .iter()
+        .map(|operator| (operator.to_string(), operand(operator)))
+        .collect();
+    json!({
+        "anyOf": [
+            {"type": ["array", "boolean", "integer", "null", "number", "string"]},
+            {
+                "type": "object",
+                "minProperties": 1,
+                "properties": operators,
+                "additionalProperties": false,
+            },
+        ],
+    })
 }
 
 #[cfg(test)]

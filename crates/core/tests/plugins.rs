@@ -32,7 +32,7 @@ impl HandlerKind for ShoutKind {
         "shout"
     }
 
-    fn config_schema(&self, schema: &schema::Builder, at: &str) -> Map<String, Value> {
+    fn config_schema(&self, schema: &schema::parts::Parts, at: &str) -> Map<String, Value> {
         schema.object(
             at,
             &[&["prefix"]],

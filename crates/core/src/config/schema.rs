@@ -8,28 +8,21 @@
 //! check (URLs in detail, templates, Rhai functions, environment variables, one hook naming
 //! another) is left to it, so `event-hooks validate` remains the complete check.
 
-use std::cell::RefCell;
+use serde_json::{Value, json};
 
-use serde_json::{Map, Value, json};
+use parts::{Parts, non_empty_string, whole, whole_entry};
 
-use super::reader::Whole;
 use super::{
     DELIVERY_KEYS, HOOK_KEYS, Host, MAX_HOOKS, MAX_NAME_LEN, SNOOZE, delivery_numbers, top_keys,
 };
 use crate::admin;
 use crate::catalog::Catalog;
-use crate::delivery::{breaker, retry};
-use crate::filter::OPERATORS;
+use crate::delivery::breaker;
 use crate::handler::HandlerKind;
-use crate::signing::{self, MAX_SECRETS};
 use crate::source::Source;
 
 /// The `$schema` of a draft-4 schema, as Kong writes it.
 pub const DRAFT_4: &str = "http://json-schema.org/draft-04/schema#";
-
-/// How far a filter's `not` is described: deeper ones are left to the parser (a schema without
-/// `$ref` cannot recurse).
-const NOT_DEPTH: usize = 2;
 
 /// The schema of the whole configuration.
 pub fn schema() -> Value {
@@ -40,7 +33,7 @@ pub fn schema() -> Value {
 pub fn schema_of(catalog: &Catalog) -> Value {
     Builder {
         catalog: catalog.clone(),
-        gaps: RefCell::default(),
+        parts: Parts::default(),
     }
     .root()
 }
@@ -56,64 +49,36 @@ pub fn kong_meta() -> Value {
 pub fn gaps() -> Vec<String> {
     let builder = Builder::default();
     builder.root();
-    builder.gaps.into_inner()
+    builder.gaps()
 }
 
-/// Builds the schema, and records where it and the parser's key lists disagree. Handler and
-/// source kinds describe their own settings with it.
-pub struct Builder {
+pub mod parts;
+
+/// Builds the schema from the catalog's kinds (each describes its own part with [`Parts`]),
+/// and records where it and the parser's key lists disagree.
+struct Builder {
     catalog: Catalog,
-    gaps: RefCell<Vec<String>>,
+    parts: Parts,
 }
 
 impl Default for Builder {
     fn default() -> Self {
         Builder {
             catalog: Catalog::builtin(),
-            gaps: RefCell::default(),
+            parts: Parts::default(),
         }
     }
 }
 
+impl std::ops::Deref for Builder {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.parts
+    }
+}
+
 impl Builder {
-    fn gap(&self, text: String) {
-        self.gaps.borrow_mut().push(text);
-    }
-
-    /// An object that takes exactly `keys` (the parser's list for it), each typed by `types`.
-    pub fn object(
-        &self,
-        at: &str,
-        keys: &[&[&str]],
-        types: Vec<(&str, Value)>,
-    ) -> Map<String, Value> {
-        let keys: Vec<&str> = keys
-            .iter()
-            .flat_map(|group| group.iter().copied())
-            .collect();
-        let mut properties = Map::new();
-        for (key, schema) in types {
-            if !keys.contains(&key) {
-                self.gap(format!(
-                    "{at}.{key}: typed in the schema, not read by the parser"
-                ));
-            }
-            properties.insert(key.to_string(), schema);
-        }
-        for key in &keys {
-            if !properties.contains_key(*key) {
-                self.gap(format!(
-                    "{at}.{key}: read by the parser, not typed in the schema"
-                ));
-            }
-        }
-        let mut object = Map::new();
-        object.insert("type".into(), json!("object"));
-        object.insert("properties".into(), Value::Object(properties));
-        object.insert("additionalProperties".into(), json!(false));
-        object
-    }
-
     fn root(&self) -> Value {
         let mut types = vec![
             (
@@ -128,7 +93,9 @@ impl Builder {
         ];
         for source in Source::all() {
             let kind = source.kind();
-            if let (Some(key), Some(schema)) = (kind.settings_key(), kind.settings_schema(self)) {
+            if let (Some(key), Some(schema)) =
+                (kind.settings_key(), kind.settings_schema(&self.parts))
+            {
                 types.push((key, schema));
             }
         }
@@ -163,7 +130,7 @@ impl Builder {
                     json!({"enum": Source::all().map(Source::name).collect::<Vec<_>>()}),
                 ),
                 ("event", json!({"type": "string"})),
-                ("filter", filter()),
+                ("filter", crate::filter::schema()),
                 ("handler", json!({"enum": self.catalog.handler_names()})),
                 ("snooze", whole(SNOOZE)),
                 ("on_change", json!({"type": "boolean"})),
@@ -188,44 +155,11 @@ impl Builder {
     /// The hooks with handler `kind`, and what their `config` takes.
     fn handler(&self, kind: &dyn HandlerKind) -> Value {
         let name = kind.name();
-        let config = kind.config_schema(self, &format!("hooks[].config ({name})"));
+        let config = kind.config_schema(&self.parts, &format!("hooks[].config ({name})"));
         json!({
             "required": ["handler"],
             "properties": {"handler": {"enum": [name]}, "config": Value::Object(config)},
         })
-    }
-
-    /// The keys every calling handler takes: signing and retries.
-    pub fn call_types(&self) -> Vec<(&'static str, Value)> {
-        let more_secrets = json!({
-            "type": "array",
-            "maxItems": MAX_SECRETS.saturating_sub(1),
-            "items": {"type": "string"},
-        });
-        vec![
-            ("secret", non_empty_string()),
-            ("secret_env", non_empty_string()),
-            ("secrets", more_secrets.clone()),
-            ("secrets_env", more_secrets),
-            (
-                "signature",
-                json!({"enum": signing::Scheme::NAMES.iter().map(|(name, _)| *name).collect::<Vec<_>>()}),
-            ),
-            ("retry", self.retry("hooks[].config.retry")),
-        ]
-    }
-
-    fn retry(&self, at: &str) -> Value {
-        Value::Object(self.object(
-            at,
-            &[retry::KEYS],
-            vec![
-                whole_entry(retry::MAX_ATTEMPTS),
-                whole_entry(retry::MAX_AGE_MS),
-                whole_entry(retry::BACKOFF_MS),
-                whole_entry(retry::MAX_BACKOFF_MS),
-            ],
-        ))
     }
 
     fn delivery(&self) -> Value {
@@ -282,84 +216,6 @@ fn events(source: Source) -> Value {
         "required": ["source"],
         "properties": {"source": {"enum": [source.name()]}, "event": source.kind().event_schema()},
     })
-}
-
-/// `url`, `cluster`, `headers` and `ssl_verify`: where a handler's calls go.
-pub fn endpoint_types() -> Vec<(&'static str, Value)> {
-    vec![
-        (
-            "url",
-            json!({"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://."}),
-        ),
-        ("cluster", non_empty_string()),
-        ("headers", string_map()),
-        ("ssl_verify", json!({"type": "boolean"})),
-    ]
-}
-
-/// `config` where the keys of each pair exclude each other.
-pub fn exclusive(mut config: Map<String, Value>, pairs: &[[&str; 2]]) -> Map<String, Value> {
-    let nots: Vec<Value> = pairs
-        .iter()
-        .map(|pair| json!({"not": {"required": pair}}))
-        .collect();
-    config.insert("allOf".into(), Value::Array(nots));
-    config
-}
-
-/// A filter: field paths to conditions.
-pub fn filter() -> Value {
-    json!({"type": "object", "additionalProperties": condition(NOT_DEPTH)})
-}
-
-/// A condition: a bare value (compared with `eq`), or an object of operators.
-fn condition(depth: usize) -> Value {
-    let any = json!({});
-    let not = if depth == 0 {
-        any.clone()
-    } else {
-        condition(depth - 1)
-    };
-    let operand = |operator: &str| match operator {
-        "in" => json!({"type": "array", "minItems": 1}),
-        "prefix" | "suffix" => json!({"type": "string"}),
-        "gt" | "gte" | "lt" | "lte" => json!({"type": ["number", "string"]}),
-        "exists" => json!({"type": "boolean"}),
-        "contains" => json!({"not": {"type": "null"}}),
-        "not" => not.clone(),
-        _ => any.clone(),
-    };
-    let operators: Map<String, Value> = OPERATORS
-        .iter()
-        .map(|operator| (operator.to_string(), operand(operator)))
-        .collect();
-    json!({
-        "anyOf": [
-            {"type": ["array", "boolean", "integer", "null", "number", "string"]},
-            {
-                "type": "object",
-                "minProperties": 1,
-                "properties": operators,
-                "additionalProperties": false,
-            },
-        ],
-    })
-}
-
-pub fn whole(spec: Whole) -> Value {
-    json!({"type": "integer", "minimum": spec.min, "maximum": spec.max})
-}
-
-pub fn whole_entry(spec: Whole) -> (&'static str, Value) {
-    (spec.key, whole(spec))
-}
-
-pub fn non_empty_string() -> Value {
-    json!({"type": "string", "minLength": 1})
-}
-
-pub fn string_map() -> Value {
-    json!({"type": "object", "additionalProperties": {"type": "string"}})
 }
 
 #[cfg(test)]

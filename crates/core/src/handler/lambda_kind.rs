@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use super::lambda_config::{KEYS, MAX_FUNCTIONS, MAX_OPERATIONS, MAX_SOURCE_BYTES};
 use super::{Handler, HandlerKind};
 use crate::config::reader::Problems;
-use crate::config::schema::{Builder, exclusive, non_empty_string, whole};
+use crate::config::schema::parts::{Parts, exclusive, non_empty_string, whole};
 
 /// The `lambda` handler kind.
 pub struct Kind;
@@ -22,7 +22,7 @@ impl HandlerKind for Kind {
         "lambda"
     }
 
-    fn config_schema(&self, schema: &Builder, at: &str) -> Map<String, Value> {
+    fn config_schema(&self, schema: &Parts, at: &str) -> Map<String, Value> {
         let mut types = vec![
             (
                 "functions",

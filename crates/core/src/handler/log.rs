@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::{Handler, HandlerKind, Output};
 use crate::config::reader::{Object, Problems};
-use crate::config::schema::Builder;
+use crate::config::schema::parts::Parts;
 use crate::event::{Bodies, Event, Redaction};
 use crate::log::Level;
 
@@ -23,7 +23,7 @@ impl HandlerKind for Kind {
         "log"
     }
 
-    fn config_schema(&self, schema: &Builder, at: &str) -> Map<String, Value> {
+    fn config_schema(&self, schema: &Parts, at: &str) -> Map<String, Value> {
         schema.object(at, &[], Vec::new())
     }
 

@@ -21,7 +21,7 @@ use std::rc::Rc;
 use serde_json::{Map, Value};
 
 use crate::config::reader::Problems;
-use crate::config::schema::Builder;
+use crate::config::schema::parts::Parts;
 use crate::delivery::Draft;
 use crate::delivery::retry::Overrides;
 use crate::event::{Bodies, Redaction};
@@ -40,7 +40,7 @@ pub trait HandlerKind: Sync {
 
     /// The JSON Schema of its `config` at `at`, built with `schema` (which records where the
     /// schema and the parser's key lists disagree).
-    fn config_schema(&self, schema: &Builder, at: &str) -> Map<String, Value>;
+    fn config_schema(&self, schema: &Parts, at: &str) -> Map<String, Value>;
 
     /// Reads its `config` at `path` (`hooks[N].config`), reporting every problem.
     fn parse(&self, config: &Value, path: &str, problems: &Problems) -> Option<Rc<dyn Handler>>;

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use super::endpoint::{self, Endpoint};
 use super::{Handler, HandlerKind, Output};
 use crate::config::reader::{Object, Problems};
-use crate::config::schema::{Builder, endpoint_types, exclusive};
+use crate::config::schema::parts::{Parts, endpoint_types, exclusive};
 use crate::delivery::Draft;
 use crate::delivery::retry::Overrides;
 use crate::event::{Bodies, Redaction};
@@ -30,7 +30,7 @@ impl HandlerKind for Kind {
         "webhook"
     }
 
-    fn config_schema(&self, schema: &Builder, at: &str) -> Map<String, Value> {
+    fn config_schema(&self, schema: &Parts, at: &str) -> Map<String, Value> {
         let mut config = schema.object(
             at,
             &[KEYS, endpoint::CALL_KEYS],

@@ -26,7 +26,7 @@ use serde_json::json;
 use super::endpoint::{self, Endpoint};
 use super::{Handler, HandlerKind, Output};
 use crate::config::reader::{Object, Problems, child};
-use crate::config::schema::{Builder, endpoint_types, exclusive, string_map};
+use crate::config::schema::parts::{Parts, endpoint_types, exclusive, string_map};
 use crate::delivery::Draft;
 use crate::delivery::retry::Overrides;
 use crate::event::{Bodies, Redaction};
@@ -57,7 +57,7 @@ impl HandlerKind for Kind {
         "webhook-custom"
     }
 
-    fn config_schema(&self, schema: &Builder, at: &str) -> Map<String, Value> {
+    fn config_schema(&self, schema: &Parts, at: &str) -> Map<String, Value> {
         let mut types = endpoint_types();
         types.extend([
             (

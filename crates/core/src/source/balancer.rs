@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::{EventSpec, SourceKind};
 use crate::config::reader::{Object, Problems, Whole};
-use crate::config::schema::{Builder, whole_entry};
+use crate::config::schema::parts::{Parts, whole_entry};
 use crate::event::{Event, Field, Fields, Redaction};
 use crate::hooks::Hook;
 use crate::needs::Needs;
@@ -52,7 +52,7 @@ impl SourceKind for Kind {
         settings.health = Settings::parse(value, path, problems).unwrap_or_default();
     }
 
-    fn settings_schema(&self, schema: &Builder) -> Option<Value> {
+    fn settings_schema(&self, schema: &Parts) -> Option<Value> {
         Some(Value::Object(schema.object(
             "health",
             &[KEYS],

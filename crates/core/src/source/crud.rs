@@ -24,7 +24,7 @@ use serde_json::json;
 
 use super::{EventSpec, SourceKind};
 use crate::config::reader::{Object, Problems, Whole};
-use crate::config::schema::{Builder, filter, whole_entry};
+use crate::config::schema::parts::{Parts, whole_entry};
 use crate::event::Event;
 use crate::filter::Filter;
 use crate::hooks::Hook;
@@ -77,12 +77,12 @@ impl SourceKind for CrudKind {
         settings.crud = Settings::parse(value, path, problems);
     }
 
-    fn settings_schema(&self, schema: &Builder) -> Option<Value> {
+    fn settings_schema(&self, schema: &Parts) -> Option<Value> {
         let mut crud = schema.object(
             "crud",
             &[KEYS],
             vec![
-                ("match", filter()),
+                ("match", crate::filter::schema()),
                 ("prefix", json!({"type": "string", "pattern": "^/"})),
                 whole_entry(BODY_BYTES),
             ],

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use std::any::Any;
 
 use crate::config::reader::Problems;
-use crate::config::schema::Builder;
+use crate::config::schema::parts::Parts;
 use crate::event::Event;
 use crate::filter::Filter;
 use crate::hooks::Hook;
@@ -134,7 +134,7 @@ pub trait SourceKind: Sync {
     }
 
     /// The JSON Schema of its top-level settings.
-    fn settings_schema(&self, _schema: &Builder) -> Option<Value> {
+    fn settings_schema(&self, _schema: &Parts) -> Option<Value> {
         None
     }
 

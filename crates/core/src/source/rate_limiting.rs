@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::{EventSpec, SourceKind};
 use crate::config::reader::{Object, Problems};
-use crate::config::schema::{Builder, non_empty_string};
+use crate::config::schema::parts::{Parts, non_empty_string};
 use crate::event::{Event, lookup};
 use crate::hooks::Hook;
 use crate::needs::Needs;
@@ -51,7 +51,7 @@ impl SourceKind for Kind {
         settings.rate_limit = Settings::parse(value, path, problems).unwrap_or_default();
     }
 
-    fn settings_schema(&self, schema: &Builder) -> Option<Value> {
+    fn settings_schema(&self, schema: &Parts) -> Option<Value> {
         Some(Value::Object(schema.object(
             "rate_limit",
             &[KEYS],

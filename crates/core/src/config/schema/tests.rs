@@ -1,5 +1,7 @@
 use super::*;
 use crate::config::MAX_SNOOZE;
+use crate::delivery::retry;
+use crate::filter::OPERATORS;
 use crate::handler::endpoint::CALL_KEYS;
 use crate::handler::{lambda_config, webhook, webhook_custom};
 use crate::source::{balancer, crud, rate_limiting};
@@ -151,7 +153,7 @@ fn names_are_the_parser_s() {
             (json!("event_hooks"), json!({"enum": ["dead_letter"]})),
         ]
     );
-    let operators = keys(&filter()["additionalProperties"]["anyOf"][1]);
+    let operators = keys(&crate::filter::schema()["additionalProperties"]["anyOf"][1]);
     assert_eq!(operators, sorted(&[OPERATORS]));
 }
 
