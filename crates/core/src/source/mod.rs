@@ -9,6 +9,7 @@
 pub mod balancer;
 pub mod crud;
 pub mod dead_letter;
+pub mod id;
 pub mod rate_limiting;
 pub mod traffic;
 
@@ -24,6 +25,7 @@ use crate::hooks::Hook;
 use crate::log::Level;
 use crate::needs::Needs;
 use crate::shared::Shared;
+pub use id::Source;
 use traffic::{Capture, View};
 
 /// What a source made of one finished request sees of it.
@@ -178,38 +180,7 @@ pub struct EventSpec {
     pub description: &'static str,
 }
 
-/// A source of events: which entry of [`BUILTIN`] it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Source(u8);
-
 impl Source {
-    /// One event per completed proxied request.
-    pub const TRAFFIC: Source = Source(0);
-    /// Entity changes seen as admin API calls: `<schema>` and `<schema>:<operation>`.
-    pub const CRUD: Source = Source(1);
-    /// The same changes, one event per operation: `create`, `update`, `delete`.
-    pub const DAO_CRUD: Source = Source(2);
-    /// Upstream hosts turning unhealthy or healthy, from passive checks on live traffic.
-    pub const BALANCER: Source = Source(3);
-    /// Requests refused with 429 by any rate limiter.
-    pub const RATE_LIMITING: Source = Source(4);
-    /// The filter's own operational events: `dead_letter`, for the hook named by
-    /// `delivery.dead_letter`.
-    pub const EVENT_HOOKS: Source = Source(5);
-
-    /// How many sources there are.
-    pub const COUNT: usize = BUILTIN.len();
-
-    /// Every source, in [`BUILTIN`]'s order.
-    pub fn all() -> impl Iterator<Item = Source> {
-        (0..BUILTIN.len()).filter_map(|index| u8::try_from(index).ok().map(Source))
-    }
-
-    /// Its place in [`BUILTIN`] (and in per-source tables).
-    pub fn index(self) -> usize {
-        usize::from(self.0)
-    }
-
     /// What it is.
     pub fn kind(self) -> &'static dyn SourceKind {
         BUILTIN
