@@ -12,7 +12,8 @@
 #![no_main]
 
 use arbitrary::Unstructured;
-use event_hooks_core::config::{self, Config, reader::Problem};
+use event_hooks_core::config::{self, Config};
+use event_hooks_core::reader::Problem;
 use event_hooks_core::handler::Output;
 use event_hooks_fuzz::{HEADER_MARK, NEVER_SHOWN, config_document, env, event_data, schema};
 use libfuzzer_sys::fuzz_target;

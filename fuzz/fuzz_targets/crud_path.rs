@@ -12,7 +12,7 @@
 #![no_main]
 
 use arbitrary::Unstructured;
-use event_hooks_core::config::reader::Problems;
+use event_hooks_core::reader::Problems;
 use event_hooks_core::source::Source;
 use event_hooks_core::source::crud::{self, Body, Missing, Operation};
 use event_hooks_fuzz::{chance, count, free_text, pick};

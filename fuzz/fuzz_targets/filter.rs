@@ -11,7 +11,7 @@
 use std::cmp::Ordering;
 
 use arbitrary::Unstructured;
-use event_hooks_core::config::reader::Problems;
+use event_hooks_core::reader::Problems;
 use event_hooks_core::event::{Event, Redaction, lookup, split_path};
 use event_hooks_core::filter::Filter;
 use event_hooks_core::source::Source;

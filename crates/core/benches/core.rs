@@ -140,9 +140,9 @@ fn config_parse(c: &mut Criterion) {
 /// One event through a `lambda` hook (was the ignored `cost_per_event` test).
 #[cfg(feature = "lambda")]
 fn lambda(c: &mut Criterion) {
-    use event_hooks_core::config::reader::Problems;
     use event_hooks_core::event::Bodies;
     use event_hooks_core::handler::lambda::Lambda;
+    use event_hooks_core::reader::Problems;
     use event_hooks_core::source::Source;
 
     let event = Event::new(

@@ -18,8 +18,8 @@ use std::cmp::Ordering;
 
 use serde_json::{Map, Value, json};
 
-use crate::config::reader::{Problems, child, kind};
 use crate::event::{Field, Fields, Redaction};
+use crate::reader::{Problems, child, kind};
 
 /// The operators, for messages and documentation.
 pub const OPERATORS: &[&str] = &[

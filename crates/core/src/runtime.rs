@@ -9,8 +9,8 @@
 
 use std::cell::{OnceCell, RefCell};
 
-use crate::admin;
 use crate::config::Config;
+use crate::config::admin;
 use crate::delivery::{DeadLetter, Delivery, Job, Response, Transport};
 use crate::event::{Event, Fields, Redaction};
 use crate::hooks::{Action, HookSet};

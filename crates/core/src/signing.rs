@@ -20,7 +20,7 @@ use serde_json::Value;
 use sha1::Sha1;
 use sha2::Sha256;
 
-use crate::config::reader::{Object, Problems, element, kind};
+use crate::reader::{Object, Problems, element, kind};
 
 /// The header carrying Kong's signature.
 pub const KONG_SIGNATURE_HEADER: &str = "x-kong-signature";
@@ -201,7 +201,7 @@ fn read_env(config: &Object<'_, '_>, key: &str, problems: &Problems) -> Option<S
     if value.is_none() {
         problems.add(
             &config.path_of(key),
-            crate::config::reader::env_not_set(name, key.trim_end_matches("_env")),
+            crate::reader::env_not_set(name, key.trim_end_matches("_env")),
         );
     }
     value
@@ -242,7 +242,7 @@ fn extra_secrets(config: &Object<'_, '_>, problems: &Problems) -> Vec<(String, S
     for (path, name) in list("secrets_env") {
         match problems.env(name).filter(|value| !value.is_empty()) {
             Some(value) => out.push((path, value)),
-            None => problems.add(&path, crate::config::reader::env_not_set(name, "secrets")),
+            None => problems.add(&path, crate::reader::env_not_set(name, "secrets")),
         }
     }
     out

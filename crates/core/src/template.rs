@@ -24,8 +24,8 @@ use std::io;
 
 use serde_json::Value;
 
-use crate::config::reader::Problems;
 use crate::event::lookup;
+use crate::reader::Problems;
 
 /// The most bytes [`Template::render`] produces; a longer rendering is cut there.
 pub const MAX_RENDERED: usize = 1024 * 1024;

@@ -9,10 +9,11 @@ use std::any::Any;
 use std::rc::Rc;
 
 use event_hooks_core::catalog::Catalog;
-use event_hooks_core::config::{self, reader::Problems, schema};
+use event_hooks_core::config::{self, schema};
 use event_hooks_core::event::{Bodies, Redaction};
 use event_hooks_core::handler::{Handler, HandlerKind, Output};
 use event_hooks_core::log::{Level, Lines};
+use event_hooks_core::reader::Problems;
 use event_hooks_core::runtime::Runtime;
 use event_hooks_core::source::traffic::{Capture, Properties};
 use serde_json::{Map, Value, json};
@@ -32,7 +33,11 @@ impl HandlerKind for ShoutKind {
         "shout"
     }
 
-    fn config_schema(&self, schema: &schema::parts::Parts, at: &str) -> Map<String, Value> {
+    fn config_schema(
+        &self,
+        schema: &event_hooks_core::reader::schema::Parts,
+        at: &str,
+    ) -> Map<String, Value> {
         schema.object(
             at,
             &[&["prefix"]],
@@ -41,7 +46,7 @@ impl HandlerKind for ShoutKind {
     }
 
     fn parse(&self, config: &Value, path: &str, problems: &Problems) -> Option<Rc<dyn Handler>> {
-        let config = config::reader::Object::new(config, path, &["prefix"], problems)?;
+        let config = event_hooks_core::reader::Object::new(config, path, &["prefix"], problems)?;
         let prefix = config.optional_str("prefix").unwrap_or("!").to_string();
         Some(Rc::new(Shout { prefix }))
     }

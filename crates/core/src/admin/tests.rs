@@ -1,4 +1,5 @@
 use super::*;
+use crate::reader::Problems;
 use crate::config;
 use serde_json::json;
 

@@ -4,20 +4,19 @@
 //! found, each naming its JSON path (`hooks[1].config.url: missing required field`). Unknown
 //! keys are refused. The proxy never runs a configuration that half-works.
 
-pub mod reader;
+pub mod admin;
 pub mod schema;
 
 use serde_json::Value;
 
-use crate::admin;
 use crate::catalog::Catalog;
 use crate::delivery::{Settings, breaker, retry};
 use crate::event::Redaction;
 use crate::filter::Filter;
 use crate::handler::HandlerKind;
 use crate::hooks::{Hook, HookSet};
+use crate::reader::{self, Object, Problem, Problems, Whole, child, element, kind};
 use crate::source::{self, Source};
-use reader::{Object, Problem, Problems, Whole, child, element, kind};
 
 /// The top-level keys: `host`, `hooks`, `delivery`, each source's settings (in
 /// [`source::BUILTIN`]'s order), `admin`.

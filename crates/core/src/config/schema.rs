@@ -10,14 +10,14 @@
 
 use serde_json::{Value, json};
 
-use parts::{Parts, non_empty_string, whole, whole_entry};
+use crate::reader::schema::{Parts, non_empty_string, whole, whole_entry};
 
+use super::admin;
 use super::{
     DELIVERY_KEYS, HOOK_KEYS, Host, MAX_HOOKS, MAX_NAME_LEN, SNOOZE, delivery_numbers, top_keys,
 };
-use crate::admin;
 use crate::catalog::Catalog;
-use crate::delivery::breaker;
+use crate::delivery::{breaker, retry};
 use crate::handler::HandlerKind;
 use crate::source::Source;
 
@@ -51,8 +51,6 @@ pub fn gaps() -> Vec<String> {
     builder.root();
     builder.gaps()
 }
-
-pub mod parts;
 
 /// Builds the schema from the catalog's kinds (each describes its own part with [`Parts`]),
 /// and records where it and the parser's key lists disagree.
@@ -175,7 +173,7 @@ impl Builder {
                 whole_entry(n::MAX_PENDING_RETRIES),
                 whole_entry(n::TIMEOUT_MS),
                 whole_entry(n::FLUSH_INTERVAL_MS),
-                ("retry", self.retry("delivery.retry")),
+                ("retry", retry::schema(self, "delivery.retry")),
                 (
                     "breaker",
                     Value::Object(self.object(

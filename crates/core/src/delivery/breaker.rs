@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::config::reader::{Object, Problems, Whole};
+use crate::reader::{Object, Problems, Whole};
 
 pub const KEYS: &[&str] = &["failures", "cooldown_ms"];
 pub const FAILURES: Whole = Whole::new("failures", 1, 10_000);

@@ -12,7 +12,9 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::config::reader::{Object, Problems, Whole};
+use crate::reader::schema::{Parts, whole_entry};
+
+use crate::reader::{Object, Problems, Whole};
 
 pub const KEYS: &[&str] = &["max_attempts", "max_age_ms", "backoff_ms", "max_backoff_ms"];
 pub const MAX_ATTEMPTS: Whole = Whole::new("max_attempts", 1, 100);
@@ -56,7 +58,7 @@ impl Settings {
     pub fn check(&self, path: &str, problems: &Problems) {
         if self.max_backoff_ms < self.backoff_ms {
             problems.add(
-                &crate::config::reader::child(path, "max_backoff_ms"),
+                &crate::reader::child(path, "max_backoff_ms"),
                 "must not be less than backoff_ms",
             );
         }
@@ -138,6 +140,20 @@ pub fn retry_after_ms(value: &str, now_ms: u64) -> Option<u64> {
 /// The HTTP date of `unix_ms` (for tests and messages).
 pub fn http_date(unix_ms: u64) -> String {
     httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(unix_ms))
+}
+
+/// The JSON Schema of a `retry` object at `at`.
+pub fn schema(parts: &Parts, at: &str) -> Value {
+    Value::Object(parts.object(
+        at,
+        &[KEYS],
+        vec![
+            whole_entry(MAX_ATTEMPTS),
+            whole_entry(MAX_AGE_MS),
+            whole_entry(BACKOFF_MS),
+            whole_entry(MAX_BACKOFF_MS),
+        ],
+    ))
 }
 
 #[cfg(test)]

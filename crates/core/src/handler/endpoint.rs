@@ -1,9 +1,12 @@
 //! Where a handler's calls go: the URL (`http://` or `https://`), the Envoy cluster, and the
 //! headers a hook may add. Shared by every handler that makes HTTP calls.
 
-use crate::config::reader::{Object, Problems, child};
 use crate::delivery::Destination;
-use crate::signing;
+use crate::delivery::retry;
+use crate::reader::schema::{Parts, non_empty_string};
+use crate::reader::{Object, Problems, child};
+use crate::signing::{self, MAX_SECRETS};
+use serde_json::{Value, json};
 
 /// Headers a handler sets itself, or that HTTP reserves for the connection; a hook may not
 /// configure them. Every `webhook-*` name is reserved too (the Standard Webhooks namespace).
@@ -317,6 +320,26 @@ pub fn is_reserved(lower: &str) -> bool {
 /// RFC 9110 token characters.
 pub fn is_token_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+/// The schema of the keys every calling handler takes: signing and retries.
+pub fn call_types(parts: &Parts) -> Vec<(&'static str, Value)> {
+    let more_secrets = json!({
+        "type": "array",
+        "maxItems": MAX_SECRETS.saturating_sub(1),
+        "items": {"type": "string"},
+    });
+    vec![
+        ("secret", non_empty_string()),
+        ("secret_env", non_empty_string()),
+        ("secrets", more_secrets.clone()),
+        ("secrets_env", more_secrets),
+        (
+            "signature",
+            json!({"enum": signing::Scheme::NAMES.iter().map(|(name, _)| *name).collect::<Vec<_>>()}),
+        ),
+        ("retry", retry::schema(parts, "hooks[].config.retry")),
+    ]
 }
 
 #[cfg(test)]

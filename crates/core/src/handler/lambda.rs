@@ -43,10 +43,10 @@ use serde_json::{Number, Value};
 
 use super::Output;
 use super::endpoint::{self, Endpoint, Url};
-use crate::config::reader::{Object, Problems, element, kind};
 use crate::delivery::Draft;
 use crate::event::{Bodies, Event, Redaction};
 use crate::log::Level;
+use crate::reader::{Object, Problems, element, kind};
 use crate::signing::Signing;
 
 use super::lambda_config::KEYS;

@@ -1,7 +1,7 @@
 //! What the `lambda` handler's `config` takes, in every build: read by its parser
 //! ([`super::lambda`]) and its kind ([`super::lambda_kind`], the schema).
 
-use crate::config::reader::Whole;
+use crate::reader::Whole;
 
 pub const KEYS: &[&str] = &["functions", "cluster", "max_operations"];
 /// The most functions one hook may chain.

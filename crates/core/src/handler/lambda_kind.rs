@@ -9,8 +9,8 @@ use serde_json::{Map, Value, json};
 
 use super::lambda_config::{KEYS, MAX_FUNCTIONS, MAX_OPERATIONS, MAX_SOURCE_BYTES};
 use super::{Handler, HandlerKind};
-use crate::config::reader::Problems;
-use crate::config::schema::parts::{Parts, exclusive, non_empty_string, whole};
+use crate::reader::Problems;
+use crate::reader::schema::{Parts, exclusive, non_empty_string, whole};
 
 /// The `lambda` handler kind.
 pub struct Kind;
@@ -36,7 +36,7 @@ impl HandlerKind for Kind {
             ("cluster", non_empty_string()),
             ("max_operations", whole(MAX_OPERATIONS)),
         ];
-        types.extend(schema.call_types());
+        types.extend(super::endpoint::call_types(schema));
         let mut config = schema.object(at, &[KEYS, super::endpoint::CALL_KEYS], types);
         config.insert("required".into(), json!(["functions"]));
         exclusive(config, &[["secret", "secret_env"]])
@@ -53,7 +53,7 @@ impl HandlerKind for Kind {
         // `path` is the hook's `config`: the problem is its `handler`.
         let hook = path.strip_suffix(".config").unwrap_or(path);
         problems.add(
-            &crate::config::reader::child(hook, "handler"),
+            &crate::reader::child(hook, "handler"),
             "this build has no lambda support (built without the lambda feature)",
         );
         None

@@ -8,10 +8,10 @@ use std::rc::Rc;
 use serde_json::{Map, Value};
 
 use super::{Handler, HandlerKind, Output};
-use crate::config::reader::{Object, Problems};
-use crate::config::schema::parts::Parts;
 use crate::event::{Bodies, Event, Redaction};
 use crate::log::Level;
+use crate::reader::schema::Parts;
+use crate::reader::{Object, Problems};
 
 /// The `log` handler kind.
 pub struct Kind;

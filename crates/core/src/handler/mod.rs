@@ -20,12 +20,12 @@ use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
-use crate::config::reader::Problems;
-use crate::config::schema::parts::Parts;
 use crate::delivery::Draft;
 use crate::delivery::retry::Overrides;
 use crate::event::{Bodies, Redaction};
 use crate::log::Level;
+use crate::reader::Problems;
+use crate::reader::schema::Parts;
 use crate::signing::Signing;
 
 /// How handlers that make no call sign (they do not).

@@ -11,11 +11,11 @@ use serde_json::{Map, Value, json};
 
 use super::endpoint::{self, Endpoint};
 use super::{Handler, HandlerKind, Output};
-use crate::config::reader::{Object, Problems};
-use crate::config::schema::parts::{Parts, endpoint_types, exclusive};
 use crate::delivery::Draft;
 use crate::delivery::retry::Overrides;
 use crate::event::{Bodies, Redaction};
+use crate::reader::schema::{Parts, endpoint_types, exclusive};
+use crate::reader::{Object, Problems};
 use crate::signing::Signing;
 
 pub const KEYS: &[&str] = &["url", "headers", "ssl_verify", "cluster"];
@@ -34,7 +34,7 @@ impl HandlerKind for Kind {
         let mut config = schema.object(
             at,
             &[KEYS, endpoint::CALL_KEYS],
-            [endpoint_types(), schema.call_types()].concat(),
+            [endpoint_types(), endpoint::call_types(schema)].concat(),
         );
         config.insert("required".into(), json!(["url"]));
         exclusive(config, &[["secret", "secret_env"]])

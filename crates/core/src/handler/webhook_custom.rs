@@ -25,12 +25,12 @@ use serde_json::json;
 
 use super::endpoint::{self, Endpoint};
 use super::{Handler, HandlerKind, Output};
-use crate::config::reader::{Object, Problems, child};
-use crate::config::schema::parts::{Parts, endpoint_types, exclusive, string_map};
 use crate::delivery::Draft;
 use crate::delivery::retry::Overrides;
 use crate::event::{Bodies, Redaction};
 use crate::log::Level;
+use crate::reader::schema::{Parts, endpoint_types, exclusive, string_map};
+use crate::reader::{Object, Problems, child};
 use crate::signing::{self, Signing};
 use crate::template::{self, Escape, MAX_RENDERED, Overflow, Template};
 
@@ -70,7 +70,7 @@ impl HandlerKind for Kind {
             ("payload", string_map()),
             ("payload_format", json!({"type": "boolean"})),
         ]);
-        types.extend(schema.call_types());
+        types.extend(super::endpoint::call_types(schema));
         let mut config = schema.object(at, &[KEYS, endpoint::CALL_KEYS], types);
         config.insert("required".into(), json!(["url", "method"]));
         exclusive(config, &[["secret", "secret_env"], ["body", "payload"]])

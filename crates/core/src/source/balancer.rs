@@ -17,11 +17,11 @@ use serde_json::{Map, Value};
 use serde_json::json;
 
 use super::{EventSpec, SourceKind};
-use crate::config::reader::{Object, Problems, Whole};
-use crate::config::schema::parts::{Parts, whole_entry};
 use crate::event::{Event, Field, Fields, Redaction};
 use crate::hooks::Hook;
 use crate::needs::Needs;
+use crate::reader::schema::{Parts, whole_entry};
+use crate::reader::{Object, Problems, Whole};
 use crate::shared::{Change, Shared, update};
 use crate::source::Source;
 

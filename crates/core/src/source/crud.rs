@@ -23,12 +23,12 @@ use serde_json::{Map, Value};
 use serde_json::json;
 
 use super::{EventSpec, SourceKind};
-use crate::config::reader::{Object, Problems, Whole};
-use crate::config::schema::parts::{Parts, whole_entry};
 use crate::event::Event;
 use crate::filter::Filter;
 use crate::hooks::Hook;
 use crate::needs::Needs;
+use crate::reader::schema::{Parts, whole_entry};
+use crate::reader::{Object, Problems, Whole};
 use crate::source::Source;
 
 /// The `crud` source: `<schema>` and `<schema>:<operation>` events; reads the top-level `crud`

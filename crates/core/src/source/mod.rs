@@ -17,13 +17,13 @@ use serde_json::{Value, json};
 
 use std::any::Any;
 
-use crate::config::reader::Problems;
-use crate::config::schema::parts::Parts;
 use crate::event::Event;
 use crate::filter::Filter;
 use crate::hooks::Hook;
 use crate::log::Level;
 use crate::needs::Needs;
+use crate::reader::Problems;
+use crate::reader::schema::Parts;
 use crate::shared::Shared;
 pub use id::Source;
 use traffic::{Capture, View};

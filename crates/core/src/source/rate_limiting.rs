@@ -17,11 +17,11 @@ use serde_json::{Map, Value};
 use serde_json::json;
 
 use super::{EventSpec, SourceKind};
-use crate::config::reader::{Object, Problems};
-use crate::config::schema::parts::{Parts, non_empty_string};
 use crate::event::{Event, lookup};
 use crate::hooks::Hook;
 use crate::needs::Needs;
+use crate::reader::schema::{Parts, non_empty_string};
+use crate::reader::{Object, Problems};
 use crate::source::Source;
 
 /// The `rate-limiting-advanced` source: requests refused with 429 by any rate limiter; reads

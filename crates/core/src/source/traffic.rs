@@ -66,9 +66,9 @@ fn delivery_needs(hook: &Hook) -> Needs {
         _ => Needs::EVERYTHING,
     }
 }
-use crate::config::reader::{Problems, child};
 use crate::event::{Event, Field, Fields, Redaction, Short};
 use crate::filter::Filter;
+use crate::reader::{Problems, child};
 use crate::source::Source;
 
 pub const FIELDS: &[&str] = &[

@@ -1,15 +1,12 @@
 //! The pieces of the configuration's JSON Schema that handler and source kinds build their
 //! own parts with: objects checked against the parser's key lists ([`Parts::object`], which
-//! records every disagreement), the keys every calling handler takes, and small schemas. A
-//! leaf: it knows no handler and no source.
+//! records every disagreement), and small schemas. A leaf: it knows no handler and no source.
 
 use std::cell::RefCell;
 
 use serde_json::{Map, Value, json};
 
-use crate::config::reader::Whole;
-use crate::delivery::retry;
-use crate::signing::{self, MAX_SECRETS};
+use crate::reader::Whole;
 
 /// Builds parts of the schema, and records where they and the parser's key lists disagree.
 #[derive(Default)]
@@ -59,39 +56,6 @@ impl Parts {
         object.insert("properties".into(), Value::Object(properties));
         object.insert("additionalProperties".into(), json!(false));
         object
-    }
-
-    /// The keys every calling handler takes: signing and retries.
-    pub fn call_types(&self) -> Vec<(&'static str, Value)> {
-        let more_secrets = json!({
-            "type": "array",
-            "maxItems": MAX_SECRETS.saturating_sub(1),
-            "items": {"type": "string"},
-        });
-        vec![
-            ("secret", non_empty_string()),
-            ("secret_env", non_empty_string()),
-            ("secrets", more_secrets.clone()),
-            ("secrets_env", more_secrets),
-            (
-                "signature",
-                json!({"enum": signing::Scheme::NAMES.iter().map(|(name, _)| *name).collect::<Vec<_>>()}),
-            ),
-            ("retry", self.retry("hooks[].config.retry")),
-        ]
-    }
-
-    pub fn retry(&self, at: &str) -> Value {
-        Value::Object(self.object(
-            at,
-            &[retry::KEYS],
-            vec![
-                whole_entry(retry::MAX_ATTEMPTS),
-                whole_entry(retry::MAX_AGE_MS),
-                whole_entry(retry::BACKOFF_MS),
-                whole_entry(retry::MAX_BACKOFF_MS),
-            ],
-        ))
     }
 }
 

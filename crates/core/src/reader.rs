@@ -6,6 +6,8 @@
 //! Messages never echo the value that was given, only its JSON type: a misplaced secret must not
 //! end up in a log line.
 
+pub mod schema;
+
 use std::cell::RefCell;
 use std::fmt;
 
