@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
-use crate::source::id::Source;
+use crate::source_id::Source;
 
 /// Header values that are replaced by this text unless a hook opts out.
 pub const REDACTED: &str = "[redacted]";

@@ -26,6 +26,7 @@ pub mod runtime;
 pub mod shared;
 pub mod signing;
 pub mod source;
+pub mod source_id;
 pub mod template;
 
 /// Counts the heap's bytes, so that a `lambda` run can be stopped at its memory budget.

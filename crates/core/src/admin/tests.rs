@@ -1,6 +1,6 @@
 use super::*;
-use crate::reader::Problems;
 use crate::config;
+use crate::reader::Problems;
 use serde_json::json;
 
 fn setup() -> (Settings, HookSet) {

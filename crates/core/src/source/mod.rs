@@ -9,7 +9,6 @@
 pub mod balancer;
 pub mod crud;
 pub mod dead_letter;
-pub mod id;
 pub mod rate_limiting;
 pub mod traffic;
 
@@ -25,7 +24,7 @@ use crate::needs::Needs;
 use crate::reader::Problems;
 use crate::reader::schema::Parts;
 use crate::shared::Shared;
-pub use id::Source;
+pub use crate::source_id::Source;
 use traffic::{Capture, View};
 
 /// What a source made of one finished request sees of it.
@@ -181,6 +180,14 @@ pub struct EventSpec {
 }
 
 impl Source {
+    /// How many sources there are.
+    pub const COUNT: usize = BUILTIN.len();
+
+    /// Every source, in [`BUILTIN`]'s order.
+    pub fn all() -> impl Iterator<Item = Source> {
+        (0..Self::COUNT).filter_map(|index| u8::try_from(index).ok().map(Source))
+    }
+
     /// What it is.
     pub fn kind(self) -> &'static dyn SourceKind {
         BUILTIN

@@ -1,10 +1,10 @@
-//! The identity of a source: which entry of [`super::BUILTIN`] it is. A leaf, so that events
-//! can name their source without depending on what sources do; what a source is and does
-//! ([`Source::kind`], [`Source::name`], ...) is in [`super`].
+//! The identity of a source: which entry of `source::BUILTIN` it is. A leaf (events name
+//! their source with it without depending on what sources do); what a source is and does
+//! (`Source::kind`, `Source::name`, ...) is in `crate::source`.
 
-/// A source of events: which entry of [`super::BUILTIN`] it is.
+/// A source of events: which entry of `source::BUILTIN` it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Source(u8);
+pub struct Source(pub(crate) u8);
 
 impl Source {
     /// One event per completed proxied request.
@@ -21,15 +21,7 @@ impl Source {
     /// `delivery.dead_letter`.
     pub const EVENT_HOOKS: Source = Source(5);
 
-    /// How many sources there are.
-    pub const COUNT: usize = super::BUILTIN.len();
-
-    /// Every source, in [`super::BUILTIN`]'s order.
-    pub fn all() -> impl Iterator<Item = Source> {
-        (0..Self::COUNT).filter_map(|index| u8::try_from(index).ok().map(Source))
-    }
-
-    /// Its place in [`super::BUILTIN`] (and in per-source tables).
+    /// Its place in `source::BUILTIN` (and in per-source tables).
     pub fn index(self) -> usize {
         usize::from(self.0)
     }
