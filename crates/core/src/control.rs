@@ -16,9 +16,18 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::event::{Event, lookup};
-use crate::hooks::Hook;
+use crate::event::{Event, Redaction, lookup};
 use crate::shared::{Change, Shared, update};
+
+/// What a hook's controls are: its name (the key of its shared state), `snooze` in seconds
+/// (0: off), `on_change`, and the redaction its events are compared under.
+#[derive(Debug, Clone, Copy)]
+pub struct Controls<'h> {
+    pub name: &'h str,
+    pub snooze: u64,
+    pub on_change: bool,
+    pub redaction: &'h Redaction,
+}
 
 /// The most slots (events, or event and data with both controls) remembered per hook.
 pub const MAX_ENTRIES: usize = 256;
@@ -26,13 +35,18 @@ pub const MAX_ENTRIES: usize = 256;
 const ENTRY: usize = 16;
 
 /// The shared-data key of a hook's controls.
-pub fn key(hook: &Hook) -> String {
+pub fn key(hook: &Controls<'_>) -> String {
     format!("{}control/{}", crate::shared::NAMESPACE, hook.name)
 }
 
 /// Whether `event` may go through `hook` at `now_ms`, recording it if so. Hooks without
 /// controls never touch the store.
-pub fn admit(store: &dyn Shared, hook: &Hook, event: &Event, now_ms: u64) -> Result<bool, String> {
+pub fn admit(
+    store: &dyn Shared,
+    hook: &Controls<'_>,
+    event: &Event,
+    now_ms: u64,
+) -> Result<bool, String> {
     if hook.snooze == 0 && !hook.on_change {
         return Ok(true);
     }
@@ -117,13 +131,13 @@ fn hash(parts: &[&[u8]]) -> u64 {
 }
 
 /// The event as the hook sees it, for `on_change`: its unique fields, or all of its data.
-fn digest(event: &Event, hook: &Hook) -> u64 {
+fn digest(event: &Event, hook: &Controls<'_>) -> u64 {
     let unique = event
         .source
         .spec(&event.name)
         .map_or(&[][..], |spec| spec.unique);
     let subject = if unique.is_empty() {
-        event.data_for(&hook.redaction)
+        event.data_for(hook.redaction)
     } else {
         Value::Array(
             unique
@@ -143,6 +157,7 @@ fn digest(event: &Event, hook: &Hook) -> u64 {
 mod tests {
     use super::*;
     use crate::config;
+    use crate::hooks::Hook;
     use crate::shared::Memory;
     use crate::source::Source;
     use serde_json::json;
@@ -169,7 +184,7 @@ mod tests {
         let store = Memory::default();
         events
             .iter()
-            .filter(|(at, tag)| admit(&store, hook, &event(tag), at * 1_000).unwrap())
+            .filter(|(at, tag)| admit(&store, &hook.controls(), &event(tag), at * 1_000).unwrap())
             .map(|(at, tag)| (*at, tag.to_string()))
             .collect()
     }
@@ -221,8 +236,8 @@ mod tests {
     fn neither_admits_everything_and_touches_nothing() {
         let hook = hook(0, false);
         let store = Memory::default();
-        assert!(admit(&store, &hook, &event("A"), 0).unwrap());
-        assert!(admit(&store, &hook, &event("A"), 0).unwrap());
+        assert!(admit(&store, &hook.controls(), &event("A"), 0).unwrap());
+        assert!(admit(&store, &hook.controls(), &event("A"), 0).unwrap());
         assert!(store.is_empty());
     }
 
@@ -231,19 +246,27 @@ mod tests {
         // Two VMs, one store: what one worker sent snoozes the other.
         let hook = hook(60, false);
         let store = Memory::default();
-        assert!(admit(&store, &hook, &event("a"), 0).unwrap());
-        assert!(!admit(&store, &hook, &event("a"), 30_000).unwrap());
-        assert!(admit(&store, &hook, &event("a"), 60_000).unwrap());
+        assert!(admit(&store, &hook.controls(), &event("a"), 0).unwrap());
+        assert!(!admit(&store, &hook.controls(), &event("a"), 30_000).unwrap());
+        assert!(admit(&store, &hook.controls(), &event("a"), 60_000).unwrap());
     }
 
     #[test]
     fn a_clock_stepping_back_ends_the_window() {
         let hook = hook(60, false);
         let store = Memory::default();
-        assert!(admit(&store, &hook, &event("a"), 10_000_000).unwrap());
-        assert!(!admit(&store, &hook, &event("a"), 10_030_000).unwrap());
+        assert!(admit(&store, &hook.controls(), &event("a"), 10_000_000).unwrap());
+        assert!(!admit(&store, &hook.controls(), &event("a"), 10_030_000).unwrap());
         // The clock steps back an hour: the window does not last an hour longer.
-        assert!(admit(&store, &hook, &event("a"), 10_000_000 - 3_600_000).unwrap());
+        assert!(
+            admit(
+                &store,
+                &hook.controls(),
+                &event("a"),
+                10_000_000 - 3_600_000
+            )
+            .unwrap()
+        );
     }
 
     #[test]
@@ -251,13 +274,13 @@ mod tests {
         let hook = hook(60, true);
         let store = Memory::default();
         for n in 0..(MAX_ENTRIES * 3) {
-            assert!(admit(&store, &hook, &event(&n.to_string()), 0).unwrap());
+            assert!(admit(&store, &hook.controls(), &event(&n.to_string()), 0).unwrap());
         }
-        let (bytes, _) = store.get(&key(&hook)).unwrap().unwrap();
+        let (bytes, _) = store.get(&key(&hook.controls())).unwrap().unwrap();
         assert_eq!(bytes.len(), MAX_ENTRIES * ENTRY);
         assert_eq!(store.len(), 1);
         // The most recent ones are remembered.
         let last = (MAX_ENTRIES * 3 - 1).to_string();
-        assert!(!admit(&store, &hook, &event(&last), 1_000).unwrap());
+        assert!(!admit(&store, &hook.controls(), &event(&last), 1_000).unwrap());
     }
 }

@@ -40,6 +40,18 @@ pub struct Hook {
     pub shown: serde_json::Value,
 }
 
+impl Hook {
+    /// Its snooze and on_change, as [`control`] applies them.
+    pub fn controls(&self) -> control::Controls<'_> {
+        control::Controls {
+            name: &self.name,
+            snooze: self.snooze,
+            on_change: self.on_change,
+            redaction: &self.redaction,
+        }
+    }
+}
+
 /// What routing an event produced.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
@@ -251,7 +263,7 @@ impl HookSet {
         if !self.selects(index, &event.name, event) {
             return;
         }
-        match control::admit(store, hook, event, now_ms) {
+        match control::admit(store, &hook.controls(), event, now_ms) {
             Ok(true) => {}
             Ok(false) => return,
             // The shared state is unusable: let the event through rather than lose it.

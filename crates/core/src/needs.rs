@@ -16,8 +16,7 @@
 //! The event built for a request is then exactly the event built from everything, as far as
 //! any hook can tell.
 
-use crate::hooks::{Hook, HookSet};
-use crate::source::{self, Source};
+use crate::filter::Filter;
 
 /// A log-phase property of a request, by what it means (the host adapter knows its name and
 /// encoding on each host).
@@ -193,23 +192,14 @@ impl Needs {
             _ => Needs::EVERYTHING,
         }
     }
+}
 
-    /// What a configuration's hooks and sources need of each request: what each source with
-    /// an enabled hook says it needs ([`crate::source::SourceKind::needs`]).
-    pub fn of(hooks: &HookSet, sources: &source::Settings) -> Needs {
-        let mut needs = Needs::default();
-        for source in Source::all() {
-            let listening: Vec<&Hook> = hooks
-                .iter()
-                .filter(|hook| hook.enabled && hook.source == source)
-                .collect();
-            if !listening.is_empty() {
-                needs = needs.union(source.kind().needs(&listening, sources));
-            }
-        }
-        needs.then = needs.then.without(needs.first);
-        needs
-    }
+/// What a source's needs depend on of one of its hooks: its filter, the fields of the event
+/// its handler reads (`None`: all of it) and `on_change` (which reads the whole event).
+pub struct HookUse<'h> {
+    pub filter: &'h Filter,
+    pub handler_fields: Option<Vec<&'h [String]>>,
+    pub on_change: bool,
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use crate::hooks::{Action, HookSet};
 use crate::id::IdGen;
 use crate::log::{Level, Log};
 use crate::metrics::{self, Metrics};
-use crate::needs::Needs;
+use crate::needs::{HookUse, Needs};
 use crate::shared::Shared;
 use crate::source::traffic::{self, Capture, Properties};
 use crate::source::{self, Count, Emit, Source, crud};
@@ -80,7 +80,7 @@ impl Runtime {
         for name in matched_metrics.iter().chain(&event_metrics) {
             metrics.count(name, 0);
         }
-        let needs = Needs::of(&config.hooks, &config.sources);
+        let needs = needs_of(&config.hooks, &config.sources);
         let mut observers: Vec<Source> = Vec::new();
         for source in Source::all()
             .filter(|source| source.from_requests() && config.hooks.listens_to(*source))
@@ -536,6 +536,28 @@ impl Runtime {
     pub fn is_idle(&self) -> bool {
         self.outstanding() == 0
     }
+}
+
+/// What a configuration's hooks and sources need of each request: what each source with an
+/// enabled hook says it needs ([`source::SourceKind::needs`]).
+pub fn needs_of(hooks: &HookSet, sources: &source::Settings) -> Needs {
+    let mut needs = Needs::default();
+    for source in Source::all() {
+        let uses: Vec<HookUse<'_>> = hooks
+            .iter()
+            .filter(|hook| hook.enabled && hook.source == source)
+            .map(|hook| HookUse {
+                filter: &hook.filter,
+                handler_fields: hook.handler.event_fields(),
+                on_change: hook.on_change,
+            })
+            .collect();
+        if !uses.is_empty() {
+            needs = needs.union(source.kind().needs(&uses, sources));
+        }
+    }
+    needs.then = needs.then.without(needs.first);
+    needs
 }
 
 /// Where the sources' events go for one request: routing, then delivery.

@@ -87,7 +87,7 @@ fn every_field_reads_the_same_from_what_it_needs() {
 
 fn needs_of(config: Value) -> Needs {
     let config = config::parse(config.to_string().as_bytes()).unwrap();
-    Needs::of(&config.hooks, &config.sources)
+    crate::runtime::needs_of(&config.hooks, &config.sources)
 }
 
 fn hook(source: &str, filter: Value, handler: &str, config: Value) -> Value {

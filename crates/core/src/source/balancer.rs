@@ -18,8 +18,7 @@ use serde_json::json;
 
 use super::{EventSpec, SourceKind};
 use crate::event::{Event, Field, Fields, Redaction};
-use crate::hooks::Hook;
-use crate::needs::Needs;
+use crate::needs::{HookUse, Needs};
 use crate::reader::schema::{Parts, whole_entry};
 use crate::reader::{Object, Problems, Whole};
 use crate::shared::{Change, Shared, update};
@@ -114,7 +113,7 @@ impl SourceKind for Kind {
     }
 
     /// The traffic fields its passive checks read.
-    fn needs(&self, _hooks: &[&Hook], _settings: &super::Settings) -> Needs {
+    fn needs(&self, _hooks: &[HookUse<'_>], _settings: &super::Settings) -> Needs {
         [
             ["upstream", "address"],
             ["upstream", "cluster"],

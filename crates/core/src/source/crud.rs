@@ -25,8 +25,7 @@ use serde_json::json;
 use super::{EventSpec, SourceKind};
 use crate::event::Event;
 use crate::filter::Filter;
-use crate::hooks::Hook;
-use crate::needs::Needs;
+use crate::needs::{HookUse, Needs};
 use crate::reader::schema::{Parts, whole_entry};
 use crate::reader::{Object, Problems, Whole};
 use crate::source::Source;
@@ -95,7 +94,7 @@ impl SourceKind for CrudKind {
         refuse_without_settings(self.name(), settings)
     }
 
-    fn needs(&self, _hooks: &[&Hook], settings: &super::Settings) -> Needs {
+    fn needs(&self, _hooks: &[HookUse<'_>], settings: &super::Settings) -> Needs {
         needs(settings)
     }
 
@@ -161,7 +160,7 @@ impl SourceKind for DaoKind {
         refuse_without_settings(self.name(), settings)
     }
 
-    fn needs(&self, _hooks: &[&Hook], settings: &super::Settings) -> Needs {
+    fn needs(&self, _hooks: &[HookUse<'_>], settings: &super::Settings) -> Needs {
         needs(settings)
     }
 }

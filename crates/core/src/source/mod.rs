@@ -18,9 +18,8 @@ use std::any::Any;
 
 use crate::event::Event;
 use crate::filter::Filter;
-use crate::hooks::Hook;
 use crate::log::Level;
-use crate::needs::Needs;
+use crate::needs::{HookUse, Needs};
 use crate::reader::Problems;
 use crate::reader::schema::Parts;
 use crate::shared::Shared;
@@ -149,7 +148,7 @@ pub trait SourceKind: Sync {
 
     /// What the host must capture of each request for `hooks` (this source's enabled hooks,
     /// never empty).
-    fn needs(&self, _hooks: &[&Hook], _settings: &Settings) -> Needs {
+    fn needs(&self, _hooks: &[HookUse<'_>], _settings: &Settings) -> Needs {
         Needs::default()
     }
 

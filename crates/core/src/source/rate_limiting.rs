@@ -18,8 +18,7 @@ use serde_json::json;
 
 use super::{EventSpec, SourceKind};
 use crate::event::{Event, lookup};
-use crate::hooks::Hook;
-use crate::needs::Needs;
+use crate::needs::{HookUse, Needs};
 use crate::reader::schema::{Parts, non_empty_string};
 use crate::reader::{Object, Problems};
 use crate::source::Source;
@@ -78,7 +77,7 @@ impl SourceKind for Kind {
 
     /// The status first; the event's fields ([`event`]: its consumer headers among the request
     /// headers, its limits among the response headers) once it is a 429.
-    fn needs(&self, _hooks: &[&Hook], _settings: &super::Settings) -> Needs {
+    fn needs(&self, _hooks: &[HookUse<'_>], _settings: &super::Settings) -> Needs {
         let fields = [
             &["client", "ip"][..],
             &["upstream", "cluster"],

@@ -11,8 +11,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use super::{EventSpec, SourceKind};
-use crate::hooks::Hook;
-use crate::needs::Needs;
+use crate::needs::{HookUse, Needs};
 
 /// The `traffic` source: one `request` event per completed proxied request.
 pub struct Kind;
@@ -41,7 +40,7 @@ impl SourceKind for Kind {
 
     /// What its hooks' filters test, before deciding; what their deliveries read of the event,
     /// once it is built.
-    fn needs(&self, hooks: &[&Hook], _settings: &super::Settings) -> Needs {
+    fn needs(&self, hooks: &[HookUse<'_>], _settings: &super::Settings) -> Needs {
         let mut needs = Needs::default();
         for hook in hooks {
             for path in hook.filter.fields() {
@@ -55,10 +54,10 @@ impl SourceKind for Kind {
 
 /// What a traffic hook's deliveries read of the event: what its handler reads, or all of it
 /// (with `on_change`, the whole event identifies it).
-fn delivery_needs(hook: &Hook) -> Needs {
-    match hook.handler.event_fields() {
+fn delivery_needs(hook: &HookUse<'_>) -> Needs {
+    match &hook.handler_fields {
         Some(fields) if !hook.on_change => fields
-            .into_iter()
+            .iter()
             .filter(|path| !matches!(path, [only] if only == "source" || only == "event"))
             .fold(Needs::default(), |needs, path| {
                 needs.union(Needs::of_field(path))
