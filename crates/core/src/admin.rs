@@ -24,7 +24,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::config::reader::{Object, Problems};
-use crate::delivery::Draft;
+use crate::delivery::Call;
 use crate::event::{Bodies, Event};
 use crate::handler::{Handler, Output};
 use crate::hooks::{Hook, HookSet};
@@ -325,14 +325,14 @@ pub fn run(hook: &Hook, event: &Event) -> Vec<Output> {
 
 /// Kong's ping: `{"source": "kong:event_hooks", "event": "ping", "event_hooks": <the hook>}`,
 /// to a webhook hook's URL.
-pub fn ping(hook: &Hook) -> Option<Draft> {
+pub fn ping(hook: &Hook) -> Option<Call> {
     let Handler::Webhook(webhook) = &hook.handler else {
         return None;
     };
     let body = json!({"source": "kong:event_hooks", "event": "ping", "event_hooks": hook.shown});
     let mut headers = webhook.headers.clone();
     headers.push(("content-type".into(), "application/json".into()));
-    Some(Draft {
+    Some(Call {
         destination: webhook.endpoint.destination(),
         method: "POST".into(),
         path: webhook.endpoint.url.path.clone(),

@@ -3,7 +3,7 @@
 //! For an event, the enabled hooks of its source are tried in configuration order: the hook's
 //! `event` (absent: every event of the source), its filter, then its snooze/on-change
 //! controls. A hook that passes runs its handler; each call the handler drafts becomes a
-//! [`Job`] with its own webhook id.
+//! [`Delivery`] with its own webhook id.
 
 mod index;
 
@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::control;
-use crate::delivery::Job;
+use crate::delivery::Delivery;
 use crate::event::{Bodies, Event, Fields, Redaction};
 use crate::filter::Filter;
 use crate::handler::{Handler, Output};
@@ -46,7 +46,7 @@ pub enum Action {
     /// Hook `index` matched the event (its outputs follow).
     Matched(usize),
     /// A call to queue for delivery.
-    Deliver(Job),
+    Deliver(Delivery),
     /// A line for the proxy's log.
     Log(Level, String),
 }
@@ -266,9 +266,12 @@ impl HookSet {
         actions.push(Action::Matched(index));
         for output in hook.handler.prepare(bodies, &hook.redaction) {
             actions.push(match output {
-                Output::Draft(draft) => {
-                    Action::Deliver(Job::new(index, ids.next(now_ms), Rc::new(draft), now_ms))
-                }
+                Output::Call(draft) => Action::Deliver(Delivery::new(
+                    index,
+                    ids.next(now_ms),
+                    Rc::new(draft),
+                    now_ms,
+                )),
                 Output::Log(level, line) => Action::Log(level, line),
             });
         }
@@ -285,7 +288,7 @@ mod tests {
         config::parse(config.to_string().as_bytes()).unwrap().hooks
     }
 
-    fn deliveries(actions: Vec<Action>) -> Vec<Job> {
+    fn deliveries(actions: Vec<Action>) -> Vec<Delivery> {
         actions
             .into_iter()
             .filter_map(|action| match action {
@@ -351,12 +354,12 @@ mod tests {
         );
         assert_ne!(jobs[0].webhook_id, jobs[1].webhook_id);
         // Both hooks see the event alike: one body, shared.
-        assert!(Rc::ptr_eq(&jobs[0].draft.body, &jobs[1].draft.body));
+        assert!(Rc::ptr_eq(&jobs[0].call.body, &jobs[1].call.body));
         assert_eq!(
-            (jobs[0].draft.path.as_str(), jobs[1].draft.path.as_str()),
+            (jobs[0].call.path.as_str(), jobs[1].call.path.as_str()),
             ("/a", "/b")
         );
-        let body: Value = serde_json::from_slice(&jobs[0].draft.body).unwrap();
+        let body: Value = serde_json::from_slice(&jobs[0].call.body).unwrap();
         assert_eq!(body["response"]["status"], 502);
         assert_eq!(body["source"], "traffic");
         let jobs = deliveries(set.route(&traffic(200, "/orders/7"), 1_000, &store, &mut ids));

@@ -11,7 +11,7 @@ use std::cell::{OnceCell, RefCell};
 
 use crate::admin;
 use crate::config::Config;
-use crate::delivery::{DeadLetter, Delivery, Job, Response, Transport};
+use crate::delivery::{DeadLetter, Delivery, Pipeline, Response, Transport};
 use crate::event::{Event, Fields, Redaction};
 use crate::hooks::{Action, HookSet};
 use crate::id::IdGen;
@@ -45,7 +45,7 @@ pub struct Runtime {
     metrics: Box<dyn Metrics>,
     /// The hook dead letters go to.
     dead_letter: Option<usize>,
-    delivery: RefCell<Delivery>,
+    delivery: RefCell<Pipeline>,
     ids: RefCell<IdGen>,
     tracked: RefCell<health::Tracked>,
     counters: RefCell<Counters>,
@@ -84,7 +84,7 @@ impl Runtime {
             .as_deref()
             .and_then(|name| config.hooks.position(name));
         Runtime {
-            delivery: RefCell::new(Delivery::new(
+            delivery: RefCell::new(Pipeline::new(
                 config.delivery,
                 config.hooks.len(),
                 seed.rotate_left(17),
@@ -189,7 +189,7 @@ impl Runtime {
     pub fn enqueue(
         &self,
         hook: usize,
-        drafts: Vec<crate::delivery::Draft>,
+        drafts: Vec<crate::delivery::Call>,
         now_ms: u64,
         log: &dyn Log,
     ) {
@@ -199,7 +199,7 @@ impl Runtime {
             return;
         };
         for draft in drafts {
-            let job = Job::new(hook, ids.next(now_ms), std::rc::Rc::new(draft), now_ms);
+            let job = Delivery::new(hook, ids.next(now_ms), std::rc::Rc::new(draft), now_ms);
             delivery.accept(job, &self.hooks, now_ms, log, self.metrics.as_ref());
         }
     }

@@ -38,7 +38,7 @@
 use std::cell::Cell;
 
 pub use event_hooks_core::config::Host;
-use event_hooks_core::delivery::Request;
+use event_hooks_core::delivery::Attempt;
 use event_hooks_core::needs::{Prop, Props};
 use event_hooks_core::source::traffic::Properties;
 
@@ -330,7 +330,7 @@ pub struct Call<'a> {
 }
 
 /// The call for `request` on `host`.
-pub fn call(host: Host, request: &Request) -> Call<'_> {
+pub fn call(host: Host, request: &Attempt) -> Call<'_> {
     let mut headers: Vec<(&str, &str)> = request
         .headers
         .iter()
@@ -787,8 +787,8 @@ mod tests {
         assert_eq!(local_response_details(Host::Envoy), "event_hooks_admin");
     }
 
-    fn request(tls: bool) -> Request {
-        Request {
+    fn request(tls: bool) -> Attempt {
+        Attempt {
             destination: Destination {
                 cluster: "receiver".into(),
                 host_port: if tls {

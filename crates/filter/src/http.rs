@@ -17,7 +17,7 @@ use super::abi::{self, CallAnswer, DISPATCH_STATUS, HostLog};
 use super::differences::{self, Known};
 use super::root::dispatch;
 use event_hooks_core::admin::{self, Reply, Route};
-use event_hooks_core::delivery::Draft;
+use event_hooks_core::delivery::Call;
 use event_hooks_core::handler::Output;
 use event_hooks_core::log::Level;
 use event_hooks_core::needs::Needs;
@@ -126,7 +126,7 @@ impl Http {
         let mut drafts = Vec::new();
         for output in admin::run(config, &event) {
             match output {
-                Output::Draft(draft) => drafts.push(draft),
+                Output::Call(draft) => drafts.push(draft),
                 Output::Log(level, line) => abi::log(level, &line),
             }
         }
@@ -141,7 +141,7 @@ impl Http {
     }
 
     /// Makes the call of `test` or `ping`, signed like a delivery.
-    fn call(&mut self, runtime: &Runtime, hook: usize, draft: &Draft, data: Value) {
+    fn call(&mut self, runtime: &Runtime, hook: usize, draft: &Call, data: Value) {
         let Some(config) = runtime.hooks().get(hook) else {
             return self.reply(&admin::failed_call("the hook is gone"));
         };

@@ -18,7 +18,7 @@ use super::http::Http;
 use super::metrics::HostMetrics;
 use super::shared::HostShared;
 use event_hooks_core::config;
-use event_hooks_core::delivery::{EXCERPT_BYTES, Request, Response, SendError, Transport};
+use event_hooks_core::delivery::{Attempt, EXCERPT_BYTES, Response, SendError, Transport};
 use event_hooks_core::log::Level;
 use event_hooks_core::runtime::Runtime;
 
@@ -145,7 +145,7 @@ impl Root {
 }
 
 /// Makes `request` through the host's HTTP callout, addressed as `host` takes it.
-pub fn dispatch(host: Host, request: &Request, timeout_ms: u64) -> Result<u32, Status> {
+pub fn dispatch(host: Host, request: &Attempt, timeout_ms: u64) -> Result<u32, Status> {
     let call = differences::call(host, request);
     proxy_wasm::hostcalls::dispatch_http_call(
         call.upstream,
@@ -168,7 +168,7 @@ impl Transport for HostTransport {
         self.room.is_none_or(|room| room > 0)
     }
 
-    fn send(&mut self, request: &Request, timeout_ms: u64) -> Result<u32, SendError> {
+    fn send(&mut self, request: &Attempt, timeout_ms: u64) -> Result<u32, SendError> {
         let sent = dispatch(self.host, request, timeout_ms);
         if sent.is_ok() {
             self.room = self.room.map(|room| room.saturating_sub(1));

@@ -1,9 +1,9 @@
 //! Delivery: the per-VM queue, the calls in flight, retries, circuit breakers, dead letters and
 //! their accounting.
 //!
-//! HTTP contexts hand finished jobs to [`Delivery::accept`] in `on_log`. Only the root context
-//! sends: [`Delivery::pump`] from `on_tick` (and, where the host allows it, after an answer),
-//! and [`Delivery::complete`] from `on_http_call_response`. The host's HTTP callout is behind
+//! HTTP contexts hand finished jobs to [`Pipeline::accept`] in `on_log`. Only the root context
+//! sends: [`Pipeline::pump`] from `on_tick` (and, where the host allows it, after an answer),
+//! and [`Pipeline::complete`] from `on_http_call_response`. The host's HTTP callout is behind
 //! [`Transport`], the clock is passed in, so all of this is tested natively.
 //!
 //! * An answer is delivered (2xx), retried (408, 425, 429, 5xx, no answer), the end of the
@@ -37,13 +37,13 @@ use outcome::Outcome;
 
 /// One event to deliver for one hook.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Job {
+pub struct Delivery {
     /// Index of the hook in the configuration.
     pub hook: usize,
     /// Unique per delivered event, the same on every attempt.
     pub webhook_id: String,
     /// The call, as the hook's handler prepared it for this event.
-    pub draft: Rc<Draft>,
+    pub call: Rc<Call>,
     /// When the job was accepted, unix milliseconds.
     pub accepted_ms: u64,
     /// Attempts made so far.
@@ -56,12 +56,12 @@ pub struct Job {
     pub dead_letter: bool,
 }
 
-impl Job {
-    pub fn new(hook: usize, webhook_id: String, draft: Rc<Draft>, accepted_ms: u64) -> Self {
-        Job {
+impl Delivery {
+    pub fn new(hook: usize, webhook_id: String, call: Rc<Call>, accepted_ms: u64) -> Self {
+        Delivery {
             hook,
             webhook_id,
-            draft,
+            call,
             accepted_ms,
             attempts: 0,
             last_status: None,
@@ -72,14 +72,14 @@ impl Job {
 
     /// The memory the job holds, as the byte budget counts it.
     pub fn size(&self) -> usize {
-        self.draft.size()
+        self.call.size()
     }
 }
 
 /// What a handler prepared for one event: the whole call except the headers of each attempt
-/// (`user-agent`, `webhook-id`, `webhook-timestamp`, signatures), which [`Draft::attempt`] adds.
+/// (`user-agent`, `webhook-id`, `webhook-timestamp`, signatures), which [`Call::attempt`] adds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Draft {
+pub struct Call {
     pub destination: Destination,
     pub method: String,
     /// Path and query.
@@ -91,7 +91,7 @@ pub struct Draft {
     pub body: Rc<[u8]>,
 }
 
-impl Draft {
+impl Call {
     /// The bytes this draft holds (its body counted whole even when shared).
     pub fn size(&self) -> usize {
         let headers: usize = self
@@ -104,7 +104,7 @@ impl Draft {
 
     /// The request of one attempt at `now_secs`: pseudo-headers, the draft's headers, then
     /// `user-agent`, `webhook-id`, `webhook-timestamp` and the signatures over the exact body.
-    pub fn attempt(&self, webhook_id: &str, now_secs: u64, signing: &Signing) -> Request {
+    pub fn attempt(&self, webhook_id: &str, now_secs: u64, signing: &Signing) -> Attempt {
         let mut headers = Vec::with_capacity(self.headers.len() + 8);
         headers.push((":method".to_string(), self.method.clone()));
         headers.push((":path".to_string(), self.path.clone()));
@@ -114,7 +114,7 @@ impl Draft {
         headers.push(("webhook-id".to_string(), webhook_id.to_string()));
         headers.push(("webhook-timestamp".to_string(), now_secs.to_string()));
         headers.extend(signing.headers(webhook_id, now_secs, &self.body));
-        Request {
+        Attempt {
             destination: self.destination.clone(),
             headers,
             body: Rc::clone(&self.body),
@@ -133,7 +133,7 @@ pub struct Destination {
 /// One HTTP call, ready for the host: pseudo-headers (`:method`, `:path`, `:authority`)
 /// first, then the rest.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
+pub struct Attempt {
     pub destination: Destination,
     pub headers: Vec<(String, String)>,
     pub body: Rc<[u8]>,
@@ -192,7 +192,7 @@ pub enum SendError {
 /// The host's asynchronous HTTP callout.
 pub trait Transport {
     /// Starts a call; returns the host's token for its response.
-    fn send(&mut self, request: &Request, timeout_ms: u64) -> Result<u32, SendError>;
+    fn send(&mut self, request: &Attempt, timeout_ms: u64) -> Result<u32, SendError>;
 
     /// Whether the host takes another call now, whatever the queue's own limits say (Kong: one
     /// call in flight per root context). Asked before each call.
@@ -286,14 +286,14 @@ struct Reported {
 }
 
 /// The delivery state of one VM.
-pub struct Delivery {
+pub struct Pipeline {
     settings: Settings,
-    queue: VecDeque<Job>,
+    queue: VecDeque<Delivery>,
     /// Deliveries waiting for their next attempt, by (when, sequence).
-    retries: BTreeMap<(u64, u64), Job>,
+    retries: BTreeMap<(u64, u64), Delivery>,
     sequence: u64,
     /// Calls under way, by token, with when to stop waiting for their answer.
-    in_flight: BTreeMap<u32, (u64, Job)>,
+    in_flight: BTreeMap<u32, (u64, Delivery)>,
     per_destination: HashMap<String, usize>,
     bytes: usize,
     stats: Vec<HookStats>,
@@ -311,9 +311,9 @@ pub struct Delivery {
     reported: Reported,
 }
 
-impl Delivery {
+impl Pipeline {
     pub fn new(settings: Settings, hooks: usize, seed: u64) -> Self {
-        Delivery {
+        Pipeline {
             breakers: Breakers::new(settings.breaker),
             settings,
             queue: VecDeque::new(),
@@ -403,7 +403,7 @@ impl Delivery {
     /// gone, the job (the newest) is dropped and counted.
     pub fn accept(
         &mut self,
-        job: Job,
+        job: Delivery,
         hooks: &HookSet,
         now_ms: u64,
         log: &dyn Log,
@@ -443,7 +443,7 @@ impl Delivery {
             .range(..=(now_ms, u64::MAX))
             .map(|(key, _)| *key)
             .collect();
-        let jobs: Vec<Job> = due
+        let jobs: Vec<Delivery> = due
             .iter()
             .filter_map(|key| self.retries.remove(key))
             .collect();
@@ -465,7 +465,7 @@ impl Delivery {
     ) {
         self.promote_due_retries(now_ms);
         self.expire_calls(hooks, now_ms, log, metrics);
-        let mut held: Vec<Job> = Vec::new();
+        let mut held: Vec<Delivery> = Vec::new();
         let mut blocked: Vec<String> = self.overloaded.clone();
         while self.in_flight.len() < self.settings.max_in_flight && transport.has_room() {
             let Some(mut job) = self.queue.pop_front() else {
@@ -487,7 +487,7 @@ impl Delivery {
                 self.give_up(job, hooks, now_ms, log, metrics);
                 continue;
             }
-            let draft = Rc::clone(&job.draft);
+            let draft = Rc::clone(&job.call);
             let destination = draft.destination.cluster.as_str();
             if blocked.iter().any(|name| name == destination) {
                 held.push(job);
@@ -515,7 +515,7 @@ impl Delivery {
                         .saturating_add(ANSWER_GRACE_MS);
                     if let Some((_, mut previous)) = self.in_flight.insert(token, (deadline, job)) {
                         // A host reusing a live token: the earlier call's answer is lost.
-                        self.release_destination(&previous.draft.destination.cluster);
+                        self.release_destination(&previous.call.destination.cluster);
                         previous.last_error = Some("the host reused its call token".into());
                         self.give_up(previous, hooks, now_ms, log, metrics);
                     }
@@ -599,7 +599,7 @@ impl Delivery {
         let Some((_, mut job)) = self.in_flight.remove(&token) else {
             return;
         };
-        let destination = job.draft.destination.cluster.clone();
+        let destination = job.call.destination.cluster.clone();
         self.release_destination(&destination);
         if response == Response::Overloaded {
             job.attempts = job.attempts.saturating_sub(1);
@@ -667,7 +667,7 @@ impl Delivery {
     /// Schedules the next attempt, or gives up.
     fn retry(
         &mut self,
-        job: Job,
+        job: Delivery,
         retry_after_ms: Option<u64>,
         hooks: &HookSet,
         now_ms: u64,
@@ -723,7 +723,7 @@ impl Delivery {
                 );
             }
         }
-        let (theirs, others): (Vec<Job>, Vec<Job>) =
+        let (theirs, others): (Vec<Delivery>, Vec<Delivery>) =
             self.queue.drain(..).partition(|job| job.hook == hook);
         self.queue = others.into();
         let waiting: Vec<(u64, u64)> = self
@@ -732,7 +732,7 @@ impl Delivery {
             .filter(|(_, job)| job.hook == hook)
             .map(|(key, _)| *key)
             .collect();
-        let waiting: Vec<Job> = waiting
+        let waiting: Vec<Delivery> = waiting
             .iter()
             .filter_map(|key| self.retries.remove(key))
             .collect();
@@ -769,7 +769,7 @@ impl Delivery {
     /// Gives a delivery up: counted as failed, logged, and a dead letter.
     fn give_up(
         &mut self,
-        job: Job,
+        job: Delivery,
         hooks: &HookSet,
         now_ms: u64,
         log: &dyn Log,
@@ -789,7 +789,7 @@ impl Delivery {
     /// Drops a delivery: counted by reason, logged, and (but after a 410) a dead letter.
     fn drop_job(
         &mut self,
-        mut job: Job,
+        mut job: Delivery,
         reason: DropReason,
         hooks: &HookSet,
         now_ms: u64,
@@ -823,7 +823,7 @@ impl Delivery {
     }
 
     /// Counts a dead letter and, when a dead-letter hook is configured, hands it to the runtime.
-    fn dead_letter(&mut self, job: Job, hooks: &HookSet, metrics: &dyn Metrics) {
+    fn dead_letter(&mut self, job: Delivery, hooks: &HookSet, metrics: &dyn Metrics) {
         if job.dead_letter {
             return;
         }
@@ -842,12 +842,12 @@ impl Delivery {
                 attempts: job.attempts,
                 last_status: job.last_status,
                 last_error: job.last_error.unwrap_or_default(),
-                body: Rc::clone(&job.draft.body),
+                body: Rc::clone(&job.call.body),
             });
         }
     }
 
-    fn finish(&mut self, job: &Job, finished: Finished, metrics: &dyn Metrics) {
+    fn finish(&mut self, job: &Delivery, finished: Finished, metrics: &dyn Metrics) {
         self.bytes = self.bytes.saturating_sub(job.size());
         if let Some(stat) = self.stat(job.hook) {
             stat.pending = stat.pending.saturating_sub(1);

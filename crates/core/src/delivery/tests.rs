@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 /// A transport that records requests and hands out tokens, or answers with an error.
 #[derive(Default)]
 struct FakeTransport {
-    sent: Vec<(Request, u64)>,
+    sent: Vec<(Attempt, u64)>,
     next_token: u32,
     error: Option<SendError>,
     /// The host's own room for more calls (`None`: unlimited), taken by each call.
@@ -15,7 +15,7 @@ struct FakeTransport {
 }
 
 impl Transport for FakeTransport {
-    fn send(&mut self, request: &Request, timeout_ms: u64) -> Result<u32, SendError> {
+    fn send(&mut self, request: &Attempt, timeout_ms: u64) -> Result<u32, SendError> {
         if let Some(error) = &self.error {
             return Err(error.clone());
         }
@@ -38,7 +38,7 @@ impl Transport for FakeTransport {
 /// One VM's delivery with hooks, a fake clock, a recording transport, log and metrics.
 struct Harness {
     hooks: HookSet,
-    delivery: Delivery,
+    delivery: Pipeline,
     log: Lines,
     metrics: Recorder,
     transport: FakeTransport,
@@ -69,7 +69,7 @@ impl Harness {
         let config = json!({"hooks": hooks, "delivery": delivery});
         let config = config::parse(config.to_string().as_bytes()).unwrap();
         Harness {
-            delivery: Delivery::new(config.delivery, config.hooks.len(), 42),
+            delivery: Pipeline::new(config.delivery, config.hooks.len(), 42),
             hooks: config.hooks,
             log: Lines::default(),
             metrics: Recorder::default(),
@@ -78,13 +78,13 @@ impl Harness {
         }
     }
 
-    fn job(&self, n: u32, hook: usize) -> Job {
+    fn job(&self, n: u32, hook: usize) -> Delivery {
         self.sized(n, hook, b"foobar")
     }
 
-    fn sized(&self, n: u32, hook: usize, body: &[u8]) -> Job {
+    fn sized(&self, n: u32, hook: usize, body: &[u8]) -> Delivery {
         let cluster = ["a", "b"].get(hook).copied().unwrap_or("a");
-        let draft = Draft {
+        let draft = Call {
             destination: Destination {
                 cluster: cluster.to_string(),
                 host_port: format!("{cluster}:9000"),
@@ -96,10 +96,10 @@ impl Harness {
             headers: vec![("content-type".to_string(), "application/json".to_string())],
             body: body.into(),
         };
-        Job::new(hook, format!("id-{n}"), Rc::new(draft), self.now)
+        Delivery::new(hook, format!("id-{n}"), Rc::new(draft), self.now)
     }
 
-    fn accept(&mut self, job: Job) -> bool {
+    fn accept(&mut self, job: Delivery) -> bool {
         let accepted = self
             .delivery
             .accept(job, &self.hooks, self.now, &self.log, &self.metrics);

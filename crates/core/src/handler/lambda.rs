@@ -37,7 +37,7 @@ use serde_json::{Number, Value};
 use super::Output;
 use super::endpoint::{self, Endpoint, Url};
 use crate::config::reader::{Object, Problems, element, kind};
-use crate::delivery::Draft;
+use crate::delivery::Call;
 use crate::event::{Bodies, Event, Redaction};
 use crate::log::Level;
 use crate::signing::Signing;
@@ -273,7 +273,7 @@ impl Sandbox {
         engine.register_fn("http", move |request: Map| {
             let draft = draft(&request, http_settings.cluster.as_deref())
                 .map_err(|why| failure("http", why))?;
-            http_run.push("http", Output::Draft(draft))
+            http_run.push("http", Output::Call(draft))
         });
         Sandbox {
             engine,
@@ -870,7 +870,7 @@ fn to_json(value: &Dynamic, depth: usize) -> Result<Value, String> {
 }
 
 /// The call `http` asked for, checked as a webhook's configuration is.
-fn draft(request: &Map, cluster: Option<&str>) -> Result<Draft, String> {
+fn draft(request: &Map, cluster: Option<&str>) -> Result<Call, String> {
     if let Some(key) = request
         .keys()
         .find(|key| !REQUEST_KEYS.contains(&key.as_str()))
@@ -926,7 +926,7 @@ fn draft(request: &Map, cluster: Option<&str>) -> Result<Draft, String> {
         url,
         ssl_verify: false,
     };
-    Ok(Draft {
+    Ok(Call {
         destination: endpoint.destination(),
         method,
         path: endpoint.url.path.clone(),
@@ -1025,16 +1025,16 @@ mod tests {
             .iter()
             .map(|output| match output {
                 Output::Log(level, line) => (*level, line.clone()),
-                Output::Draft(draft) => panic!("unexpected draft {draft:?}"),
+                Output::Call(draft) => panic!("unexpected draft {draft:?}"),
             })
             .collect()
     }
 
-    fn drafts(outputs: Vec<Output>) -> Vec<Draft> {
+    fn drafts(outputs: Vec<Output>) -> Vec<Call> {
         outputs
             .into_iter()
             .filter_map(|output| match output {
-                Output::Draft(draft) => Some(draft),
+                Output::Call(draft) => Some(draft),
                 Output::Log(..) => None,
             })
             .collect()
@@ -1088,7 +1088,7 @@ mod tests {
         .unwrap();
         let outputs = run(&lambda, &traffic());
         assert_eq!(outputs.len(), 2);
-        let Some(Output::Draft(draft)) = outputs.first() else {
+        let Some(Output::Call(draft)) = outputs.first() else {
             panic!("{outputs:?}")
         };
         assert_eq!(

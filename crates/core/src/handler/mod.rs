@@ -14,7 +14,7 @@ pub mod webhook_custom;
 use serde_json::Value;
 
 use crate::config::reader::Problems;
-use crate::delivery::Draft;
+use crate::delivery::Call;
 use crate::event::{Bodies, Redaction};
 use crate::log::Level;
 use crate::signing::Signing;
@@ -56,7 +56,7 @@ pub enum Handler {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// An HTTP call to queue for delivery.
-    Draft(Draft),
+    Call(Call),
     /// A line for the proxy's log.
     Log(Level, String),
 }
@@ -89,7 +89,7 @@ impl Handler {
     /// What the handler makes of the event in `bodies`, as a hook with `redaction` sees it.
     pub fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Vec<Output> {
         match self {
-            Handler::Webhook(webhook) => vec![Output::Draft(webhook.prepare(bodies, redaction))],
+            Handler::Webhook(webhook) => vec![Output::Call(webhook.prepare(bodies, redaction))],
             Handler::WebhookCustom(custom) => vec![custom.prepare(bodies, redaction)],
             Handler::Log(handler) => {
                 vec![Output::Log(

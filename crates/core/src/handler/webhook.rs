@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::endpoint::{self, Endpoint};
 use crate::config::reader::{Object, Problems};
-use crate::delivery::Draft;
+use crate::delivery::Call;
 use crate::event::{Bodies, Redaction};
 use crate::signing::Signing;
 
@@ -42,10 +42,10 @@ impl Webhook {
     }
 
     /// The call for one event: `POST url` with Kong's body.
-    pub fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Draft {
+    pub fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Call {
         let mut headers = self.headers.clone();
         headers.push(("content-type".to_string(), "application/json".to_string()));
-        Draft {
+        Call {
             destination: self.endpoint.destination(),
             method: "POST".to_string(),
             path: self.endpoint.url.path.clone(),

@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use super::Output;
 use super::endpoint::{self, Endpoint};
 use crate::config::reader::{Object, Problems, child};
-use crate::delivery::Draft;
+use crate::delivery::Call;
 use crate::event::{Bodies, Redaction};
 use crate::log::Level;
 use crate::signing::{self, Signing};
@@ -185,7 +185,7 @@ impl WebhookCustom {
     pub fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Output {
         let context = bodies.event().kong_payload(redaction);
         let why = match self.draft(&context) {
-            Ok(draft) => return Output::Draft(draft),
+            Ok(draft) => return Output::Call(draft),
             Err(Unsent::TooLarge) => format!("renders more than {MAX_RENDERED} bytes"),
             Err(Unsent::NoBoundary) => "has values that no multipart boundary fits".to_string(),
         };
@@ -198,7 +198,7 @@ impl WebhookCustom {
         )
     }
 
-    fn draft(&self, context: &Value) -> Result<Draft, Unsent> {
+    fn draft(&self, context: &Value) -> Result<Call, Unsent> {
         let mut budget = Budget(MAX_RENDERED);
         let mut headers = Vec::with_capacity(self.headers.len() + 1);
         for (name, template) in &self.headers {
@@ -235,7 +235,7 @@ impl WebhookCustom {
                 }
             }
         };
-        Ok(Draft {
+        Ok(Call {
             destination: self.endpoint.destination(),
             method: self.method.clone(),
             path,
