@@ -2,8 +2,9 @@
 //!
 //! For an event, the enabled hooks of its source are tried in configuration order: the hook's
 //! `event` (absent: every event of the source), its filter, then its snooze/on-change
-//! controls. A hook that passes runs its handler; each call the handler drafts becomes a
-//! [`Delivery`] with its own webhook id.
+//! controls. A hook that passes runs its handler; each call the handler prepares becomes a
+//! [`Delivery`] with its own webhook id and the hook's call [`Policy`] (its name, signing and
+//! retry), made once per configuration, so that delivery never needs the hooks.
 
 mod index;
 
@@ -11,7 +12,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::control;
-use crate::delivery::Delivery;
+use crate::delivery::{Delivery, Policy};
 use crate::event::{Bodies, Event, Fields, Redaction};
 use crate::filter::Filter;
 use crate::handler::{Handler, Output};
@@ -56,6 +57,8 @@ pub enum Action {
 #[derive(Debug, Default)]
 pub struct HookSet {
     hooks: Vec<Hook>,
+    /// Each hook's call policy, in the hooks' order, shared by its deliveries.
+    policies: Vec<Rc<Policy>>,
     by_source: Vec<Group>,
     /// The candidates of the event being routed: kept from one event to the next, so that
     /// finding them allocates nothing (room for every hook of the largest source from the start).
@@ -90,8 +93,20 @@ impl HookSet {
             group.index = index::Index::new(&hooks, &group.hooks);
         }
         let largest = by_source.iter().map(|group| group.hooks.len()).max();
+        let policies = hooks
+            .iter()
+            .map(|hook| {
+                let signing = hook.handler.signing().clone();
+                Rc::new(Policy::new(
+                    &hook.name,
+                    signing,
+                    hook.handler.retry().copied(),
+                ))
+            })
+            .collect();
         HookSet {
             hooks,
+            policies,
             by_source,
             candidates: RefCell::new(Vec::with_capacity(largest.unwrap_or(0))),
         }
@@ -116,6 +131,11 @@ impl HookSet {
     /// The hook's name, for log lines.
     pub fn name(&self, index: usize) -> &str {
         self.hooks.get(index).map_or("?", |hook| hook.name.as_str())
+    }
+
+    /// The call policy of hook `index`, for its deliveries.
+    pub fn policy(&self, index: usize) -> Option<&Rc<Policy>> {
+        self.policies.get(index)
     }
 
     /// The index of the hook called `name`.
@@ -245,7 +265,7 @@ impl HookSet {
         bodies: &mut Bodies<'_>,
         actions: &mut Vec<Action>,
     ) {
-        let Some(hook) = self.hooks.get(index) else {
+        let (Some(hook), Some(policy)) = (self.hooks.get(index), self.policies.get(index)) else {
             return;
         };
         if !self.selects(index, &event.name, event) {
@@ -266,10 +286,11 @@ impl HookSet {
         actions.push(Action::Matched(index));
         for output in hook.handler.prepare(bodies, &hook.redaction) {
             actions.push(match output {
-                Output::Call(draft) => Action::Deliver(Delivery::new(
+                Output::Call(call) => Action::Deliver(Delivery::new(
                     index,
+                    Rc::clone(policy),
                     ids.next(now_ms),
-                    Rc::new(draft),
+                    Rc::new(call),
                     now_ms,
                 )),
                 Output::Log(level, line) => Action::Log(level, line),

@@ -11,7 +11,7 @@ use std::cell::{OnceCell, RefCell};
 
 use crate::admin;
 use crate::config::Config;
-use crate::delivery::{DeadLetter, Delivery, Pipeline, Response, Transport};
+use crate::delivery::{Call, DeadLetter, Delivery, Pipeline, Response, Transport};
 use crate::event::{Event, Fields, Redaction};
 use crate::hooks::{Action, HookSet};
 use crate::id::IdGen;
@@ -185,22 +185,21 @@ impl Runtime {
         })
     }
 
-    /// Queues calls a handler drafted outside routing (the admin `test` endpoint's extra calls).
-    pub fn enqueue(
-        &self,
-        hook: usize,
-        drafts: Vec<crate::delivery::Call>,
-        now_ms: u64,
-        log: &dyn Log,
-    ) {
-        let (Ok(mut ids), Ok(mut delivery)) =
-            (self.ids.try_borrow_mut(), self.delivery.try_borrow_mut())
-        else {
+    /// Queues calls a handler prepared outside routing (the admin `test` endpoint's extra
+    /// calls).
+    pub fn enqueue(&self, hook: usize, calls: Vec<Call>, now_ms: u64, log: &dyn Log) {
+        let (Ok(mut ids), Ok(mut delivery), Some(policy)) = (
+            self.ids.try_borrow_mut(),
+            self.delivery.try_borrow_mut(),
+            self.hooks.policy(hook),
+        ) else {
             return;
         };
-        for draft in drafts {
-            let job = Delivery::new(hook, ids.next(now_ms), std::rc::Rc::new(draft), now_ms);
-            delivery.accept(job, &self.hooks, now_ms, log, self.metrics.as_ref());
+        for call in calls {
+            let call = std::rc::Rc::new(call);
+            let policy = std::rc::Rc::clone(policy);
+            let queued = Delivery::new(hook, policy, ids.next(now_ms), call, now_ms);
+            delivery.accept(queued, now_ms, log, self.metrics.as_ref());
         }
     }
 
@@ -441,7 +440,7 @@ impl Runtime {
     /// Carries routing's actions out: counts the matches, queues the calls (marked as dead
     /// letters' own when `dead_letter`), writes the log lines.
     fn act(&self, actions: Vec<Action>, dead_letter: bool, now_ms: u64, log: &dyn Log) {
-        let Ok(mut delivery) = self.delivery.try_borrow_mut() else {
+        let Ok(mut pipeline) = self.delivery.try_borrow_mut() else {
             self.count(|c| c.busy += 1);
             log.log(
                 Level::Error,
@@ -456,9 +455,9 @@ impl Runtime {
                         self.metrics.count(name, 1);
                     }
                 }
-                Action::Deliver(mut job) => {
-                    job.dead_letter = dead_letter;
-                    delivery.accept(job, &self.hooks, now_ms, log, self.metrics.as_ref());
+                Action::Deliver(mut delivery) => {
+                    delivery.dead_letter = dead_letter;
+                    pipeline.accept(delivery, now_ms, log, self.metrics.as_ref());
                 }
                 Action::Log(level, line) => log.log(level, &line),
             }
@@ -493,8 +492,8 @@ impl Runtime {
     pub fn flush(&self, now_ms: u64, transport: &mut dyn Transport, log: &dyn Log) {
         if let Ok(mut delivery) = self.delivery.try_borrow_mut() {
             let metrics = self.metrics.as_ref();
-            delivery.tick(&self.hooks, now_ms, log, metrics);
-            delivery.pump(&self.hooks, now_ms, transport, log, metrics);
+            delivery.tick(now_ms, log, metrics);
+            delivery.pump(now_ms, transport, log, metrics);
         }
         self.send_dead_letters(now_ms, log);
     }
@@ -520,16 +519,7 @@ impl Runtime {
     ) {
         if let Ok(mut delivery) = self.delivery.try_borrow_mut() {
             let metrics = self.metrics.as_ref();
-            delivery.complete(
-                token,
-                response,
-                body,
-                retry_after,
-                &self.hooks,
-                now_ms,
-                log,
-                metrics,
-            );
+            delivery.complete(token, response, body, retry_after, now_ms, log, metrics);
         }
         self.send_dead_letters(now_ms, log);
     }
@@ -538,7 +528,7 @@ impl Runtime {
     /// answer freed a slot.
     pub fn send(&self, now_ms: u64, transport: &mut dyn Transport, log: &dyn Log) {
         if let Ok(mut delivery) = self.delivery.try_borrow_mut() {
-            delivery.pump(&self.hooks, now_ms, transport, log, self.metrics.as_ref());
+            delivery.pump(now_ms, transport, log, self.metrics.as_ref());
         }
         self.send_dead_letters(now_ms, log);
     }
