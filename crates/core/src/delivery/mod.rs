@@ -309,7 +309,7 @@ impl Pipeline {
                 }
                 Err(SendError::Busy(why)) => {
                     self.breakers.release(destination);
-                    let name = Rc::clone(&delivery.policy.name);
+                    let name = delivery.name();
                     self.warn(&delivery, now_ms, log, || {
                         format!(
                             "hook {name}: cluster {destination} cannot take a call now ({why}: its circuit breaker is open or it has no healthy host); deliveries wait"
@@ -362,7 +362,7 @@ impl Pipeline {
         if response == Response::Overloaded {
             delivery.attempts = delivery.attempts.saturating_sub(1);
             self.breakers.release(&destination);
-            let name = Rc::clone(&delivery.policy.name);
+            let name = delivery.name();
             self.warn(&delivery, now_ms, log, || {
                 format!("hook {name}: cluster {destination} is overloaded (its circuit breaker overflowed); deliveries wait")
             });
@@ -455,7 +455,7 @@ impl Pipeline {
     /// Gives a delivery up: counted as failed, logged, and a dead letter.
     fn give_up(&mut self, delivery: Delivery, now_ms: u64, log: &dyn Log, metrics: &dyn Metrics) {
         self.accounts.ended(&delivery, Ending::Failed, metrics);
-        let name = Rc::clone(&delivery.policy.name);
+        let name = delivery.name();
         let error = delivery.last_error.as_deref().unwrap_or_default();
         let (attempts, id) = (delivery.attempts, &delivery.webhook_id);
         self.warn(&delivery, now_ms, log, || {
@@ -483,7 +483,7 @@ impl Pipeline {
             DropReason::QueueBytes => format!("{} bytes", self.settings.max_queue_bytes),
             _ => format!("{} waiting retries", self.settings.max_pending_retries),
         };
-        let name = Rc::clone(&delivery.policy.name);
+        let name = delivery.name();
         let id = &delivery.webhook_id;
         self.warn(&delivery, now_ms, log, || {
             format!("hook {name}: delivery queue full ({limit}), dropped webhook-id {id}")
