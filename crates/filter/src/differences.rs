@@ -321,31 +321,31 @@ pub fn kong_has_metrics(version: &str) -> bool {
     }
 }
 
-/// A call as the host takes it: where to, and the headers.
+/// An attempt as the host takes it: where to, and the headers.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Call<'a> {
+pub struct HostCall<'a> {
     /// Envoy: the cluster; Kong: `host:port`.
     pub upstream: &'a str,
     pub headers: Vec<(&'a str, &'a str)>,
 }
 
-/// The call for `request` on `host`.
-pub fn call(host: Host, request: &Attempt) -> Call<'_> {
-    let mut headers: Vec<(&str, &str)> = request
+/// How `host` takes `attempt`.
+pub fn call(host: Host, attempt: &Attempt) -> HostCall<'_> {
+    let mut headers: Vec<(&str, &str)> = attempt
         .headers
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_str()))
         .collect();
-    let destination = &request.destination;
+    let destination = &attempt.destination;
     match host {
-        Host::Envoy => Call {
+        Host::Envoy => HostCall {
             upstream: &destination.cluster,
             headers,
         },
         Host::Kong => {
             let scheme = if destination.tls { "https" } else { "http" };
             headers.insert(0, (":scheme", scheme));
-            Call {
+            HostCall {
                 upstream: &destination.host_port,
                 headers,
             }
@@ -787,7 +787,7 @@ mod tests {
         assert_eq!(local_response_details(Host::Envoy), "event_hooks_admin");
     }
 
-    fn request(tls: bool) -> Attempt {
+    fn attempt(tls: bool) -> Attempt {
         Attempt {
             destination: Destination {
                 cluster: "receiver".into(),
@@ -809,7 +809,7 @@ mod tests {
 
     #[test]
     fn envoy_calls_a_cluster_and_kong_a_host_and_port() {
-        let plain = request(false);
+        let plain = attempt(false);
         let envoy = call(Host::Envoy, &plain);
         assert_eq!(envoy.upstream, "receiver");
         assert_eq!(
@@ -825,7 +825,7 @@ mod tests {
         assert_eq!(kong.headers.first(), Some(&(":scheme", "http")));
         assert_eq!(kong.headers.len(), 4);
 
-        let tls = request(true);
+        let tls = attempt(true);
         let kong = call(Host::Kong, &tls);
         assert_eq!(kong.upstream, "hooks.example.com:443");
         assert_eq!(kong.headers.first(), Some(&(":scheme", "https")));

@@ -123,37 +123,37 @@ impl Http {
             Ok(event) => event,
             Err(reply) => return self.reply(&reply),
         };
-        let mut drafts = Vec::new();
+        let mut calls = Vec::new();
         for output in admin::run(config, &event) {
             match output {
-                Output::Call(draft) => drafts.push(draft),
+                Output::Call(call) => calls.push(call),
                 Output::Log(level, line) => abi::log(level, &line),
             }
         }
         let data = event.data;
-        if drafts.is_empty() {
+        if calls.is_empty() {
             return self.reply(&admin::result(data, None, &[], b""));
         }
-        let first = drafts.remove(0);
+        let first = calls.remove(0);
         let now_ms = abi::now_ns().unwrap_or(0) / 1_000_000;
-        runtime.enqueue(hook, drafts, now_ms, &HostLog);
+        runtime.enqueue(hook, calls, now_ms, &HostLog);
         self.call(runtime, hook, &first, data);
     }
 
     /// Makes the call of `test` or `ping`, signed like a delivery.
-    fn call(&mut self, runtime: &Runtime, hook: usize, draft: &Call, data: Value) {
+    fn call(&mut self, runtime: &Runtime, hook: usize, call: &Call, data: Value) {
         let Some(config) = runtime.hooks().get(hook) else {
             return self.reply(&admin::failed_call("the hook is gone"));
         };
         let now_ns = abi::now_ns().unwrap_or(0);
         let id = runtime.next_id(now_ns / 1_000_000);
-        let request = draft.attempt(&id, now_ns / 1_000_000_000, config.handler.signing());
+        let attempt = call.attempt(&id, now_ns / 1_000_000_000, config.handler.signing());
         let host = self.known.host_or_envoy();
-        match dispatch(host, &request, runtime.timeout_ms()) {
+        match dispatch(host, &attempt, runtime.timeout_ms()) {
             Ok(_) => self.admin = Some(Admin::Calling { data }),
             Err(status) => self.reply(&admin::failed_call(&format!(
                 "the host refused the call to {} ({status:?})",
-                differences::call(host, &request).upstream
+                differences::call(host, &attempt).upstream
             ))),
         }
     }
@@ -190,7 +190,7 @@ impl Http {
                 None => self.reply(&admin::body_not_readable()),
             },
             Route::Ping { hook } => match runtime.hooks().get(hook).and_then(admin::ping) {
-                Some(draft) => self.call(runtime, hook, &draft, Value::Null),
+                Some(call) => self.call(runtime, hook, &call, Value::Null),
                 None => self.reply(&admin::failed_call("not a webhook hook")),
             },
         }

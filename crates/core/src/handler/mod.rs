@@ -1,7 +1,7 @@
 //! Handlers: what a hook does with a matching event. One module per handler; [`endpoint`]
 //! holds what the handlers that make HTTP calls share.
 //!
-//! A handler turns an event into [`Output`]s: drafts of HTTP calls, which the delivery queue
+//! A handler turns an event into [`Output`]s: HTTP calls to make, which the delivery pipeline
 //! sends (signed, per attempt), and log lines, written at once.
 
 pub mod endpoint;
