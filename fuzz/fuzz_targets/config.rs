@@ -101,13 +101,13 @@ fn check(bytes: &[u8], rest: &mut Unstructured<'_>) {
                         "a log line shows a secret: {line}"
                     );
                 }
-                Output::Draft(draft) => check_draft(&draft),
+                Output::Call(draft) => check_draft(&draft),
             }
         }
     }
 }
 
-fn check_draft(draft: &event_hooks_core::delivery::Draft) {
+fn check_draft(draft: &event_hooks_core::delivery::Call) {
     assert!(
         !draft.method.is_empty()
             && draft

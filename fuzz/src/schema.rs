@@ -240,7 +240,7 @@ fn list(argument: &Value) -> Option<&Vec<Value>> {
     argument.as_array()
 }
 
-/// Draft 4 types; an integer is a number with no fractional part.
+/// Call 4 types; an integer is a number with no fractional part.
 fn is_type(instance: &Value, name: &str) -> bool {
     match name {
         "null" => instance.is_null(),

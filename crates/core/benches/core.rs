@@ -10,7 +10,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use serde_json::json;
 
 use event_hooks_core::config;
-use event_hooks_core::delivery::{Request, Response, SendError, Transport};
+use event_hooks_core::delivery::{Attempt, Response, SendError, Transport};
 use event_hooks_core::event::{Event, Redaction};
 use event_hooks_core::template::{Escape, Template};
 
@@ -25,7 +25,7 @@ struct NullTransport {
 }
 
 impl Transport for NullTransport {
-    fn send(&mut self, _request: &Request, _timeout_ms: u64) -> Result<u32, SendError> {
+    fn send(&mut self, _request: &Attempt, _timeout_ms: u64) -> Result<u32, SendError> {
         self.next = self.next.wrapping_add(1);
         self.tokens.push(self.next);
         Ok(self.next)

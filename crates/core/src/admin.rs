@@ -26,7 +26,7 @@ pub mod session;
 use serde_json::{Map, Value, json};
 
 pub use crate::config::admin::{KEYS, Settings, shown};
-use crate::delivery::Draft;
+use crate::delivery::Call;
 use crate::event::{Bodies, Event};
 use crate::handler::Output;
 use crate::hooks::{Hook, HookSet};
@@ -172,7 +172,7 @@ pub fn run(hook: &Hook, event: &Event) -> Vec<Output> {
 
 /// Kong's ping: `{"source": "kong:event_hooks", "event": "ping", "event_hooks": <the hook>}`,
 /// to a webhook hook's URL.
-pub fn ping(hook: &Hook) -> Option<Draft> {
+pub fn ping(hook: &Hook) -> Option<Call> {
     hook.handler.ping(&hook.shown)
 }
 

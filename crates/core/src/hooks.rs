@@ -2,8 +2,9 @@
 //!
 //! For an event, the enabled hooks of its source are tried in configuration order: the hook's
 //! `event` (absent: every event of the source), its filter, then its snooze/on-change
-//! controls. A hook that passes runs its handler; each call the handler drafts becomes a
-//! [`Job`] with its own webhook id.
+//! controls. A hook that passes runs its handler; each call the handler prepares becomes a
+//! [`Delivery`] with its own webhook id and the hook's call [`Policy`] (its name, signing and
+//! retry), made once per configuration, so that delivery never needs the hooks.
 
 mod index;
 
@@ -11,12 +12,13 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::control;
-use crate::delivery::Job;
+use crate::delivery::{Delivery, Policy};
 use crate::event::{Bodies, Event, Fields, Redaction};
 use crate::filter::Filter;
 use crate::handler::{Handler, Output};
 use crate::id::IdGen;
 use crate::log::Level;
+use crate::needs::{HookUse, Needs};
 use crate::shared::Shared;
 use crate::source::Source;
 
@@ -58,7 +60,7 @@ pub enum Action {
     /// Hook `index` matched the event (its outputs follow).
     Matched(usize),
     /// A call to queue for delivery.
-    Deliver(Job),
+    Deliver(Delivery),
     /// A line for the proxy's log.
     Log(Level, String),
 }
@@ -68,6 +70,8 @@ pub enum Action {
 #[derive(Debug, Default)]
 pub struct HookSet {
     hooks: Vec<Hook>,
+    /// Each hook's call policy, in the hooks' order, shared by its deliveries.
+    policies: Vec<Rc<Policy>>,
     by_source: Vec<Group>,
     /// The candidates of the event being routed: kept from one event to the next, so that
     /// finding them allocates nothing (room for every hook of the largest source from the start).
@@ -83,6 +87,28 @@ struct Group {
 }
 
 impl HookSet {
+    /// What a configuration's hooks and sources need of each request: what each source with an
+    /// enabled hook says it needs ([`crate::source::SourceKind::needs`]).
+    pub fn needs(&self, sources: &crate::source::Settings) -> Needs {
+        let mut needs = Needs::default();
+        for source in Source::all() {
+            let uses: Vec<HookUse<'_>> = self
+                .iter()
+                .filter(|hook| hook.enabled && hook.source == source)
+                .map(|hook| HookUse {
+                    filter: &hook.filter,
+                    handler_fields: hook.handler.event_fields(),
+                    on_change: hook.on_change,
+                })
+                .collect();
+            if !uses.is_empty() {
+                needs = needs.union(source.kind().needs(&uses, sources));
+            }
+        }
+        needs.then = needs.then.without(needs.first);
+        needs
+    }
+
     pub fn new(hooks: Vec<Hook>) -> Self {
         let mut by_source: Vec<Group> = Vec::new();
         for (at, hook) in hooks.iter().enumerate() {
@@ -102,8 +128,20 @@ impl HookSet {
             group.index = index::Index::new(&hooks, &group.hooks);
         }
         let largest = by_source.iter().map(|group| group.hooks.len()).max();
+        let policies = hooks
+            .iter()
+            .map(|hook| {
+                let signing = hook.handler.signing().clone();
+                Rc::new(Policy::new(
+                    &hook.name,
+                    signing,
+                    hook.handler.retry().copied(),
+                ))
+            })
+            .collect();
         HookSet {
             hooks,
+            policies,
             by_source,
             candidates: RefCell::new(Vec::with_capacity(largest.unwrap_or(0))),
         }
@@ -128,6 +166,11 @@ impl HookSet {
     /// The hook's name, for log lines.
     pub fn name(&self, index: usize) -> &str {
         self.hooks.get(index).map_or("?", |hook| hook.name.as_str())
+    }
+
+    /// The call policy of hook `index`, for its deliveries.
+    pub fn policy(&self, index: usize) -> Option<&Rc<Policy>> {
+        self.policies.get(index)
     }
 
     /// The index of the hook called `name`.
@@ -257,7 +300,7 @@ impl HookSet {
         bodies: &mut Bodies<'_>,
         actions: &mut Vec<Action>,
     ) {
-        let Some(hook) = self.hooks.get(index) else {
+        let (Some(hook), Some(policy)) = (self.hooks.get(index), self.policies.get(index)) else {
             return;
         };
         if !self.selects(index, &event.name, event) {
@@ -278,9 +321,13 @@ impl HookSet {
         actions.push(Action::Matched(index));
         for output in hook.handler.prepare(bodies, &hook.redaction) {
             actions.push(match output {
-                Output::Draft(draft) => {
-                    Action::Deliver(Job::new(index, ids.next(now_ms), Rc::new(draft), now_ms))
-                }
+                Output::Call(call) => Action::Deliver(Delivery::new(
+                    index,
+                    Rc::clone(policy),
+                    ids.next(now_ms),
+                    Rc::new(call),
+                    now_ms,
+                )),
                 Output::Log(level, line) => Action::Log(level, line),
             });
         }
@@ -297,7 +344,7 @@ mod tests {
         config::parse(config.to_string().as_bytes()).unwrap().hooks
     }
 
-    fn deliveries(actions: Vec<Action>) -> Vec<Job> {
+    fn deliveries(actions: Vec<Action>) -> Vec<Delivery> {
         actions
             .into_iter()
             .filter_map(|action| match action {
@@ -363,12 +410,12 @@ mod tests {
         );
         assert_ne!(jobs[0].webhook_id, jobs[1].webhook_id);
         // Both hooks see the event alike: one body, shared.
-        assert!(Rc::ptr_eq(&jobs[0].draft.body, &jobs[1].draft.body));
+        assert!(Rc::ptr_eq(&jobs[0].call.body, &jobs[1].call.body));
         assert_eq!(
-            (jobs[0].draft.path.as_str(), jobs[1].draft.path.as_str()),
+            (jobs[0].call.path.as_str(), jobs[1].call.path.as_str()),
             ("/a", "/b")
         );
-        let body: Value = serde_json::from_slice(&jobs[0].draft.body).unwrap();
+        let body: Value = serde_json::from_slice(&jobs[0].call.body).unwrap();
         assert_eq!(body["response"]["status"], 502);
         assert_eq!(body["source"], "traffic");
         let jobs = deliveries(set.route(&traffic(200, "/orders/7"), 1_000, &store, &mut ids));

@@ -11,13 +11,13 @@ use std::cell::{OnceCell, RefCell};
 
 use crate::config::Config;
 use crate::config::admin;
-use crate::delivery::{DeadLetter, Delivery, Job, Response, Transport};
+use crate::delivery::{Call, DeadLetter, Delivery, Pipeline, Response, Transport};
 use crate::event::{Event, Fields, Redaction};
 use crate::hooks::{Action, HookSet};
 use crate::id::IdGen;
 use crate::log::{Level, Log};
 use crate::metrics::{self, Metrics};
-use crate::needs::{HookUse, Needs};
+use crate::needs::Needs;
 use crate::shared::Shared;
 use crate::source::traffic::{self, Capture, Properties};
 use crate::source::{self, Count, Emit, Source, crud};
@@ -45,7 +45,7 @@ pub struct Runtime {
     metrics: Box<dyn Metrics>,
     /// The hook dead letters go to.
     dead_letter: Option<usize>,
-    delivery: RefCell<Delivery>,
+    delivery: RefCell<Pipeline>,
     ids: RefCell<IdGen>,
     /// The sources whose observation of a request makes the events some hook listens to,
     /// once each, in [`source::BUILTIN`]'s order.
@@ -80,7 +80,7 @@ impl Runtime {
         for name in matched_metrics.iter().chain(&event_metrics) {
             metrics.count(name, 0);
         }
-        let needs = needs_of(&config.hooks, &config.sources);
+        let needs = config.hooks.needs(&config.sources);
         let mut observers: Vec<Source> = Vec::new();
         for source in Source::all()
             .filter(|source| source.from_requests() && config.hooks.listens_to(*source))
@@ -97,7 +97,7 @@ impl Runtime {
             .as_deref()
             .and_then(|name| config.hooks.position(name));
         Runtime {
-            delivery: RefCell::new(Delivery::new(
+            delivery: RefCell::new(Pipeline::new(
                 config.delivery,
                 config.hooks.len(),
                 seed.rotate_left(17),
@@ -202,22 +202,21 @@ impl Runtime {
         })
     }
 
-    /// Queues calls a handler drafted outside routing (the admin `test` endpoint's extra calls).
-    pub fn enqueue(
-        &self,
-        hook: usize,
-        drafts: Vec<crate::delivery::Draft>,
-        now_ms: u64,
-        log: &dyn Log,
-    ) {
-        let (Ok(mut ids), Ok(mut delivery)) =
-            (self.ids.try_borrow_mut(), self.delivery.try_borrow_mut())
-        else {
+    /// Queues calls a handler prepared outside routing (the admin `test` endpoint's extra
+    /// calls).
+    pub fn enqueue(&self, hook: usize, calls: Vec<Call>, now_ms: u64, log: &dyn Log) {
+        let (Ok(mut ids), Ok(mut delivery), Some(policy)) = (
+            self.ids.try_borrow_mut(),
+            self.delivery.try_borrow_mut(),
+            self.hooks.policy(hook),
+        ) else {
             return;
         };
-        for draft in drafts {
-            let job = Job::new(hook, ids.next(now_ms), std::rc::Rc::new(draft), now_ms);
-            delivery.accept(job, &self.hooks, now_ms, log, self.metrics.as_ref());
+        for call in calls {
+            let call = std::rc::Rc::new(call);
+            let policy = std::rc::Rc::clone(policy);
+            let queued = Delivery::new(hook, policy, ids.next(now_ms), call, now_ms);
+            delivery.accept(queued, now_ms, log, self.metrics.as_ref());
         }
     }
 
@@ -393,7 +392,7 @@ impl Runtime {
     /// Carries routing's actions out: counts the matches, queues the calls (marked as dead
     /// letters' own when `dead_letter`), writes the log lines.
     fn act(&self, actions: Vec<Action>, dead_letter: bool, now_ms: u64, log: &dyn Log) {
-        let Ok(mut delivery) = self.delivery.try_borrow_mut() else {
+        let Ok(mut pipeline) = self.delivery.try_borrow_mut() else {
             self.count(|c| c.busy += 1);
             log.log(
                 Level::Error,
@@ -408,9 +407,9 @@ impl Runtime {
                         self.metrics.count(name, 1);
                     }
                 }
-                Action::Deliver(mut job) => {
-                    job.dead_letter = dead_letter;
-                    delivery.accept(job, &self.hooks, now_ms, log, self.metrics.as_ref());
+                Action::Deliver(mut delivery) => {
+                    delivery.dead_letter = dead_letter;
+                    pipeline.accept(delivery, now_ms, log, self.metrics.as_ref());
                 }
                 Action::Log(level, line) => log.log(level, &line),
             }
@@ -445,8 +444,8 @@ impl Runtime {
     pub fn flush(&self, now_ms: u64, transport: &mut dyn Transport, log: &dyn Log) {
         if let Ok(mut delivery) = self.delivery.try_borrow_mut() {
             let metrics = self.metrics.as_ref();
-            delivery.tick(&self.hooks, now_ms, log, metrics);
-            delivery.pump(&self.hooks, now_ms, transport, log, metrics);
+            delivery.tick(now_ms, log, metrics);
+            delivery.pump(now_ms, transport, log, metrics);
         }
         self.send_dead_letters(now_ms, log);
     }
@@ -472,16 +471,7 @@ impl Runtime {
     ) {
         if let Ok(mut delivery) = self.delivery.try_borrow_mut() {
             let metrics = self.metrics.as_ref();
-            delivery.complete(
-                token,
-                response,
-                body,
-                retry_after,
-                &self.hooks,
-                now_ms,
-                log,
-                metrics,
-            );
+            delivery.complete(token, response, body, retry_after, now_ms, log, metrics);
         }
         self.send_dead_letters(now_ms, log);
     }
@@ -490,7 +480,7 @@ impl Runtime {
     /// answer freed a slot.
     pub fn send(&self, now_ms: u64, transport: &mut dyn Transport, log: &dyn Log) {
         if let Ok(mut delivery) = self.delivery.try_borrow_mut() {
-            delivery.pump(&self.hooks, now_ms, transport, log, self.metrics.as_ref());
+            delivery.pump(now_ms, transport, log, self.metrics.as_ref());
         }
         self.send_dead_letters(now_ms, log);
     }
@@ -536,28 +526,6 @@ impl Runtime {
     pub fn is_idle(&self) -> bool {
         self.outstanding() == 0
     }
-}
-
-/// What a configuration's hooks and sources need of each request: what each source with an
-/// enabled hook says it needs ([`source::SourceKind::needs`]).
-pub fn needs_of(hooks: &HookSet, sources: &source::Settings) -> Needs {
-    let mut needs = Needs::default();
-    for source in Source::all() {
-        let uses: Vec<HookUse<'_>> = hooks
-            .iter()
-            .filter(|hook| hook.enabled && hook.source == source)
-            .map(|hook| HookUse {
-                filter: &hook.filter,
-                handler_fields: hook.handler.event_fields(),
-                on_change: hook.on_change,
-            })
-            .collect();
-        if !uses.is_empty() {
-            needs = needs.union(source.kind().needs(&uses, sources));
-        }
-    }
-    needs.then = needs.then.without(needs.first);
-    needs
 }
 
 /// Where the sources' events go for one request: routing, then delivery.

@@ -38,7 +38,7 @@
 use std::cell::Cell;
 
 pub use event_hooks_core::config::Host;
-use event_hooks_core::delivery::Request;
+use event_hooks_core::delivery::Attempt;
 use event_hooks_core::needs::{Prop, Props};
 use event_hooks_core::source::traffic::Properties;
 
@@ -321,31 +321,31 @@ pub fn kong_has_metrics(version: &str) -> bool {
     }
 }
 
-/// A call as the host takes it: where to, and the headers.
+/// An attempt as the host takes it: where to, and the headers.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Call<'a> {
+pub struct HostCall<'a> {
     /// Envoy: the cluster; Kong: `host:port`.
     pub upstream: &'a str,
     pub headers: Vec<(&'a str, &'a str)>,
 }
 
-/// The call for `request` on `host`.
-pub fn call(host: Host, request: &Request) -> Call<'_> {
-    let mut headers: Vec<(&str, &str)> = request
+/// How `host` takes `attempt`.
+pub fn call(host: Host, attempt: &Attempt) -> HostCall<'_> {
+    let mut headers: Vec<(&str, &str)> = attempt
         .headers
         .iter()
         .map(|(name, value)| (name.as_str(), value.as_str()))
         .collect();
-    let destination = &request.destination;
+    let destination = &attempt.destination;
     match host {
-        Host::Envoy => Call {
+        Host::Envoy => HostCall {
             upstream: &destination.cluster,
             headers,
         },
         Host::Kong => {
             let scheme = if destination.tls { "https" } else { "http" };
             headers.insert(0, (":scheme", scheme));
-            Call {
+            HostCall {
                 upstream: &destination.host_port,
                 headers,
             }

@@ -18,7 +18,7 @@ use super::http::Http;
 use super::metrics::HostMetrics;
 use super::shared::HostShared;
 use event_hooks_core::config;
-use event_hooks_core::delivery::{EXCERPT_BYTES, Request, Response, SendError, Transport};
+use event_hooks_core::delivery::{Attempt, EXCERPT_BYTES, Response, SendError, Transport};
 use event_hooks_core::log::Level;
 use event_hooks_core::runtime::Runtime;
 
@@ -144,13 +144,13 @@ impl Root {
     }
 }
 
-/// Makes `request` through the host's HTTP callout, addressed as `host` takes it.
-pub fn dispatch(host: Host, request: &Request, timeout_ms: u64) -> Result<u32, Status> {
-    let call = differences::call(host, request);
+/// Makes `attempt` through the host's HTTP callout, addressed as `host` takes it.
+pub fn dispatch(host: Host, attempt: &Attempt, timeout_ms: u64) -> Result<u32, Status> {
+    let call = differences::call(host, attempt);
     proxy_wasm::hostcalls::dispatch_http_call(
         call.upstream,
         call.headers,
-        Some(&request.body),
+        Some(&attempt.body),
         Vec::new(),
         Duration::from_millis(timeout_ms),
     )
@@ -168,8 +168,8 @@ impl Transport for HostTransport {
         self.room.is_none_or(|room| room > 0)
     }
 
-    fn send(&mut self, request: &Request, timeout_ms: u64) -> Result<u32, SendError> {
-        let sent = dispatch(self.host, request, timeout_ms);
+    fn send(&mut self, attempt: &Attempt, timeout_ms: u64) -> Result<u32, SendError> {
+        let sent = dispatch(self.host, attempt, timeout_ms);
         if sent.is_ok() {
             self.room = self.room.map(|room| room.saturating_sub(1));
         }

@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use super::{Reply, Route, TEST_DATA_HEADER};
-use crate::delivery::Request;
+use crate::delivery::Attempt;
 use crate::handler::Output;
 use crate::log::Log;
 use crate::runtime::Runtime;
@@ -20,7 +20,7 @@ pub enum Step {
     /// Make this call (`test`'s first, or the ping) with the call timeout, then give its
     /// answer to [`answered`] with `data` (what the answer shows as the event data).
     Call {
-        request: Request,
+        request: Attempt,
         timeout_ms: u64,
         data: Value,
     },
@@ -103,7 +103,7 @@ fn test(runtime: &Runtime, hook: usize, body: &[u8], now_ns: u64, log: &dyn Log)
     let mut drafts = Vec::new();
     for output in super::run(config, &event) {
         match output {
-            Output::Draft(draft) => drafts.push(draft),
+            Output::Call(draft) => drafts.push(draft),
             Output::Log(level, line) => log.log(level, &line),
         }
     }
@@ -120,7 +120,7 @@ fn test(runtime: &Runtime, hook: usize, body: &[u8], now_ns: u64, log: &dyn Log)
 fn call(
     runtime: &Runtime,
     hook: usize,
-    draft: &crate::delivery::Draft,
+    draft: &crate::delivery::Call,
     data: Value,
     now_ns: u64,
 ) -> Step {

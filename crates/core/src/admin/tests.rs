@@ -133,7 +133,7 @@ fn test_and_ping_payloads() {
         (Source::TRAFFIC, "request")
     );
     let outputs = run(slack, &event);
-    let Some(Output::Draft(draft)) = outputs.first() else {
+    let Some(Output::Call(draft)) = outputs.first() else {
         panic!("no draft")
     };
     let body: Value = serde_json::from_slice(&draft.body).unwrap();

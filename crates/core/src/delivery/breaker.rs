@@ -5,11 +5,17 @@
 //! count against its bounds). Then it lets one probe through (half-open): a success closes it,
 //! a failure opens it again. Other destinations are unaffected. At most
 //! [`MAX_DESTINATIONS`] destinations are tracked; closed ones are forgotten first.
+//!
+//! [`Breakers::record_failure`] and [`Breakers::record_success`] are what the pipeline calls
+//! after an answer: they also write the log lines and move the `breaker.<destination>.open`
+//! gauge.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
+use crate::log::{Level, Log};
+use crate::metrics::{self, Metrics};
 use crate::reader::{Object, Problems, Whole};
 
 pub const KEYS: &[&str] = &["failures", "cooldown_ms"];
@@ -84,6 +90,9 @@ pub enum Change {
 pub struct Breakers {
     settings: Settings,
     states: HashMap<String, State>,
+    /// Destinations counted in the breaker gauge: opened and not closed since (so tracked,
+    /// at most [`MAX_DESTINATIONS`]).
+    gauged: HashSet<String>,
 }
 
 impl Breakers {
@@ -91,6 +100,7 @@ impl Breakers {
         Breakers {
             settings,
             states: HashMap::new(),
+            gauged: HashSet::new(),
         }
     }
 
@@ -163,6 +173,53 @@ impl Breakers {
         if self.state(destination) == (State::HalfOpen { probing: true }) {
             self.states
                 .insert(destination.to_string(), State::HalfOpen { probing: false });
+        }
+    }
+
+    /// Records a failed attempt to `destination` at `now_ms`: an opening is logged and gauged.
+    pub fn record_failure(
+        &mut self,
+        destination: &str,
+        now_ms: u64,
+        log: &dyn Log,
+        metrics: &dyn Metrics,
+    ) {
+        if self.failure(destination, now_ms) != Some(Change::Opened) {
+            return;
+        }
+        log.log(
+            Level::Warn,
+            &format!(
+                "destination {destination}: circuit breaker open after {} consecutive failures; deliveries wait {} ms, then one probe",
+                self.settings.failures, self.settings.cooldown_ms
+            ),
+        );
+        if self.gauged.insert(destination.to_string()) {
+            metrics.gauge(&metrics::name(&["breaker", destination, "open"]), 1);
+        }
+    }
+
+    /// Records an answer from `destination` that was not a failure: a closing is logged and
+    /// gauged.
+    pub fn record_success(&mut self, destination: &str, log: &dyn Log, metrics: &dyn Metrics) {
+        if let Some(Change::Closed) = self.success(destination) {
+            log.log(
+                Level::Info,
+                &format!("destination {destination}: circuit breaker closed"),
+            );
+        }
+        if self.gauged.remove(destination) {
+            metrics.gauge(&metrics::name(&["breaker", destination, "open"]), -1);
+        }
+    }
+
+    /// This configuration is going away: its share of the breaker gauges back to zero.
+    pub fn retire(&mut self, metrics: &dyn Metrics) {
+        for destination in self.gauged.drain() {
+            metrics.gauge(
+                &metrics::name(&["breaker", destination.as_str(), "open"]),
+                -1,
+            );
         }
     }
 

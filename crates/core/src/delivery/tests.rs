@@ -1,13 +1,14 @@
 use super::*;
-use crate::config;
 use crate::log::Lines;
 use crate::metrics::Recorder;
+use crate::reader::{Object, Problems};
+use crate::signing::{self, Signing};
 use serde_json::{Value, json};
 
-/// A transport that records requests and hands out tokens, or answers with an error.
+/// A transport that records attempts and hands out tokens, or answers with an error.
 #[derive(Default)]
 struct FakeTransport {
-    sent: Vec<(Request, u64)>,
+    sent: Vec<(Attempt, u64)>,
     next_token: u32,
     error: Option<SendError>,
     /// The host's own room for more calls (`None`: unlimited), taken by each call.
@@ -15,7 +16,7 @@ struct FakeTransport {
 }
 
 impl Transport for FakeTransport {
-    fn send(&mut self, request: &Request, timeout_ms: u64) -> Result<u32, SendError> {
+    fn send(&mut self, attempt: &Attempt, timeout_ms: u64) -> Result<u32, SendError> {
         if let Some(error) = &self.error {
             return Err(error.clone());
         }
@@ -25,7 +26,7 @@ impl Transport for FakeTransport {
             ));
         }
         self.room = self.room.map(|room| room - 1);
-        self.sent.push((request.clone(), timeout_ms));
+        self.sent.push((attempt.clone(), timeout_ms));
         self.next_token += 1;
         Ok(self.next_token)
     }
@@ -35,10 +36,59 @@ impl Transport for FakeTransport {
     }
 }
 
-/// One VM's delivery with hooks, a fake clock, a recording transport, log and metrics.
+/// `delivery` settings from their JSON (valid values only: the configuration's own checks
+/// are tested with it).
+fn settings(delivery: &Value) -> Settings {
+    let problems = Problems::default();
+    let defaults = Settings::default();
+    let number = |key: &str, default: usize| {
+        delivery
+            .get(key)
+            .and_then(Value::as_u64)
+            .map_or(default, |n| n as usize)
+    };
+    let settings = Settings {
+        queue_size: number("queue_size", defaults.queue_size),
+        max_queue_bytes: number("max_queue_bytes", defaults.max_queue_bytes),
+        max_in_flight: number("max_in_flight", defaults.max_in_flight),
+        max_in_flight_per_destination: number(
+            "max_in_flight_per_destination",
+            defaults.max_in_flight_per_destination,
+        ),
+        max_pending_retries: number("max_pending_retries", defaults.max_pending_retries),
+        timeout_ms: number("timeout_ms", defaults.timeout_ms as usize) as u64,
+        flush_interval_ms: number("flush_interval_ms", defaults.flush_interval_ms as usize) as u64,
+        retry: delivery.get("retry").map_or(defaults.retry, |retry| {
+            retry::Settings::parse(retry, "delivery.retry", &problems).unwrap()
+        }),
+        breaker: delivery.get("breaker").map_or(defaults.breaker, |breaker| {
+            breaker::Settings::parse(breaker, "delivery.breaker", &problems).unwrap()
+        }),
+        dead_letter: delivery
+            .get("dead_letter")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    };
+    assert!(problems.is_empty(), "{:?}", problems.messages());
+    settings
+}
+
+/// A hook's policy: its name, signed with `secret` when there is one.
+fn policy(name: &str, secret: Option<&str>) -> Rc<Policy> {
+    let problems = Problems::default();
+    let config = secret.map_or(json!({}), |secret| json!({"secret": secret}));
+    let object = Object::new(&config, "config", signing::KEYS, &problems).unwrap();
+    let signing = Signing::parse(&object, &problems);
+    assert!(problems.is_empty(), "{:?}", problems.messages());
+    Rc::new(Policy::new(name, signing, None))
+}
+
+/// One VM's delivery pipeline with a fake clock, a recording transport, log and metrics.
 struct Harness {
-    hooks: HookSet,
-    delivery: Delivery,
+    /// The policies of hooks `a` (cluster `a`, signed), `b` (cluster `b`) and `dead` (for
+    /// dead letters).
+    policies: Vec<Rc<Policy>>,
+    delivery: Pipeline,
     log: Lines,
     metrics: Recorder,
     transport: FakeTransport,
@@ -46,31 +96,20 @@ struct Harness {
 }
 
 impl Harness {
-    /// Hooks `a` (cluster `a`), `b` (cluster `b`) and `dead` (for dead letters), and the given
-    /// `delivery` settings.
-    fn new(delivery: Value) -> Self {
-        Self::with_hooks(
-            json!([
-                {"name": "a", "source": "traffic", "handler": "webhook",
-                 "config": {"url": "http://a:9000/hooks", "secret": "hunter2"}},
-                {"name": "b", "source": "traffic", "handler": "webhook",
-                 "config": {"url": "http://b:9000/hooks"}},
-                {"name": "dead", "source": "event_hooks", "handler": "webhook",
-                 "config": {"url": "http://dead:9000/letters"}}
-            ]),
-            delivery,
-        )
-    }
-
-    fn with_hooks(hooks: Value, mut delivery: Value) -> Self {
+    /// Hooks `a`, `b` and `dead`, and the given `delivery` settings (dead letters to `dead`
+    /// unless they say otherwise).
+    fn new(mut delivery: Value) -> Self {
         if delivery.get("dead_letter").is_none() {
             delivery["dead_letter"] = json!("dead");
         }
-        let config = json!({"hooks": hooks, "delivery": delivery});
-        let config = config::parse(config.to_string().as_bytes()).unwrap();
+        let policies = vec![
+            policy("a", Some("hunter2")),
+            policy("b", None),
+            policy("dead", None),
+        ];
         Harness {
-            delivery: Delivery::new(config.delivery, config.hooks.len(), 42),
-            hooks: config.hooks,
+            delivery: Pipeline::new(settings(&delivery), policies.len(), 42),
+            policies,
             log: Lines::default(),
             metrics: Recorder::default(),
             transport: FakeTransport::default(),
@@ -78,13 +117,13 @@ impl Harness {
         }
     }
 
-    fn job(&self, n: u32, hook: usize) -> Job {
+    fn job(&self, n: u32, hook: usize) -> Delivery {
         self.sized(n, hook, b"foobar")
     }
 
-    fn sized(&self, n: u32, hook: usize, body: &[u8]) -> Job {
+    fn sized(&self, n: u32, hook: usize, body: &[u8]) -> Delivery {
         let cluster = ["a", "b"].get(hook).copied().unwrap_or("a");
-        let draft = Draft {
+        let call = Call {
             destination: Destination {
                 cluster: cluster.to_string(),
                 host_port: format!("{cluster}:9000"),
@@ -96,31 +135,26 @@ impl Harness {
             headers: vec![("content-type".to_string(), "application/json".to_string())],
             body: body.into(),
         };
-        Job::new(hook, format!("id-{n}"), Rc::new(draft), self.now)
+        let policy = Rc::clone(&self.policies[hook]);
+        Delivery::new(hook, policy, format!("id-{n}"), Rc::new(call), self.now)
     }
 
-    fn accept(&mut self, job: Job) -> bool {
+    fn accept(&mut self, delivery: Delivery) -> bool {
         let accepted = self
             .delivery
-            .accept(job, &self.hooks, self.now, &self.log, &self.metrics);
+            .accept(delivery, self.now, &self.log, &self.metrics);
         self.check();
         accepted
     }
 
     fn pump(&mut self) {
-        self.delivery.pump(
-            &self.hooks,
-            self.now,
-            &mut self.transport,
-            &self.log,
-            &self.metrics,
-        );
+        self.delivery
+            .pump(self.now, &mut self.transport, &self.log, &self.metrics);
         self.check();
     }
 
     fn tick(&mut self) {
-        self.delivery
-            .tick(&self.hooks, self.now, &self.log, &self.metrics);
+        self.delivery.tick(self.now, &self.log, &self.metrics);
         self.pump();
     }
 
@@ -134,7 +168,6 @@ impl Harness {
             response,
             b"",
             retry_after,
-            &self.hooks,
             self.now,
             &self.log,
             &self.metrics,
@@ -196,7 +229,7 @@ fn the_queue_is_bounded_by_count_and_drops_the_newest() {
     );
     // ... and reported once the interval has passed, even though the burst is over.
     h.now += 1_000;
-    h.delivery.tick(&h.hooks, h.now, &h.log, &h.metrics);
+    h.delivery.tick(h.now, &h.log, &h.metrics);
     assert!(
         h.log
             .text()
@@ -541,7 +574,7 @@ fn gauges_sum_as_differences() {
     h.accept(h.job(1, 0));
     h.tick();
     // Gauges are reported at the start of a tick: the second tick shows the first's sends.
-    h.delivery.tick(&h.hooks, h.now, &h.log, &h.metrics);
+    h.delivery.tick(h.now, &h.log, &h.metrics);
     assert_eq!(h.metrics.value("event_hooks.queue.depth"), 1);
     assert_eq!(h.metrics.value("event_hooks.in_flight"), 1);
     assert!(h.metrics.value("event_hooks.queue.bytes") > 0);
@@ -558,18 +591,6 @@ fn gauges_sum_as_differences() {
     h.tick();
     h.delivery.report(&h.metrics, true);
     assert_eq!(h.metrics.value("event_hooks.in_flight"), 0);
-}
-
-#[test]
-fn excerpts_are_short_single_lines() {
-    assert_eq!(excerpt(b""), None);
-    assert_eq!(excerpt(b"  \n"), None);
-    assert_eq!(excerpt(b"a\nb").as_deref(), Some("a b"));
-    let long = vec![b'x'; 500];
-    let text = excerpt(&long).unwrap();
-    assert_eq!(text.len(), EXCERPT_BYTES + 3);
-    assert!(text.ends_with("..."));
-    assert_eq!(excerpt(&[0xff, b'a']).as_deref(), Some("\u{fffd}a"));
 }
 
 #[test]

@@ -43,7 +43,7 @@ use serde_json::{Number, Value};
 
 use super::Output;
 use super::endpoint::{self, Endpoint, Url};
-use crate::delivery::Draft;
+use crate::delivery::Call;
 use crate::event::{Bodies, Event, Redaction};
 use crate::log::Level;
 use crate::reader::{Object, Problems, element, kind};
@@ -280,7 +280,7 @@ impl Sandbox {
         engine.register_fn("http", move |request: Map| {
             let draft = draft(&request, http_settings.cluster.as_deref())
                 .map_err(|why| failure("http", why))?;
-            http_run.push("http", Output::Draft(draft))
+            http_run.push("http", Output::Call(draft))
         });
         Sandbox {
             engine,

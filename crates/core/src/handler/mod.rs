@@ -20,7 +20,7 @@ use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
-use crate::delivery::Draft;
+use crate::delivery::Call;
 use crate::delivery::retry::Overrides;
 use crate::event::{Bodies, Redaction};
 use crate::log::Level;
@@ -78,7 +78,7 @@ pub trait Handler: fmt::Debug {
 
     /// Kong's `ping` to this handler's endpoint, with `shown` (the hook as listed), if the
     /// handler has one (only `webhook`).
-    fn ping(&self, _shown: &Value) -> Option<Draft> {
+    fn ping(&self, _shown: &Value) -> Option<Call> {
         None
     }
 
@@ -106,7 +106,7 @@ pub fn names(kinds: &[&dyn HandlerKind]) -> Vec<&'static str> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// An HTTP call to queue for delivery.
-    Draft(Draft),
+    Call(Call),
     /// A line for the proxy's log.
     Log(Level, String),
 }

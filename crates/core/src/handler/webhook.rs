@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::endpoint::{self, Endpoint};
 use super::{Handler, HandlerKind, Output};
-use crate::delivery::Draft;
+use crate::delivery::Call;
 use crate::delivery::retry::Overrides;
 use crate::event::{Bodies, Redaction};
 use crate::reader::schema::{Parts, endpoint_types, exclusive};
@@ -47,7 +47,7 @@ impl HandlerKind for Kind {
 
 impl Handler for Webhook {
     fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Vec<Output> {
-        vec![Output::Draft(self.draft(bodies, redaction))]
+        vec![Output::Call(self.draft(bodies, redaction))]
     }
 
     fn signing(&self) -> &Signing {
@@ -62,7 +62,7 @@ impl Handler for Webhook {
         self.endpoint.note(hook)
     }
 
-    fn ping(&self, shown: &Value) -> Option<Draft> {
+    fn ping(&self, shown: &Value) -> Option<Call> {
         Some(self.ping_draft(shown))
     }
 
@@ -100,11 +100,11 @@ impl Webhook {
 
     /// Kong's ping: `{"source": "kong:event_hooks", "event": "ping", "event_hooks": <the
     /// hook>}` to the hook's URL.
-    pub fn ping_draft(&self, shown: &Value) -> Draft {
+    pub fn ping_draft(&self, shown: &Value) -> Call {
         let body = json!({"source": "kong:event_hooks", "event": "ping", "event_hooks": shown});
         let mut headers = self.headers.clone();
         headers.push(("content-type".into(), "application/json".into()));
-        Draft {
+        Call {
             destination: self.endpoint.destination(),
             method: "POST".into(),
             path: self.endpoint.url.path.clone(),
@@ -115,10 +115,10 @@ impl Webhook {
     }
 
     /// The call for one event: `POST url` with Kong's body.
-    pub fn draft(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Draft {
+    pub fn draft(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Call {
         let mut headers = self.headers.clone();
         headers.push(("content-type".to_string(), "application/json".to_string()));
-        Draft {
+        Call {
             destination: self.endpoint.destination(),
             method: "POST".to_string(),
             path: self.endpoint.url.path.clone(),

@@ -25,7 +25,7 @@ use serde_json::json;
 
 use super::endpoint::{self, Endpoint};
 use super::{Handler, HandlerKind, Output};
-use crate::delivery::Draft;
+use crate::delivery::Call;
 use crate::delivery::retry::Overrides;
 use crate::event::{Bodies, Redaction};
 use crate::log::Level;
@@ -252,7 +252,7 @@ impl WebhookCustom {
     pub fn output(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Output {
         let context = bodies.event().kong_payload(redaction);
         let why = match self.draft(&context) {
-            Ok(draft) => return Output::Draft(draft),
+            Ok(draft) => return Output::Call(draft),
             Err(Unsent::TooLarge) => format!("renders more than {MAX_RENDERED} bytes"),
             Err(Unsent::NoBoundary) => "has values that no multipart boundary fits".to_string(),
         };
@@ -265,7 +265,7 @@ impl WebhookCustom {
         )
     }
 
-    fn draft(&self, context: &Value) -> Result<Draft, Unsent> {
+    fn draft(&self, context: &Value) -> Result<Call, Unsent> {
         let mut budget = Budget(MAX_RENDERED);
         let mut headers = Vec::with_capacity(self.headers.len() + 1);
         for (name, template) in &self.headers {
@@ -302,7 +302,7 @@ impl WebhookCustom {
                 }
             }
         };
-        Ok(Draft {
+        Ok(Call {
             destination: self.endpoint.destination(),
             method: self.method.clone(),
             path,

@@ -2,7 +2,7 @@ use std::cell::Cell;
 
 use super::*;
 use crate::config;
-use crate::delivery::{Request, SendError, Transport};
+use crate::delivery::{Attempt, SendError, Transport};
 use crate::event::{Fields, Redaction, split_path};
 use crate::log::Lines;
 use crate::runtime::Runtime;
@@ -87,7 +87,7 @@ fn every_field_reads_the_same_from_what_it_needs() {
 
 fn needs_of(config: Value) -> Needs {
     let config = config::parse(config.to_string().as_bytes()).unwrap();
-    crate::runtime::needs_of(&config.hooks, &config.sources)
+    config.hooks.needs(&config.sources)
 }
 
 fn hook(source: &str, filter: Value, handler: &str, config: Value) -> Value {
@@ -155,17 +155,17 @@ fn configurations_need_what_their_hooks_and_sources_read() {
 }
 
 #[derive(Default)]
-struct Recorder(Vec<Request>);
+struct Recorder(Vec<Attempt>);
 
 impl Transport for Recorder {
-    fn send(&mut self, request: &Request, _timeout_ms: u64) -> Result<u32, SendError> {
+    fn send(&mut self, request: &Attempt, _timeout_ms: u64) -> Result<u32, SendError> {
         self.0.push(request.clone());
         Ok(self.0.len() as u32)
     }
 }
 
 /// What a runtime sends for `captures`, observed from everything or from what it needs.
-fn sent(config: &Value, captures: &[Capture], as_needed: bool) -> (Vec<Request>, usize) {
+fn sent(config: &Value, captures: &[Capture], as_needed: bool) -> (Vec<Attempt>, usize) {
     let runtime = Runtime::new(
         config::parse(config.to_string().as_bytes()).unwrap(),
         1,

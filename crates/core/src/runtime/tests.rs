@@ -2,7 +2,7 @@ use std::rc::Rc;
 
 use super::*;
 use crate::config;
-use crate::delivery::{Request, SendError};
+use crate::delivery::{Attempt, SendError};
 use crate::log::Lines;
 use crate::shared::Memory;
 use crate::source::crud::Body;
@@ -11,11 +11,11 @@ use serde_json::{Value, json};
 
 #[derive(Default)]
 struct Recorder {
-    sent: Vec<Request>,
+    sent: Vec<Attempt>,
 }
 
 impl Transport for Recorder {
-    fn send(&mut self, request: &Request, _timeout_ms: u64) -> Result<u32, SendError> {
+    fn send(&mut self, request: &Attempt, _timeout_ms: u64) -> Result<u32, SendError> {
         self.sent.push(request.clone());
         Ok(self.sent.len() as u32)
     }

@@ -5,8 +5,6 @@
 //! event. A field the host does not give is absent, never invented.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
-use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
@@ -479,29 +477,6 @@ fn put(map: &mut Map<String, Value>, key: &str, value: Option<&str>) {
     }
 }
 
-/// `text` cut to at most [`MAX_TEXT_BYTES`] (plus the [`TRUNCATED`] marker); borrowed when it
-/// fits.
-pub fn capped_str(text: &str) -> Cow<'_, str> {
-    if text.len() > MAX_TEXT_BYTES {
-        Cow::Owned(capped(text.to_string()))
-    } else {
-        Cow::Borrowed(text)
-    }
-}
-
-/// `text` cut to at most [`MAX_TEXT_BYTES`] (plus the [`TRUNCATED`] marker).
-pub fn capped(mut text: String) -> String {
-    if text.len() > MAX_TEXT_BYTES {
-        let mut cut = MAX_TEXT_BYTES;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
-        text.push_str(TRUNCATED);
-    }
-    text
-}
-
 /// Headers as a JSON object: lowercase names, pseudo-headers left out, repeated headers joined
 /// with `", "`; at most [`MAX_HEADERS`] names, each value capped like all text.
 fn header_map(headers: &[(String, String)]) -> Map<String, Value> {
@@ -529,62 +504,6 @@ fn header_map(headers: &[(String, String)]) -> Map<String, Value> {
     map
 }
 
-/// Envoy's response flags bitmask as its access log writes them (`UF,URX`); `""` for none.
-pub fn response_flags(bits: u64) -> String {
-    flags_short(bits).as_str().to_string()
-}
-
-/// [`response_flags`], on the stack (every flag together takes 104 bytes).
-fn flags_short(bits: u64) -> Short {
-    let mut text = Short::new();
-    let mut names = RESPONSE_FLAGS
-        .iter()
-        .enumerate()
-        .filter(|(bit, _)| bits & (1u64 << bit) != 0)
-        .map(|(_, name)| *name);
-    if let Some(first) = names.next() {
-        let _ = text.write_str(first);
-        for name in names {
-            let _ = text.write_str(",");
-            let _ = text.write_str(name);
-        }
-    }
-    text
-}
-
-/// The IP of an `ip:port` or `[ipv6]:port` address.
-pub fn client_ip(address: &str) -> Option<String> {
-    client_ip_str(address).map(str::to_string)
-}
-
-fn client_ip_str(address: &str) -> Option<&str> {
-    let ip = if let Some(rest) = address.strip_prefix('[') {
-        rest.split_once(']').map(|(ip, _)| ip)?
-    } else if address.matches(':').count() == 1 {
-        address.split_once(':').map(|(ip, _)| ip)?
-    } else {
-        address
-    };
-    (!ip.is_empty()).then_some(ip)
-}
-
-/// RFC 3339 UTC with milliseconds, from unix nanoseconds. Formatted with `write!`, which
-/// reports an unformattable time as an error (empty text) where `to_string` would panic.
-pub fn rfc3339(unix_ns: u64) -> String {
-    rfc3339_short(unix_ns).as_str().to_string()
-}
-
-/// [`rfc3339`], on the stack.
-fn rfc3339_short(unix_ns: u64) -> Short {
-    let mut text = Short::new();
-    if let Some(time) = UNIX_EPOCH.checked_add(Duration::from_nanos(unix_ns)) {
-        if write!(text, "{}", humantime::format_rfc3339_millis(time)).is_err() {
-            text = Short::new();
-        }
-    }
-    text
-}
-
 /// Header names in filter paths must be lowercase, as the event has them.
 pub fn check_filter(filter: &Filter, path: &str, problems: &Problems) {
     for field in filter.fields() {
@@ -605,6 +524,10 @@ pub fn check_filter(filter: &Filter, path: &str, problems: &Problems) {
         }
     }
 }
+
+mod format;
+pub use format::*;
+use format::{client_ip_str, flags_short, rfc3339_short};
 
 #[cfg(test)]
 pub(crate) mod tests;

@@ -319,8 +319,8 @@ fn admin_answers_give_kong_no_reason_phrase() {
     assert_eq!(local_response_details(Host::Envoy), "event_hooks_admin");
 }
 
-fn request(tls: bool) -> Request {
-    Request {
+fn attempt(tls: bool) -> Attempt {
+    Attempt {
         destination: Destination {
             cluster: "receiver".into(),
             host_port: if tls {
@@ -341,7 +341,7 @@ fn request(tls: bool) -> Request {
 
 #[test]
 fn envoy_calls_a_cluster_and_kong_a_host_and_port() {
-    let plain = request(false);
+    let plain = attempt(false);
     let envoy = call(Host::Envoy, &plain);
     assert_eq!(envoy.upstream, "receiver");
     assert_eq!(
@@ -357,7 +357,7 @@ fn envoy_calls_a_cluster_and_kong_a_host_and_port() {
     assert_eq!(kong.headers.first(), Some(&(":scheme", "http")));
     assert_eq!(kong.headers.len(), 4);
 
-    let tls = request(true);
+    let tls = attempt(true);
     let kong = call(Host::Kong, &tls);
     assert_eq!(kong.upstream, "hooks.example.com:443");
     assert_eq!(kong.headers.first(), Some(&(":scheme", "https")));

@@ -4,7 +4,7 @@
 use super::*;
 
 /// The call `http` asked for, checked as a webhook's configuration is.
-pub(super) fn draft(request: &Map, cluster: Option<&str>) -> Result<Draft, String> {
+pub(super) fn draft(request: &Map, cluster: Option<&str>) -> Result<Call, String> {
     if let Some(key) = request
         .keys()
         .find(|key| !REQUEST_KEYS.contains(&key.as_str()))
@@ -60,7 +60,7 @@ pub(super) fn draft(request: &Map, cluster: Option<&str>) -> Result<Draft, Strin
         url,
         ssl_verify: false,
     };
-    Ok(Draft {
+    Ok(Call {
         destination: endpoint.destination(),
         method,
         path: endpoint.url.path.clone(),

@@ -46,16 +46,16 @@ fn lines(outputs: &[Output]) -> Vec<(Level, String)> {
         .iter()
         .map(|output| match output {
             Output::Log(level, line) => (*level, line.clone()),
-            Output::Draft(draft) => panic!("unexpected draft {draft:?}"),
+            Output::Call(draft) => panic!("unexpected draft {draft:?}"),
         })
         .collect()
 }
 
-fn drafts(outputs: Vec<Output>) -> Vec<Draft> {
+fn drafts(outputs: Vec<Output>) -> Vec<Call> {
     outputs
         .into_iter()
         .filter_map(|output| match output {
-            Output::Draft(draft) => Some(draft),
+            Output::Call(draft) => Some(draft),
             Output::Log(..) => None,
         })
         .collect()
@@ -109,7 +109,7 @@ fn the_readme_example() {
     .unwrap();
     let outputs = run(&lambda, &traffic());
     assert_eq!(outputs.len(), 2);
-    let Some(Output::Draft(draft)) = outputs.first() else {
+    let Some(Output::Call(draft)) = outputs.first() else {
         panic!("{outputs:?}")
     };
     assert_eq!(

@@ -1,5 +1,5 @@
 use super::*;
-use crate::delivery::Request;
+use crate::delivery::Attempt;
 use crate::event::Event;
 use crate::source::Source;
 use hmac::{Hmac, KeyInit, Mac};
@@ -38,21 +38,21 @@ fn event() -> Event {
     )
 }
 
-fn draft(config: Value) -> Draft {
+fn draft(config: Value) -> Call {
     let handler = parse(config).unwrap();
     let event = event();
     match handler.output(&mut Bodies::new(&event), &Redaction::default()) {
-        Output::Draft(draft) => draft,
+        Output::Call(draft) => draft,
         Output::Log(_, line) => panic!("no draft: {line}"),
     }
 }
 
-fn request(config: Value) -> Request {
+fn request(config: Value) -> Attempt {
     let handler = parse(config.clone()).unwrap();
     draft(config).attempt("id-1", 1_700_000_000, &handler.signing)
 }
 
-fn header<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
+fn header<'r>(request: &'r Attempt, name: &str) -> Option<&'r str> {
     let mut values = request.headers.iter().filter(|(n, _)| n == name);
     let value = values.next().map(|(_, v)| v.as_str());
     assert!(values.next().is_none(), "{name} sent twice");
@@ -178,7 +178,7 @@ fn formats_switch_templates_on_and_off() {
     );
 }
 
-fn payload(content_type: Option<&str>) -> Request {
+fn payload(content_type: Option<&str>) -> Attempt {
     let mut config = json!({
         "url": "http://r/hooks",
         "method": "PUT",
@@ -338,7 +338,7 @@ fn a_call_that_renders_too_much_is_logged_not_sent() {
             "config: the call for an event renders more than 1048576 bytes; it was not sent"
         ),
         Output::Log(level, line) => panic!("expected a warning, got {level:?} {line}"),
-        Output::Draft(draft) => panic!("expected a warning, got {} bytes", draft.body.len()),
+        Output::Call(draft) => panic!("expected a warning, got {} bytes", draft.body.len()),
     }
 }
 
@@ -476,7 +476,7 @@ fn hooks_use_it_by_name_and_template_errors_carry_the_hook_path() {
     let outputs = hook
         .handler
         .prepare(&mut Bodies::new(&event), &hook.redaction);
-    let [Output::Draft(draft)] = outputs.as_slice() else {
+    let [Output::Call(draft)] = outputs.as_slice() else {
         panic!("expected one draft, got {outputs:?}")
     };
     assert_eq!(text(&draft.body), "/orders/42");
