@@ -21,6 +21,7 @@ pub mod id;
 pub mod log;
 pub mod metrics;
 pub mod needs;
+pub mod ports;
 pub mod reader;
 pub mod runtime;
 pub mod shared;

@@ -1,21 +1,7 @@
 //! Logging, host-agnostic: the core writes through [`Log`]; the host adapter forwards to the
 //! proxy's log, and tests collect lines to assert on them (secrets never appear).
 
-/// Log levels, as proxy-wasm numbers them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Trace = 0,
-    Debug = 1,
-    Info = 2,
-    Warn = 3,
-    Error = 4,
-    Critical = 5,
-}
-
-/// Where the core writes its log lines.
-pub trait Log {
-    fn log(&self, level: Level, message: &str);
-}
+pub use crate::ports::{Level, Log};
 
 /// A log that keeps every line, for tests.
 #[derive(Debug, Default)]

@@ -5,6 +5,8 @@
 //! moved by differences (never set), so that a gauge is the sum over workers (the queue depth
 //! of the whole proxy, say). Names are built here, from parts made safe for stats names.
 
+pub use crate::ports::Metrics;
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
@@ -41,14 +43,6 @@ pub fn define(metrics: &dyn Metrics) {
     for parts in GAUGES {
         metrics.gauge(&name(parts), 0);
     }
-}
-
-/// Where the core's metrics go.
-pub trait Metrics {
-    /// Adds `delta` to the counter `name`.
-    fn count(&self, name: &str, delta: u64);
-    /// Adds `delta` (possibly negative) to the gauge `name`.
-    fn gauge(&self, name: &str, delta: i64);
 }
 
 /// Metrics that go nowhere.

@@ -11,6 +11,8 @@
 //! key): two workers creating the same key at the same instant may lose one write. Entries are
 //! never removed (the ABI has no delete), so every user bounds its number of keys.
 
+pub use crate::ports::{Shared, Written};
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -21,22 +23,6 @@ pub const NAMESPACE: &str = "event_hooks/";
 
 /// How often [`update`] retries after losing a race.
 pub const MAX_TRIES: usize = 16;
-
-/// Outcome of a conditional write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Written {
-    Ok,
-    /// Another worker wrote since the read: read again.
-    Conflict,
-}
-
-/// The proxy's shared key-value store.
-pub trait Shared {
-    /// The value of `key` and its token; `None` when the key does not exist.
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String>;
-    /// Writes `value` if the key's token is still `cas` (`None`: unconditionally).
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<Written, String>;
-}
 
 /// One store for several users (tests give two runtimes, as two workers, the same store).
 impl<T: Shared + ?Sized> Shared for std::rc::Rc<T> {

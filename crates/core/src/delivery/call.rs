@@ -55,41 +55,4 @@ impl Call {
     }
 }
 
-/// Where a call goes. Envoy dispatches to a cluster; Kong to a literal `host:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Destination {
-    pub cluster: String,
-    pub host_port: String,
-    pub tls: bool,
-}
-
-/// One attempt at a call, exactly as the host sends it: pseudo-headers (`:method`, `:path`,
-/// `:authority`) first, then the rest, signed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attempt {
-    pub destination: Destination,
-    pub headers: Vec<(String, String)>,
-    pub body: Rc<[u8]>,
-}
-
-/// Why the host did not start a call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SendError {
-    /// The call can never be made as asked (Envoy: `BadArgument`, an unknown cluster).
-    Refused(String),
-    /// The call cannot start now (Envoy: `InternalFailure`, e.g. the cluster's circuit breaker
-    /// is open or it has no healthy host); the delivery waits for the next round.
-    Busy(String),
-}
-
-/// The host's asynchronous HTTP callout.
-pub trait Transport {
-    /// Starts an attempt; returns the host's token for its response.
-    fn send(&mut self, attempt: &Attempt, timeout_ms: u64) -> Result<u32, SendError>;
-
-    /// Whether the host takes another call now, whatever the pipeline's own limits say (Kong:
-    /// one call in flight per root context). Asked before each call.
-    fn has_room(&self) -> bool {
-        true
-    }
-}
+pub use crate::ports::{Attempt, Destination, SendError, Transport};

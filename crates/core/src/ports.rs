@@ -1,0 +1,136 @@
+//! The host boundary: everything the core asks of the proxy, as a few small traits. The host
+//! adapter (`crates/filter`) implements them with proxy-wasm calls; tests use the fakes:
+//! [`crate::log::Lines`], [`crate::metrics::Recorder`] (and [`crate::metrics::Null`]),
+//! [`crate::shared::Memory`] and [`Recorded`].
+//!
+//! | port | what the core asks | fake |
+//! |---|---|---|
+//! | [`Log`] | write a line at a [`Level`] | `log::Lines` |
+//! | [`Metrics`] | add to a counter or a gauge | `metrics::Recorder`, `metrics::Null` |
+//! | [`Shared`] | read and compare-and-swap the store every worker shares | `shared::Memory` |
+//! | [`Transport`] | start an HTTP call ([`Attempt`]), say whether there is room for one | [`Recorded`] |
+//!
+//! Time is not a port: the adapter reads the host's clock once per callback and hands the
+//! value in (`now_ms`, `now_ns`), so the core never reads a clock and every test sets time.
+//! Properties are read by the adapter alone (`crates/filter/src/differences.rs`), which hands
+//! the core a plain [`crate::source::traffic::Capture`].
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// Log levels, as proxy-wasm numbers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Trace = 0,
+    Debug = 1,
+    Info = 2,
+    Warn = 3,
+    Error = 4,
+    Critical = 5,
+}
+
+/// Where the core writes its log lines.
+pub trait Log {
+    fn log(&self, level: Level, message: &str);
+}
+
+/// Where the core's metrics go.
+pub trait Metrics {
+    /// Adds `delta` to the counter `name`.
+    fn count(&self, name: &str, delta: u64);
+    /// Adds `delta` (possibly negative) to the gauge `name`.
+    fn gauge(&self, name: &str, delta: i64);
+}
+
+/// Outcome of a conditional write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Ok,
+    /// Another worker wrote since the read: read again.
+    Conflict,
+}
+
+/// The proxy's shared key-value store.
+pub trait Shared {
+    /// The value of `key` and its token; `None` when the key does not exist.
+    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, u32)>, String>;
+    /// Writes `value` if the key's token is still `cas` (`None`: unconditionally).
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<Written, String>;
+}
+
+/// Where a call goes. Envoy dispatches to a cluster; Kong to a literal `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    pub cluster: String,
+    pub host_port: String,
+    pub tls: bool,
+}
+
+/// One attempt at a call, exactly as the host sends it: pseudo-headers (`:method`, `:path`,
+/// `:authority`) first, then the rest, signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub destination: Destination,
+    pub headers: Vec<(String, String)>,
+    pub body: Rc<[u8]>,
+}
+
+/// Why the host did not start a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The call can never be made as asked (Envoy: `BadArgument`, an unknown cluster).
+    Refused(String),
+    /// The call cannot start now (Envoy: `InternalFailure`, e.g. the cluster's circuit breaker
+    /// is open or it has no healthy host); the delivery waits for the next round.
+    Busy(String),
+}
+
+/// The host's asynchronous HTTP callout.
+pub trait Transport {
+    /// Starts an attempt; returns the host's token for its response.
+    fn send(&mut self, attempt: &Attempt, timeout_ms: u64) -> Result<u32, SendError>;
+
+    /// Whether the host takes another call now, whatever the pipeline's own limits say (Kong:
+    /// one call in flight per root context). Asked before each call.
+    fn has_room(&self) -> bool {
+        true
+    }
+}
+
+/// A transport that records every attempt and hands out tokens 1, 2, 3, ...: the fake of
+/// [`Transport`].
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub sent: RefCell<Vec<Attempt>>,
+}
+
+impl Transport for Recorded {
+    fn send(&mut self, attempt: &Attempt, _timeout_ms: u64) -> Result<u32, SendError> {
+        let mut sent = self.sent.borrow_mut();
+        sent.push(attempt.clone());
+        Ok(u32::try_from(sent.len()).unwrap_or(u32::MAX))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_transport_fake_records_attempts_and_numbers_them() {
+        let mut transport = Recorded::default();
+        let attempt = Attempt {
+            destination: Destination {
+                cluster: "receiver".into(),
+                host_port: "receiver:80".into(),
+                tls: false,
+            },
+            headers: vec![(":method".into(), "POST".into())],
+            body: Rc::from(&b"{}"[..]),
+        };
+        assert!(transport.has_room());
+        assert_eq!(transport.send(&attempt, 1_000), Ok(1));
+        assert_eq!(transport.send(&attempt, 1_000), Ok(2));
+        assert_eq!(transport.sent.borrow().as_slice(), [attempt.clone(), attempt]);
+    }
+}
