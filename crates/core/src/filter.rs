@@ -16,7 +16,9 @@
 
 use std::cmp::Ordering;
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
+#[cfg(feature = "schema")]
+use serde_json::{Map, json};
 
 use crate::event::{Field, Fields, Redaction};
 use crate::reader::{Problems, child, kind};
@@ -303,15 +305,18 @@ fn contains(value: &Value, operand: &Value) -> bool {
     }
 }
 
-/// The JSON Schema of a filter (field paths to conditions), for the configuration's schema.
 /// How far a filter's `not` is described: deeper ones are left to the parser (a schema without
 /// `$ref` cannot recurse).
+#[cfg(feature = "schema")]
 const SCHEMA_NOT_DEPTH: usize = 2;
 
+/// The JSON Schema of a filter (field paths to conditions), for the configuration's schema.
+#[cfg(feature = "schema")]
 pub fn schema() -> Value {
     json!({"type": "object", "additionalProperties": condition(SCHEMA_NOT_DEPTH)})
 }
 
+#[cfg(feature = "schema")]
 /// A condition: a bare value (compared with `eq`), or an object of operators.
 fn condition(depth: usize) -> Value {
     let any = json!({});

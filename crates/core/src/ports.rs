@@ -131,6 +131,9 @@ mod tests {
         assert!(transport.has_room());
         assert_eq!(transport.send(&attempt, 1_000), Ok(1));
         assert_eq!(transport.send(&attempt, 1_000), Ok(2));
-        assert_eq!(transport.sent.borrow().as_slice(), [attempt.clone(), attempt]);
+        assert_eq!(
+            transport.sent.borrow().as_slice(),
+            [attempt.clone(), attempt]
+        );
     }
 }

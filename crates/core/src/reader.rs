@@ -6,6 +6,7 @@
 //! Messages never echo the value that was given, only its JSON type: a misplaced secret must not
 //! end up in a log line.
 
+#[cfg(feature = "schema")]
 pub mod schema;
 
 use std::cell::RefCell;

@@ -5,6 +5,7 @@
 //! keys are refused. The proxy never runs a configuration that half-works.
 
 pub mod admin;
+#[cfg(feature = "schema")]
 pub mod schema;
 
 use serde_json::Value;

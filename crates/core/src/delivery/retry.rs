@@ -12,6 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::Value;
 
+#[cfg(feature = "schema")]
 use crate::reader::schema::{Parts, whole_entry};
 
 use crate::reader::{Object, Problems, Whole};
@@ -142,6 +143,7 @@ pub fn http_date(unix_ms: u64) -> String {
     httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_millis(unix_ms))
 }
 
+#[cfg(feature = "schema")]
 /// The JSON Schema of a `retry` object at `at`.
 pub fn schema(parts: &Parts, at: &str) -> Value {
     Value::Object(parts.object(

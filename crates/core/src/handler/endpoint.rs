@@ -2,10 +2,15 @@
 //! headers a hook may add. Shared by every handler that makes HTTP calls.
 
 use crate::delivery::Destination;
+#[cfg(feature = "schema")]
 use crate::delivery::retry;
+#[cfg(feature = "schema")]
 use crate::reader::schema::{Parts, non_empty_string};
 use crate::reader::{Object, Problems, child};
-use crate::signing::{self, MAX_SECRETS};
+use crate::signing;
+#[cfg(feature = "schema")]
+use crate::signing::MAX_SECRETS;
+#[cfg(feature = "schema")]
 use serde_json::{Value, json};
 
 /// Headers a handler sets itself, or that HTTP reserves for the connection; a hook may not
@@ -322,6 +327,7 @@ pub fn is_token_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
 }
 
+#[cfg(feature = "schema")]
 /// The schema of the keys every calling handler takes: signing and retries.
 pub fn call_types(parts: &Parts) -> Vec<(&'static str, Value)> {
     let more_secrets = json!({

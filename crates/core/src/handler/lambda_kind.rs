@@ -5,11 +5,15 @@
 
 use std::rc::Rc;
 
-use serde_json::{Map, Value, json};
+use serde_json::Value;
+#[cfg(feature = "schema")]
+use serde_json::{Map, json};
 
+#[cfg(feature = "schema")]
 use super::lambda_config::{KEYS, MAX_FUNCTIONS, MAX_OPERATIONS, MAX_SOURCE_BYTES};
 use super::{Handler, HandlerKind};
 use crate::reader::Problems;
+#[cfg(feature = "schema")]
 use crate::reader::schema::{Parts, exclusive, non_empty_string, whole};
 
 /// The `lambda` handler kind.
@@ -22,6 +26,7 @@ impl HandlerKind for Kind {
         "lambda"
     }
 
+    #[cfg(feature = "schema")]
     fn config_schema(&self, schema: &Parts, at: &str) -> Map<String, Value> {
         let mut types = vec![
             (

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::{Handler, HandlerKind, Output};
 use crate::event::{Bodies, Event, Redaction};
 use crate::log::Level;
+#[cfg(feature = "schema")]
 use crate::reader::schema::Parts;
 use crate::reader::{Object, Problems};
 
@@ -23,6 +24,7 @@ impl HandlerKind for Kind {
         "log"
     }
 
+    #[cfg(feature = "schema")]
     fn config_schema(&self, schema: &Parts, at: &str) -> Map<String, Value> {
         schema.object(at, &[], Vec::new())
     }

@@ -18,13 +18,16 @@ use std::any::Any;
 use std::fmt;
 use std::rc::Rc;
 
-use serde_json::{Map, Value};
+#[cfg(feature = "schema")]
+use serde_json::Map;
+use serde_json::Value;
 
 use crate::delivery::Call;
 use crate::delivery::retry::Overrides;
 use crate::event::{Bodies, Redaction};
 use crate::log::Level;
 use crate::reader::Problems;
+#[cfg(feature = "schema")]
 use crate::reader::schema::Parts;
 use crate::signing::Signing;
 
@@ -38,6 +41,7 @@ pub trait HandlerKind: Sync {
     /// The name hooks use (`"webhook"`).
     fn name(&self) -> &'static str;
 
+    #[cfg(feature = "schema")]
     /// The JSON Schema of its `config` at `at`, built with `schema` (which records where the
     /// schema and the parser's key lists disagree).
     fn config_schema(&self, schema: &Parts, at: &str) -> Map<String, Value>;

@@ -7,13 +7,16 @@
 use std::any::Any;
 use std::rc::Rc;
 
-use serde_json::{Map, Value, json};
+#[cfg(feature = "schema")]
+use serde_json::Map;
+use serde_json::{Value, json};
 
 use super::endpoint::{self, Endpoint};
 use super::{Handler, HandlerKind, Output};
 use crate::delivery::Call;
 use crate::delivery::retry::Overrides;
 use crate::event::{Bodies, Redaction};
+#[cfg(feature = "schema")]
 use crate::reader::schema::{Parts, endpoint_types, exclusive};
 use crate::reader::{Object, Problems};
 use crate::signing::Signing;
@@ -30,6 +33,7 @@ impl HandlerKind for Kind {
         "webhook"
     }
 
+    #[cfg(feature = "schema")]
     fn config_schema(&self, schema: &Parts, at: &str) -> Map<String, Value> {
         let mut config = schema.object(
             at,

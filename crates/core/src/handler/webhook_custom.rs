@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use std::any::Any;
 
+#[cfg(feature = "schema")]
 use serde_json::json;
 
 use super::endpoint::{self, Endpoint};
@@ -29,6 +30,7 @@ use crate::delivery::Call;
 use crate::delivery::retry::Overrides;
 use crate::event::{Bodies, Redaction};
 use crate::log::Level;
+#[cfg(feature = "schema")]
 use crate::reader::schema::{Parts, endpoint_types, exclusive, string_map};
 use crate::reader::{Object, Problems, child};
 use crate::signing::{self, Signing};
@@ -57,6 +59,7 @@ impl HandlerKind for Kind {
         "webhook-custom"
     }
 
+    #[cfg(feature = "schema")]
     fn config_schema(&self, schema: &Parts, at: &str) -> Map<String, Value> {
         let mut types = endpoint_types();
         types.extend([

@@ -14,11 +14,13 @@ use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 
+#[cfg(feature = "schema")]
 use serde_json::json;
 
 use super::{EventSpec, SourceKind};
 use crate::event::{Event, Field, Fields, Redaction};
 use crate::needs::{HookUse, Needs};
+#[cfg(feature = "schema")]
 use crate::reader::schema::{Parts, whole_entry};
 use crate::reader::{Object, Problems, Whole};
 use crate::shared::{Change, Shared, update};
@@ -51,6 +53,7 @@ impl SourceKind for Kind {
         settings.health = Settings::parse(value, path, problems).unwrap_or_default();
     }
 
+    #[cfg(feature = "schema")]
     fn settings_schema(&self, schema: &Parts) -> Option<Value> {
         Some(Value::Object(schema.object(
             "health",

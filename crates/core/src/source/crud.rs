@@ -20,12 +20,14 @@
 
 use serde_json::{Map, Value};
 
+#[cfg(feature = "schema")]
 use serde_json::json;
 
 use super::{EventSpec, SourceKind};
 use crate::event::Event;
 use crate::filter::Filter;
 use crate::needs::{HookUse, Needs};
+#[cfg(feature = "schema")]
 use crate::reader::schema::{Parts, whole_entry};
 use crate::reader::{Object, Problems, Whole};
 use crate::source::Source;
@@ -54,6 +56,7 @@ impl SourceKind for CrudKind {
         "<schema> or <schema>:create, :update, :delete (a schema is A-Z a-z 0-9 _ -)".to_string()
     }
 
+    #[cfg(feature = "schema")]
     fn event_schema(&self) -> Value {
         let operations: Vec<&str> = DAO_EVENTS.iter().map(|spec| spec.name).collect();
         json!({
@@ -76,6 +79,7 @@ impl SourceKind for CrudKind {
         settings.crud = Settings::parse(value, path, problems);
     }
 
+    #[cfg(feature = "schema")]
     fn settings_schema(&self, schema: &Parts) -> Option<Value> {
         let mut crud = schema.object(
             "crud",

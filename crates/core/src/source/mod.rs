@@ -12,7 +12,9 @@ pub mod dead_letter;
 pub mod rate_limiting;
 pub mod traffic;
 
-use serde_json::{Value, json};
+use serde_json::Value;
+#[cfg(feature = "schema")]
+use serde_json::json;
 
 use std::any::Any;
 
@@ -21,6 +23,7 @@ use crate::filter::Filter;
 use crate::log::Level;
 use crate::needs::{HookUse, Needs};
 use crate::reader::Problems;
+#[cfg(feature = "schema")]
 use crate::reader::schema::Parts;
 use crate::shared::Shared;
 pub use crate::source_id::Source;
@@ -108,6 +111,7 @@ pub trait SourceKind: Sync {
             .join(", ")
     }
 
+    #[cfg(feature = "schema")]
     /// The JSON Schema of a hook's `event` for this source.
     fn event_schema(&self) -> Value {
         json!({"enum": self.events().iter().map(|spec| spec.name).collect::<Vec<_>>()})
@@ -133,6 +137,7 @@ pub trait SourceKind: Sync {
     ) {
     }
 
+    #[cfg(feature = "schema")]
     /// The JSON Schema of its top-level settings.
     fn settings_schema(&self, _schema: &Parts) -> Option<Value> {
         None

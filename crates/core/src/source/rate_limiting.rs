@@ -14,11 +14,13 @@
 
 use serde_json::{Map, Value};
 
+#[cfg(feature = "schema")]
 use serde_json::json;
 
 use super::{EventSpec, SourceKind};
 use crate::event::{Event, lookup};
 use crate::needs::{HookUse, Needs};
+#[cfg(feature = "schema")]
 use crate::reader::schema::{Parts, non_empty_string};
 use crate::reader::{Object, Problems};
 use crate::source::Source;
@@ -50,6 +52,7 @@ impl SourceKind for Kind {
         settings.rate_limit = Settings::parse(value, path, problems).unwrap_or_default();
     }
 
+    #[cfg(feature = "schema")]
     fn settings_schema(&self, schema: &Parts) -> Option<Value> {
         Some(Value::Object(schema.object(
             "rate_limit",
