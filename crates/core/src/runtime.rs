@@ -152,12 +152,7 @@ impl Runtime {
                     .iter()
                     .zip(delivery.stats())
                     .map(|(hook, stats)| {
-                        let mut entry = serde_json::json!({
-                            "accepted": stats.accepted, "delivered": stats.delivered,
-                            "failed": stats.failed, "dropped": stats.dropped,
-                            "pending": stats.pending, "retries": stats.retries,
-                            "dead_letters": stats.dead_letters,
-                        });
+                        let mut entry = stats.status();
                         if let (Some(errors), Some(map)) =
                             (hook.handler.errors(), entry.as_object_mut())
                         {
@@ -166,28 +161,7 @@ impl Runtime {
                         (hook.name.clone(), entry)
                     })
                     .collect();
-                let drops: serde_json::Map<String, serde_json::Value> = delivery
-                    .drops()
-                    .map(|(reason, count)| (reason.name().to_string(), count.into()))
-                    .collect();
-                let breakers: serde_json::Map<String, serde_json::Value> = delivery
-                    .breakers()
-                    .map(|(destination, state)| {
-                        let state = match state {
-                            crate::delivery::breaker::State::Open { .. } => "open",
-                            _ => "half-open",
-                        };
-                        (destination.to_string(), state.into())
-                    })
-                    .collect();
-                (
-                    serde_json::json!({
-                        "depth": delivery.depth(), "in_flight": delivery.in_flight(),
-                        "bytes": delivery.bytes(), "retries_pending": delivery.pending_retries(),
-                        "drops": drops, "breakers": breakers,
-                    }),
-                    hooks,
-                )
+                (delivery.status(), hooks)
             }
             Err(_) => (serde_json::Value::Null, serde_json::Map::new()),
         };

@@ -23,6 +23,18 @@ pub struct HookStats {
     pub dead_letters: u64,
 }
 
+impl HookStats {
+    /// The counters as the admin status shows them.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::json!({
+            "accepted": self.accepted, "delivered": self.delivered,
+            "failed": self.failed, "dropped": self.dropped,
+            "pending": self.pending, "retries": self.retries,
+            "dead_letters": self.dead_letters,
+        })
+    }
+}
+
 /// Why a delivery was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {

@@ -218,6 +218,30 @@ impl Pipeline {
         self.breakers.not_closed()
     }
 
+    /// The pipeline's state as the admin status shows it (`queue`): its stages' levels, the
+    /// drops by reason, and the destinations whose breaker is not closed.
+    pub fn status(&self) -> serde_json::Value {
+        let drops: serde_json::Map<String, serde_json::Value> = self
+            .drops()
+            .map(|(reason, count)| (reason.name().to_string(), count.into()))
+            .collect();
+        let breakers: serde_json::Map<String, serde_json::Value> = self
+            .breakers()
+            .map(|(destination, state)| {
+                let state = match state {
+                    breaker::State::Open { .. } => "open",
+                    _ => "half-open",
+                };
+                (destination.to_string(), state.into())
+            })
+            .collect();
+        serde_json::json!({
+            "depth": self.depth(), "in_flight": self.in_flight(),
+            "bytes": self.bytes(), "retries_pending": self.pending_retries(),
+            "drops": drops, "breakers": breakers,
+        })
+    }
+
     /// The dead letters made since the last call.
     pub fn take_dead_letters(&mut self) -> Vec<DeadLetter> {
         self.dead_letters.take()
