@@ -120,3 +120,63 @@ impl InFlight {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::delivery::call::{Call, Destination};
+    use crate::delivery::unit::Policy;
+    use crate::signing::Signing;
+
+    fn delivery(id: &str, cluster: &str) -> Delivery {
+        let call = Call {
+            destination: Destination {
+                cluster: cluster.into(),
+                host_port: format!("{cluster}:80"),
+                tls: false,
+            },
+            method: "POST".into(),
+            path: "/".into(),
+            authority: cluster.into(),
+            headers: Vec::new(),
+            body: b"{}"[..].into(),
+        };
+        let policy = Rc::new(Policy::new("h", Signing::NONE, None));
+        Delivery::new(0, policy, id.into(), Rc::new(call), 0)
+    }
+
+    #[test]
+    fn slots_per_destination_are_taken_and_given_back() {
+        let mut calls = InFlight::new(3, 2, 1_000);
+        assert!(calls.start(1, delivery("1", "a"), 0).is_none());
+        assert!(calls.start(2, delivery("2", "a"), 0).is_none());
+        assert!(calls.is_full_for("a") && !calls.is_full_for("b") && !calls.is_full());
+        assert!(calls.start(3, delivery("3", "b"), 0).is_none());
+        assert!(calls.is_full());
+        assert_eq!(calls.finish(1).map(|d| d.webhook_id), Some("1".into()));
+        assert!(!calls.is_full_for("a"));
+        assert!(calls.finish(1).is_none(), "a token ends once");
+    }
+
+    #[test]
+    fn a_reused_token_gives_the_earlier_delivery_back_and_its_slot() {
+        let mut calls = InFlight::new(3, 1, 1_000);
+        calls.start(7, delivery("old", "a"), 0);
+        let previous = calls.start(7, delivery("new", "b"), 0);
+        assert_eq!(previous.map(|d| d.webhook_id), Some("old".into()));
+        assert!(!calls.is_full_for("a") && calls.is_full_for("b"));
+        assert_eq!(calls.len(), 1);
+    }
+
+    #[test]
+    fn calls_expire_after_timeout_and_grace() {
+        let mut calls = InFlight::new(3, 3, 1_000);
+        calls.start(1, delivery("1", "a"), 0);
+        calls.start(2, delivery("2", "a"), 500);
+        assert!(calls.expired(1_000 + ANSWER_GRACE_MS - 1).is_empty());
+        assert_eq!(calls.expired(1_000 + ANSWER_GRACE_MS), vec![1]);
+        assert_eq!(calls.expired(1_500 + ANSWER_GRACE_MS), vec![1, 2]);
+    }
+}

@@ -99,3 +99,79 @@ impl Schedule {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::delivery::call::{Call, Destination};
+    use crate::delivery::unit::Policy;
+    use crate::signing::Signing;
+
+    fn delivery(hook: usize, id: &str) -> Delivery {
+        let call = Call {
+            destination: Destination {
+                cluster: "a".into(),
+                host_port: "a:80".into(),
+                tls: false,
+            },
+            method: "POST".into(),
+            path: "/".into(),
+            authority: "a".into(),
+            headers: Vec::new(),
+            body: b"{}"[..].into(),
+        };
+        let policy = Rc::new(Policy::new("h", Signing::NONE, None));
+        let mut delivery = Delivery::new(hook, policy, id.into(), Rc::new(call), 0);
+        delivery.attempts = 1;
+        delivery
+    }
+
+    fn ids(deliveries: Vec<Delivery>) -> Vec<String> {
+        deliveries.into_iter().map(|d| d.webhook_id).collect()
+    }
+
+    /// A policy whose every retry waits exactly `Retry-After`.
+    fn exact() -> retry::Settings {
+        retry::Settings {
+            backoff_ms: 1,
+            max_backoff_ms: 1,
+            ..retry::Settings::default()
+        }
+    }
+
+    #[test]
+    fn due_deliveries_come_out_earliest_first_in_arrival_order() {
+        let mut schedule = Schedule::new(10, 1);
+        for (id, wait) in [("late", 300), ("first", 100), ("second", 100)] {
+            let planned = schedule.plan(delivery(0, id), &exact(), Some(wait), 0);
+            assert!(matches!(planned, Planned::Scheduled));
+        }
+        assert!(schedule.take_due(99).is_empty());
+        assert_eq!(ids(schedule.take_due(300)), vec!["first", "second", "late"]);
+        assert!(schedule.is_empty());
+    }
+
+    #[test]
+    fn a_full_schedule_or_a_spent_delivery_is_handed_back() {
+        let mut schedule = Schedule::new(1, 1);
+        schedule.plan(delivery(0, "a"), &exact(), None, 0);
+        let full = schedule.plan(delivery(0, "b"), &exact(), None, 0);
+        assert!(matches!(full, Planned::Full(d) if d.webhook_id == "b"));
+        let mut spent = delivery(0, "c");
+        spent.attempts = exact().max_attempts;
+        let planned = schedule.plan(spent, &exact(), None, 0);
+        assert!(matches!(planned, Planned::Exhausted(d) if d.webhook_id == "c"));
+    }
+
+    #[test]
+    fn a_gone_hook_takes_its_deliveries_out() {
+        let mut schedule = Schedule::new(10, 1);
+        schedule.plan(delivery(0, "a"), &exact(), Some(10), 0);
+        schedule.plan(delivery(1, "b"), &exact(), Some(5), 0);
+        schedule.plan(delivery(0, "c"), &exact(), Some(1), 0);
+        assert_eq!(ids(schedule.take_hook(0)), vec!["c", "a"]);
+        assert_eq!(schedule.len(), 1);
+    }
+}
