@@ -1,5 +1,5 @@
 //! One test per scenario file and runner, so that `cargo test` reports each on its own:
-//! writes `$OUT_DIR/scenario_tests.rs`, included by `tests/scenarios.rs`. A scenario whose
+//! writes `$OUT_DIR/scenario_tests.rs`, included by `tests/all/scenarios.rs`. A scenario whose
 //! `runs_on` leaves a runner out becomes an ignored test there, with its `why_not`.
 
 use std::fmt::Write as _;

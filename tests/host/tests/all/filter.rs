@@ -5,9 +5,7 @@
 // Tests stop at the first surprise: unwrapping is how they say so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::{body, kong, start, start_with};
+use crate::common::{body, kong, start, start_with};
 
 use event_hooks_testhost::state::{DispatchOutcome, Options};
 use event_hooks_testhost::{Proxy, Reply, Request, Rules};

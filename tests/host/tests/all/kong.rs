@@ -8,9 +8,7 @@
 // Tests stop at the first surprise: unwrapping is how they say so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod common;
-
-use common::{body, filter, kong, start, start_with};
+use crate::common::{body, filter, kong, start, start_with};
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,0 +1,14 @@
+//! Every test of the test host in one binary: each test binary links wasmtime and compiles the
+//! 2 MB filter with cranelift once, so one binary instead of four saves three links and three
+//! compilations of the filter (`make hosts` times in the root `Cargo.toml`, profile `hosts`).
+//!
+//! * `scenarios`: every `tests/scenarios/*.json` on each runner.
+//! * `filter`: the real filter per host.
+//! * `kong`: the real filter under every Kong pin's rules, and the Kong soak.
+//! * `host_rules`: the host's own rules, with small deliberately wrong filters in WAT.
+
+mod common;
+mod filter;
+mod host_rules;
+mod kong;
+mod scenarios;
