@@ -70,8 +70,8 @@ e2e: build cli envoy certs
 	$(VENV)/bin/pytest -q -n $(E2E_WORKERS) tests/e2e
 
 # The filter in tests/host, a wasmtime proxy-wasm host playing Envoy's and Kong's (3.4 to 3.10)
-# rules on a virtual clock: tests/scenarios/*.json and targeted tests. Profile `hosts`: release
-# speed without the filter's LTO (see Cargo.toml).
+# rules on a virtual clock: tests/scenarios/*.json and targeted tests. Profile `hosts`: no LTO,
+# optimized only where the tests spend their time (see Cargo.toml).
 hosts: build
 	cargo test -p event-hooks-testhost --profile hosts --no-fail-fast
 
