@@ -117,6 +117,12 @@ impl Needs {
         }
     }
 
+    /// Property `prop` (if any), first. What a traffic field needs is
+    /// `Needs::of_field`, derived from the field table (`source/traffic/fields.rs`).
+    pub fn of_prop(prop: Option<Prop>) -> Needs {
+        Needs::props(prop.as_slice())
+    }
+
     pub fn with_request_headers(self) -> Needs {
         Needs {
             request_headers: true,
@@ -155,41 +161,6 @@ impl Needs {
             first: Props::NONE,
             then: self.first.union(self.then),
             ..self
-        }
-    }
-
-    /// What reading traffic field `path` (split) takes: the property behind it, and the header
-    /// map that gives it first (`:method`, `:path`, `:authority`, `:scheme`, `x-request-id`,
-    /// `:status`) or holds it. A whole object, or a path the event cannot have, takes
-    /// everything.
-    pub fn of_field<S: AsRef<str>>(path: &[S]) -> Needs {
-        let segment = |at: usize| path.get(at).map(AsRef::as_ref);
-        let request = |prop| Needs::props(&[prop]).with_request_headers();
-        match (segment(0), segment(1)) {
-            (Some("request"), Some("method")) => request(Prop::Method),
-            (Some("request"), Some("path" | "query")) => request(Prop::Path),
-            (Some("request"), Some("host")) => request(Prop::Host),
-            (Some("request"), Some("scheme")) => request(Prop::Scheme),
-            (Some("request"), Some("id")) => request(Prop::RequestId),
-            (Some("request"), Some("headers")) if path.len() > 2 => {
-                Needs::default().with_request_headers()
-            }
-            (Some("response"), Some("status")) => {
-                Needs::props(&[Prop::Status]).with_response_headers()
-            }
-            (Some("response"), Some("flags")) => Needs::props(&[Prop::Flags]),
-            (Some("response"), Some("code_details")) => Needs::props(&[Prop::CodeDetails]),
-            (Some("response"), Some("headers")) if path.len() > 2 => {
-                Needs::default().with_response_headers()
-            }
-            (Some("upstream"), Some("address")) => Needs::props(&[Prop::UpstreamAddress]),
-            (Some("upstream"), Some("cluster")) => Needs::props(&[Prop::Cluster]),
-            (Some("route"), _) => Needs::props(&[Prop::Route]),
-            // Latency and the start fall back to when the filter saw the request, always known.
-            (Some("latency_ms"), _) => Needs::props(&[Prop::Duration]),
-            (Some("started_at"), _) => Needs::props(&[Prop::Start]),
-            (Some("client"), Some("ip")) => Needs::props(&[Prop::SourceAddress]),
-            _ => Needs::EVERYTHING,
         }
     }
 }

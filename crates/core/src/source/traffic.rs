@@ -63,30 +63,10 @@ fn delivery_needs(hook: &HookUse<'_>) -> Needs {
         _ => Needs::EVERYTHING,
     }
 }
-use crate::event::{Event, Field, Fields, Redaction, Short};
+use crate::event::{Event, Field, Redaction, Short};
 use crate::filter::Filter;
 use crate::reader::{Problems, child};
 use crate::source::Source;
-
-pub const FIELDS: &[&str] = &[
-    "request.method",
-    "request.path",
-    "request.host",
-    "request.scheme",
-    "request.id",
-    "request.query",
-    "request.headers",
-    "response.status",
-    "response.flags",
-    "response.code_details",
-    "response.headers",
-    "upstream.address",
-    "upstream.cluster",
-    "route",
-    "latency_ms",
-    "client.ip",
-    "started_at",
-];
 
 pub const EVENTS: &[EventSpec] = &[EventSpec {
     name: "request",
@@ -223,6 +203,14 @@ impl<'c> View<'c> {
         self.capture.response_headers.as_deref()
     }
 
+    /// The header map of `side`, when its callback ran.
+    fn headers(&self, side: Side) -> Option<&'c [(String, String)]> {
+        match side {
+            Side::Request => self.request_headers(),
+            Side::Response => self.response_headers(),
+        }
+    }
+
     /// `request.method`, before capping.
     pub fn method(&self) -> Option<&'c str> {
         pseudo(self.request_headers(), ":method").or(self.props().method.as_deref())
@@ -348,133 +336,9 @@ fn non_empty(text: &Option<String>) -> Option<&str> {
     text.as_deref().filter(|text| !text.is_empty())
 }
 
-fn number<'a>(value: Option<u64>) -> Option<Field<'a>> {
-    value.map(|value| Field::Json(Cow::Owned(Value::from(value))))
-}
-
-fn text(value: Option<&str>) -> Option<Field<'_>> {
-    value.map(|text| Field::Text(capped_str(text)))
-}
-
-impl Fields for View<'_> {
-    fn field<'a, S: AsRef<str>>(
-        &'a self,
-        path: &[S],
-        redaction: &'a Redaction,
-    ) -> Option<Field<'a>> {
-        let segments: (&str, Option<&str>, Option<&str>) = match path {
-            [a] => (a.as_ref(), None, None),
-            [a, b] => (a.as_ref(), Some(b.as_ref()), None),
-            [a, b, c] => (a.as_ref(), Some(b.as_ref()), Some(c.as_ref())),
-            _ => return self.in_event(path, redaction),
-        };
-        match segments {
-            ("request", Some("method"), None) => text(self.method()),
-            ("request", Some("path"), None) => text(self.path()),
-            ("request", Some("query"), None) => text(self.query()),
-            ("request", Some("host"), None) => text(self.host()),
-            ("request", Some("scheme"), None) => text(self.scheme()),
-            ("request", Some("id"), None) => text(self.id()),
-            ("response", Some("status"), None) => number(self.status()),
-            ("response", Some("flags"), None) => self.flags().map(Field::Short),
-            ("response", Some("code_details"), None) => text(self.code_details()),
-            ("upstream", Some("address"), None) => text(self.upstream_address()),
-            ("upstream", Some("cluster"), None) => text(self.cluster()),
-            ("route", None, None) => text(self.route()),
-            ("latency_ms", None, None) => number(self.latency_ms()),
-            ("client", Some("ip"), None) => {
-                self.client_ip().map(|ip| Field::Text(Cow::Borrowed(ip)))
-            }
-            ("started_at", None, None) => self.started_at().map(Field::Short),
-            (side @ ("request" | "response"), Some("headers"), Some(name)) => {
-                let headers = if side == "request" {
-                    self.request_headers()
-                } else {
-                    self.response_headers()
-                };
-                let value = View::header(headers, name)?;
-                Some(if redaction.covers(path) {
-                    Field::Json(Cow::Borrowed(redaction.placeholder()))
-                } else {
-                    value
-                })
-            }
-            _ => self.in_event(path, redaction),
-        }
-    }
-}
-
 /// The traffic event for `capture`, finished at `now_ns`.
 pub fn event(capture: &Capture, now_ns: u64) -> Event {
     event_of(&View::new(capture, now_ns))
-}
-
-/// The traffic event of the request `view` reads.
-pub fn event_of(view: &View<'_>) -> Event {
-    let mut request = Map::new();
-    put(&mut request, "method", view.method());
-    put(&mut request, "path", view.path());
-    put(&mut request, "query", view.query());
-    put(&mut request, "host", view.host());
-    put(&mut request, "scheme", view.scheme());
-    put(&mut request, "id", view.id());
-    if let Some(headers) = view.request_headers() {
-        request.insert("headers".into(), Value::Object(header_map(headers)));
-    }
-
-    let mut response = Map::new();
-    if let Some(status) = view.status() {
-        response.insert("status".into(), Value::from(status));
-    }
-    if let Some(flags) = view.flags() {
-        response.insert("flags".into(), Value::String(flags.as_str().to_string()));
-    }
-    put(&mut response, "code_details", view.code_details());
-    if let Some(headers) = view.response_headers() {
-        response.insert("headers".into(), Value::Object(header_map(headers)));
-    }
-
-    let mut upstream = Map::new();
-    put(&mut upstream, "address", view.upstream_address());
-    put(&mut upstream, "cluster", view.cluster());
-
-    let mut data = Map::new();
-    for (key, section) in [
-        ("request", request),
-        ("response", response),
-        ("upstream", upstream),
-    ] {
-        if !section.is_empty() {
-            data.insert(key.into(), Value::Object(section));
-        }
-    }
-    put(&mut data, "route", view.route());
-    if let Some(latency_ms) = view.latency_ms() {
-        data.insert("latency_ms".into(), Value::from(latency_ms));
-    }
-    if let Some(ip) = view.client_ip() {
-        let mut client = Map::new();
-        // Capped like all text from the host (found by fuzzing: `source.address` was the one
-        // string an event took uncut).
-        client.insert("ip".into(), Value::String(capped(ip.to_string())));
-        data.insert("client".into(), Value::Object(client));
-    }
-    if let Some(started_at) = view.started_at() {
-        data.insert(
-            "started_at".into(),
-            Value::String(started_at.as_str().to_string()),
-        );
-    }
-    Event::new(Source::TRAFFIC, "request", data)
-}
-
-fn put(map: &mut Map<String, Value>, key: &str, value: Option<&str>) {
-    if let Some(value) = value {
-        map.insert(
-            key.to_string(),
-            Value::String(capped_str(value).into_owned()),
-        );
-    }
 }
 
 /// Headers as a JSON object: lowercase names, pseudo-headers left out, repeated headers joined
@@ -525,6 +389,8 @@ pub fn check_filter(filter: &Filter, path: &str, problems: &Problems) {
     }
 }
 
+mod fields;
+pub use fields::{FIELDS, Read, Side, TABLE, TrafficField, event_of};
 mod format;
 pub use format::*;
 use format::{client_ip_str, flags_short, rfc3339_short};

@@ -1,4 +1,5 @@
 use super::*;
+use crate::event::Fields;
 use serde_json::json;
 
 pub(crate) fn headers(pairs: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
