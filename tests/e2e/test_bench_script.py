@@ -49,3 +49,24 @@ def test_bench_hooks_are_all_different(bench):
     hooks = bench.nonmatching_hooks(1000)
     assert len({json.dumps(hook["filter"], sort_keys=True) for hook in hooks}) == 1000
     assert len({hook["name"] for hook in hooks}) == 1000
+
+
+def test_a_baseline_twins_every_filter_row_next_to_it(bench, monkeypatch):
+    """`--baseline REV`: each event_hooks row is followed by its twin running REV's filter (same
+    hooks, same traffic), the other rows have none, and only this tree's rows are plotted."""
+    baseline = ROOT / "target" / "bench-baseline" / "wasm32-wasip1" / "release" / "event_hooks.wasm"
+    monkeypatch.setitem(bench.BASELINE, "wasm", baseline)
+    monkeypatch.setitem(bench.BASELINE, "rev", "v0")
+    rows = bench.configurations()
+    keys = [c.key for c in rows]
+    assert keys == ["none", "empty", "hooks-0", "hooks-0@baseline", "hooks-10", "hooks-10@baseline", "hooks-100",
+                    "hooks-100@baseline", "hooks-1000", "hooks-1000@baseline", "match-1pct", "match-1pct@baseline", "lua-1pct"]
+    by_key = {c.key: c for c in rows}
+    for key in ("hooks-100", "match-1pct"):
+        own, twin = by_key[key], by_key[key + "@baseline"]
+        own_config, twin_config = own.filters[0]["typed_config"]["config"], twin.filters[0]["typed_config"]["config"]
+        assert twin_config["vm_config"]["code"]["local"]["filename"] == str(baseline)
+        assert own_config["vm_config"]["code"]["local"]["filename"] == str(bench.WASM)
+        assert twin_config["configuration"] == own_config["configuration"]
+        assert (twin.fail_percent, twin.delivers, twin.hooks) == (own.fail_percent, own.delivers, None)
+        assert "at baseline v0" in twin.label
