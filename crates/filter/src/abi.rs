@@ -311,3 +311,12 @@ impl event_hooks_core::log::Log for HostLog {
         log(level, message);
     }
 }
+
+/// The current stream's properties: one unreadable counts as absent.
+pub struct HostProperties;
+
+impl event_hooks_core::ports::PropertyReader for HostProperties {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        property(path).ok().flatten()
+    }
+}

@@ -14,7 +14,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 use serde_json::Value;
 
-use super::abi::{self, CallAnswer, DISPATCH_STATUS, HostLog};
+use super::abi::{self, CallAnswer, DISPATCH_STATUS, HostLog, HostProperties};
 use super::differences::{self, Known};
 use super::root::dispatch;
 use event_hooks_core::admin::session::{self, Step};
@@ -84,7 +84,7 @@ impl Http {
             self.known.host_or_envoy(),
             headers_seen,
             earlier,
-            &read_property,
+            &HostProperties,
             self.needs.first,
         )
     }
@@ -165,17 +165,12 @@ impl Context for Http {
     }
 }
 
-/// A property of the current stream, for [`differences`]: unreadable counts as absent.
-fn read_property(path: &[&str]) -> Option<Vec<u8>> {
-    abi::property(path).ok().flatten()
-}
-
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(runtime) = self.runtime.clone() else {
             return Action::Continue;
         };
-        self.known.learn(&read_property);
+        self.known.learn(&HostProperties);
         self.capture.seen_ns = abi::now_ns();
         // The map is read when the hooks need it, or to recognise an admin request.
         if self.observe && self.needs.request_headers || runtime.admin().is_some() {
@@ -201,7 +196,7 @@ impl HttpContext for Http {
         }
         self.capture.properties = differences::request_properties(
             self.known.host_or_envoy(),
-            &read_property,
+            &HostProperties,
             self.needs.first.union(self.needs.then),
         );
         Action::Continue
@@ -288,7 +283,7 @@ impl HttpContext for Http {
         else {
             return;
         };
-        self.known.learn(&read_property);
+        self.known.learn(&HostProperties);
         let headers_seen = self.capture.request_headers.is_some();
         self.capture.properties = self.properties(headers_seen);
         let now_ns = abi::now_ns().unwrap_or(0);
@@ -297,7 +292,7 @@ impl HttpContext for Http {
         let rest = |properties: &mut Properties| {
             let earlier = std::mem::take(properties);
             *properties =
-                differences::log_properties(host, headers_seen, earlier, &read_property, then);
+                differences::log_properties(host, headers_seen, earlier, &HostProperties, then);
         };
         runtime.observe_with(&self.capture, &rest, now_ns, &HostLog);
     }
