@@ -1,5 +1,5 @@
 //! The per-VM state a root context owns for one configuration: the hooks, the sources'
-//! settings, the shared store, the id generator and the delivery queue. It is what the host
+//! settings, the host's store, metrics and log, the id generator and the delivery queue. It is what the host
 //! adapter calls into: [`Runtime::observe`] from `on_log` (through the HTTP context),
 //! [`Runtime::flush`] from `on_tick`, and [`Runtime::complete`] (then, where the host allows
 //! it, [`Runtime::send`]) from `on_http_call_response`.
@@ -43,6 +43,7 @@ pub struct Runtime {
     admin: Option<admin::Settings>,
     store: Box<dyn Shared>,
     metrics: Box<dyn Metrics>,
+    log: Box<dyn Log>,
     /// The hook dead letters go to.
     dead_letter: Option<usize>,
     delivery: RefCell<Pipeline>,
@@ -67,6 +68,7 @@ impl Runtime {
         seed: u64,
         store: Box<dyn Shared>,
         metrics: Box<dyn Metrics>,
+        log: Box<dyn Log>,
     ) -> Self {
         metrics::define(metrics.as_ref());
         let matched_metrics: Vec<String> = config
@@ -107,6 +109,7 @@ impl Runtime {
             admin: config.admin,
             store,
             metrics,
+            log,
             dead_letter,
             ids: RefCell::new(IdGen::new(seed)),
             observers,
@@ -135,6 +138,11 @@ impl Runtime {
 
     pub fn admin(&self) -> Option<&admin::Settings> {
         self.admin.as_ref()
+    }
+
+    /// Where this runtime writes its log lines.
+    pub fn log(&self) -> &dyn Log {
+        self.log.as_ref()
     }
 
     /// This worker's state, for `GET {prefix}/status`: the queue, the calls in flight, and per
@@ -178,7 +186,7 @@ impl Runtime {
 
     /// Queues calls a handler prepared outside routing (the admin `test` endpoint's extra
     /// calls).
-    pub fn enqueue(&self, hook: usize, calls: Vec<Call>, now_ms: u64, log: &dyn Log) {
+    pub fn enqueue(&self, hook: usize, calls: Vec<Call>, now_ms: u64) {
         let (Ok(mut ids), Ok(mut delivery), Some(policy)) = (
             self.ids.try_borrow_mut(),
             self.delivery.try_borrow_mut(),
@@ -190,7 +198,7 @@ impl Runtime {
             let call = std::rc::Rc::new(call);
             let policy = std::rc::Rc::clone(policy);
             let queued = Delivery::new(hook, policy, ids.next(now_ms), call, now_ms);
-            delivery.accept(queued, now_ms, log, self.metrics.as_ref());
+            delivery.accept(queued, now_ms, self.log(), self.metrics.as_ref());
         }
     }
 
@@ -256,21 +264,15 @@ impl Runtime {
 
     /// Builds every event one finished request gives (traffic, crud, rate limiting, health)
     /// and routes each to its hooks, for a capture of every property.
-    pub fn observe(&self, capture: &Capture, now_ns: u64, log: &dyn Log) {
-        self.observe_with(capture, &|_| {}, now_ns, log);
+    pub fn observe(&self, capture: &Capture, now_ns: u64) {
+        self.observe_with(capture, &|_| {}, now_ns);
     }
 
     /// [`Runtime::observe`] for a capture of what [`Runtime::needs`] says: the properties of
     /// `first`, and the header maps it asks for. Filters test the request's fields where the
     /// host captured them; its traffic event is built only once a hook needs it, and `rest`
     /// then adds the properties of `then` to a copy of the capture's.
-    pub fn observe_with(
-        &self,
-        capture: &Capture,
-        rest: &dyn Fn(&mut Properties),
-        now_ns: u64,
-        log: &dyn Log,
-    ) {
+    pub fn observe_with(&self, capture: &Capture, rest: &dyn Fn(&mut Properties), now_ns: u64) {
         let now_ms = now_ns / 1_000_000;
         let view = traffic::View::new(capture, now_ns);
         let built = OnceCell::new();
@@ -298,7 +300,6 @@ impl Runtime {
         let emit = Emitter {
             runtime: self,
             now_ms,
-            log,
         };
         let Ok(mut states) = self.states.try_borrow_mut() else {
             return;
@@ -312,8 +313,8 @@ impl Runtime {
     }
 
     /// Routes `event` to its hooks, queues the calls and writes the log lines that follow.
-    pub fn emit(&self, event: &Event, now_ms: u64, log: &dyn Log) {
-        self.emit_lazy(event.source, &event.name, event, || event, now_ms, log);
+    pub fn emit(&self, event: &Event, now_ms: u64) {
+        self.emit_lazy(event.source, &event.name, event, || event, now_ms);
     }
 
     /// [`Runtime::emit`] for event `name` of `source`, its hooks' filters tested on `fields`:
@@ -325,7 +326,6 @@ impl Runtime {
         fields: &F,
         event: impl FnOnce() -> &'e Event,
         now_ms: u64,
-        log: &dyn Log,
     ) {
         self.count_emitted(source);
         let actions = match self.ids.try_borrow_mut() {
@@ -340,14 +340,14 @@ impl Runtime {
             ),
             Err(_) => {
                 self.count(|c| c.busy += 1);
-                log.log(
+                self.log.log(
                     Level::Error,
                     "event dropped: runtime state busy (re-entrant callback)",
                 );
                 return;
             }
         };
-        self.act(actions, false, now_ms, log);
+        self.act(actions, false, now_ms);
     }
 
     /// Counts an event of `source` (admin status `events`, metric `events.<source>`).
@@ -365,10 +365,10 @@ impl Runtime {
 
     /// Carries routing's actions out: counts the matches, queues the calls (marked as dead
     /// letters' own when `dead_letter`), writes the log lines.
-    fn act(&self, actions: Vec<Action>, dead_letter: bool, now_ms: u64, log: &dyn Log) {
+    fn act(&self, actions: Vec<Action>, dead_letter: bool, now_ms: u64) {
         let Ok(mut pipeline) = self.delivery.try_borrow_mut() else {
             self.count(|c| c.busy += 1);
-            log.log(
+            self.log.log(
                 Level::Error,
                 "event dropped: runtime state busy (re-entrant callback)",
             );
@@ -383,16 +383,16 @@ impl Runtime {
                 }
                 Action::Deliver(mut delivery) => {
                     delivery.dead_letter = dead_letter;
-                    pipeline.accept(delivery, now_ms, log, self.metrics.as_ref());
+                    pipeline.accept(delivery, now_ms, self.log(), self.metrics.as_ref());
                 }
-                Action::Log(level, line) => log.log(level, &line),
+                Action::Log(level, line) => self.log.log(level, &line),
             }
         }
     }
 
     /// Sends the dead letters the last delivery step made to the dead-letter hook, as
     /// `event_hooks`/`dead_letter` events.
-    fn send_dead_letters(&self, now_ms: u64, log: &dyn Log) {
+    fn send_dead_letters(&self, now_ms: u64) {
         let letters = match self.delivery.try_borrow_mut() {
             Ok(mut delivery) => delivery.take_dead_letters(),
             Err(_) => return,
@@ -410,18 +410,18 @@ impl Runtime {
                 }
                 Err(_) => continue,
             };
-            self.act(actions, true, now_ms, log);
+            self.act(actions, true, now_ms);
         }
     }
 
     /// Sends what is queued, up to the in-flight limit (and what is due for a retry).
-    pub fn flush(&self, now_ms: u64, transport: &mut dyn Transport, log: &dyn Log) {
+    pub fn flush(&self, now_ms: u64, transport: &mut dyn Transport) {
         if let Ok(mut delivery) = self.delivery.try_borrow_mut() {
-            let metrics = self.metrics.as_ref();
+            let (log, metrics) = (self.log(), self.metrics.as_ref());
             delivery.tick(now_ms, log, metrics);
             delivery.pump(now_ms, transport, log, metrics);
         }
-        self.send_dead_letters(now_ms, log);
+        self.send_dead_letters(now_ms);
     }
 
     /// Whether call `token` is one of this runtime's.
@@ -441,22 +441,21 @@ impl Runtime {
         body: &[u8],
         retry_after: Option<&str>,
         now_ms: u64,
-        log: &dyn Log,
     ) {
         if let Ok(mut delivery) = self.delivery.try_borrow_mut() {
-            let metrics = self.metrics.as_ref();
+            let (log, metrics) = (self.log(), self.metrics.as_ref());
             delivery.complete(token, response, body, retry_after, now_ms, log, metrics);
         }
-        self.send_dead_letters(now_ms, log);
+        self.send_dead_letters(now_ms);
     }
 
     /// Sends what is queued, up to the in-flight limits, without the tick's chores: after an
     /// answer freed a slot.
-    pub fn send(&self, now_ms: u64, transport: &mut dyn Transport, log: &dyn Log) {
+    pub fn send(&self, now_ms: u64, transport: &mut dyn Transport) {
         if let Ok(mut delivery) = self.delivery.try_borrow_mut() {
-            delivery.pump(now_ms, transport, log, self.metrics.as_ref());
+            delivery.pump(now_ms, transport, self.log(), self.metrics.as_ref());
         }
-        self.send_dead_letters(now_ms, log);
+        self.send_dead_letters(now_ms);
     }
 
     /// Calls in flight.
@@ -506,12 +505,11 @@ impl Runtime {
 struct Emitter<'a> {
     runtime: &'a Runtime,
     now_ms: u64,
-    log: &'a dyn Log,
 }
 
 impl Emit for Emitter<'_> {
     fn event(&self, event: &Event) {
-        self.runtime.emit(event, self.now_ms, self.log);
+        self.runtime.emit(event, self.now_ms);
     }
 
     fn lazy<'e>(
@@ -522,7 +520,7 @@ impl Emit for Emitter<'_> {
         build: &dyn Fn() -> &'e Event,
     ) {
         self.runtime
-            .emit_lazy(source, name, view, build, self.now_ms, self.log);
+            .emit_lazy(source, name, view, build, self.now_ms);
     }
 
     fn count(&self, what: Count) {
@@ -534,7 +532,7 @@ impl Emit for Emitter<'_> {
     }
 
     fn log(&self, level: Level, message: &str) {
-        self.log.log(level, message);
+        self.runtime.log.log(level, message);
     }
 }
 

@@ -14,7 +14,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 use serde_json::Value;
 
-use super::abi::{self, CallAnswer, DISPATCH_STATUS, HostLog, HostProperties};
+use super::abi::{self, CallAnswer, DISPATCH_STATUS, HostProperties};
 use super::differences::{self, Known};
 use super::root::dispatch;
 use event_hooks_core::admin::session::{self, Step};
@@ -109,15 +109,7 @@ impl Http {
         let method = self.header(":method").unwrap_or("GET").to_string();
         let header = |name: &str| self.header(name).map(str::to_string);
         let now_ns = abi::now_ns().unwrap_or(0);
-        let step = session::start(
-            runtime,
-            &method,
-            rest,
-            &header,
-            end_of_stream,
-            now_ns,
-            &HostLog,
-        );
+        let step = session::start(runtime, &method, rest, &header, end_of_stream, now_ns);
         match step {
             Step::Reply(reply) => self.reply(&reply),
             Step::Call {
@@ -294,6 +286,6 @@ impl HttpContext for Http {
             *properties =
                 differences::log_properties(host, headers_seen, earlier, &HostProperties, then);
         };
-        runtime.observe_with(&self.capture, &rest, now_ns, &HostLog);
+        runtime.observe_with(&self.capture, &rest, now_ns);
     }
 }

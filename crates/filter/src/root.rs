@@ -216,10 +216,10 @@ impl Context for Root {
         let now = now_ms();
         if let Some(owner) = self.runtimes().find(|runtime| runtime.owns(token)) {
             let retry_after = answer.header("retry-after");
-            owner.complete(token, response, &answer.body, retry_after, now, &HostLog);
+            owner.complete(token, response, &answer.body, retry_after, now);
             // Kong: the next call waits for the tick (one made here crashes the worker).
             if self.known.call_rules().send_from_answers {
-                owner.send(now, &mut self.transport(), &HostLog);
+                owner.send(now, &mut self.transport());
             }
         }
         self.prune_retiring();
@@ -304,6 +304,7 @@ impl RootContext for Root {
             seed(),
             Box::new(HostShared),
             Box::new(HostMetrics::new(self.known.clone())),
+            Box::new(HostLog),
         ));
         let rules = self.known.call_rules();
         let tick_ms = rules.tick_ms(runtime.flush_interval_ms());
@@ -341,7 +342,7 @@ impl RootContext for Root {
         let now = now_ms();
         let mut transport = self.transport();
         for runtime in self.runtimes() {
-            runtime.flush(now, &mut transport, &HostLog);
+            runtime.flush(now, &mut transport);
         }
         self.prune_retiring();
         self.finish_draining(now);

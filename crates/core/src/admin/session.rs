@@ -9,7 +9,6 @@ use serde_json::Value;
 use super::{Reply, Route, TEST_DATA_HEADER};
 use crate::delivery::Attempt;
 use crate::handler::Output;
-use crate::log::Log;
 use crate::runtime::Runtime;
 
 /// What the adapter does next for an admin request.
@@ -35,7 +34,6 @@ pub fn start(
     header: &dyn Fn(&str) -> Option<String>,
     end_of_stream: bool,
     now_ns: u64,
-    log: &dyn Log,
 ) -> Step {
     let Some(settings) = runtime.admin() else {
         return Step::Reply(Reply::error(404, "not found"));
@@ -56,10 +54,8 @@ pub fn start(
         // and an admin request must never go upstream. Kong never says `end_of_stream` in the
         // headers phase, so a bodiless request is recognised by its headers.
         Route::Test { hook } => match header(TEST_DATA_HEADER) {
-            Some(data) => test(runtime, hook, data.as_bytes(), now_ns, log),
-            None if end_of_stream || !announces_body(header) => {
-                test(runtime, hook, b"{}", now_ns, log)
-            }
+            Some(data) => test(runtime, hook, data.as_bytes(), now_ns),
+            None if end_of_stream || !announces_body(header) => test(runtime, hook, b"{}", now_ns),
             None => Step::Reply(super::body_not_readable()),
         },
         Route::Ping { hook } => match runtime.hooks().get(hook).and_then(super::ping) {
@@ -92,7 +88,7 @@ fn announces_body(header: &dyn Fn(&str) -> Option<String>) -> bool {
 
 /// `test`: runs hook `hook`'s handler on `body`; calls with the first call it makes, queues
 /// the others, logs what the handler logs.
-fn test(runtime: &Runtime, hook: usize, body: &[u8], now_ns: u64, log: &dyn Log) -> Step {
+fn test(runtime: &Runtime, hook: usize, body: &[u8], now_ns: u64) -> Step {
     let Some(config) = runtime.hooks().get(hook) else {
         return Step::Reply(super::failed_call("the hook is gone"));
     };
@@ -104,7 +100,7 @@ fn test(runtime: &Runtime, hook: usize, body: &[u8], now_ns: u64, log: &dyn Log)
     for output in super::run(config, &event) {
         match output {
             Output::Call(draft) => drafts.push(draft),
-            Output::Log(level, line) => log.log(level, &line),
+            Output::Log(level, line) => runtime.log().log(level, &line),
         }
     }
     let data = event.data;
@@ -112,7 +108,7 @@ fn test(runtime: &Runtime, hook: usize, body: &[u8], now_ns: u64, log: &dyn Log)
         return Step::Reply(super::result(data, None, &[], b""));
     }
     let first = drafts.remove(0);
-    runtime.enqueue(hook, drafts, now_ns / 1_000_000, log);
+    runtime.enqueue(hook, drafts, now_ns / 1_000_000);
     call(runtime, hook, &first, data, now_ns)
 }
 

@@ -227,6 +227,7 @@ mod sessions {
             1,
             Box::new(crate::shared::Memory::default()),
             Box::new(crate::metrics::Null),
+            Box::new(Lines::default()),
         )
     }
 
@@ -245,7 +246,6 @@ mod sessions {
             &header,
             end_of_stream,
             1_700_000_000_000_000_000,
-            &Lines::default(),
         )
     }
 

@@ -171,9 +171,9 @@ fn sent(config: &Value, captures: &[Capture], as_needed: bool) -> (Vec<Attempt>,
         1,
         Box::new(Memory::default()),
         Box::new(crate::metrics::Null),
+        Box::new(Lines::default()),
     );
     let needs = runtime.needs();
-    let log = Lines::default();
     let rests = Cell::new(0);
     for (n, capture) in captures.iter().enumerate() {
         let now = 1_700_000_001_000_000_000 + n as u64;
@@ -184,13 +184,13 @@ fn sent(config: &Value, captures: &[Capture], as_needed: bool) -> (Vec<Attempt>,
                 assert_eq!(*properties, first.properties, "the rest adds to the first");
                 *properties = only(&capture.properties, needs.first.union(needs.then));
             };
-            runtime.observe_with(&first, &rest, now, &log);
+            runtime.observe_with(&first, &rest, now);
         } else {
-            runtime.observe(capture, now, &log);
+            runtime.observe(capture, now);
         }
     }
     let mut transport = Recorder::default();
-    runtime.flush(1_700_000_002_000, &mut transport, &log);
+    runtime.flush(1_700_000_002_000, &mut transport);
     (transport.0, rests.get())
 }
 
