@@ -10,9 +10,14 @@
 //! | [`Transport`] | start an HTTP call ([`Attempt`]), say whether there is room for one | [`Recorded`] |
 //! | [`PropertyReader`] | a property of the current stream, by path | [`PropertyMap`] |
 //!
-//! One callback sees one time: the adapter reads the host's clock once, when a callback
-//! starts, and hands the value in (`now_ms`, `now_ns`), so every stage of a callback agrees on
-//! the time; tests set it.
+//! One callback sees one time: the adapter reads the host's clock once, when a callback starts
+//! (its `HostClock`), and hands that reading to each entry point of the core it calls from the
+//! callback, so every stage of a callback agrees on the time; tests set it ([`ManualClock`]).
+//!
+//! The runtime owns the ports that live as long as it does (shared store, metrics, log); an
+//! entry point takes the callback's clock (and, to send, its transport), and hands the calls
+//! below it one [`Ports`]: the clock, the log and the metrics. A stage that only needs the
+//! time takes it as a plain value (`now_ms`).
 //!
 //! Properties are read by the adapter alone, through [`PropertyReader`]: which paths to read,
 //! and how to decode them, differ between hosts (`crates/filter/src/differences.rs`); the core
@@ -81,6 +86,22 @@ pub trait Metrics {
     fn count(&self, name: &str, delta: u64);
     /// Adds `delta` (possibly negative) to the gauge `name`.
     fn gauge(&self, name: &str, delta: i64);
+}
+
+/// The ports an entry point of the core hands down its calls, as one argument: the callback's
+/// clock, the log and the metrics.
+#[derive(Clone, Copy)]
+pub struct Ports<'a> {
+    pub clock: &'a dyn Clock,
+    pub log: &'a dyn Log,
+    pub metrics: &'a dyn Metrics,
+}
+
+impl Ports<'_> {
+    /// The callback's time, ms.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
 }
 
 /// Outcome of a conditional write.

@@ -20,6 +20,7 @@ use event_hooks_core::config::schema;
 use event_hooks_core::event::{Bodies, Redaction};
 use event_hooks_core::handler::{Handler, HandlerKind, Output};
 use event_hooks_core::log::{Level, Lines};
+use event_hooks_core::ports::ManualClock;
 use event_hooks_core::reader::Problems;
 use event_hooks_core::runtime::Runtime;
 use event_hooks_core::source::traffic::{Capture, Properties};
@@ -120,7 +121,7 @@ fn a_handler_added_in_one_file_and_one_line_runs_like_a_built_in_one() {
             },
             ..Capture::default()
         };
-        runtime.observe(&capture, 1_000_000_000);
+        runtime.observe(&capture, &ManualClock::at_ns(1_000_000_000));
     }
     assert_eq!(
         log.text().matches(">> REQUEST").count(),

@@ -210,6 +210,7 @@ mod sessions {
     use super::super::session::{self, Step};
     use crate::config;
     use crate::log::Lines;
+    use crate::ports::ManualClock;
     use crate::runtime::Runtime;
     use serde_json::{Value, json};
 
@@ -245,7 +246,7 @@ mod sessions {
             rest,
             &header,
             end_of_stream,
-            1_700_000_000_000_000_000,
+            &ManualClock::at_ns(1_700_000_000_000_000_000),
         )
     }
 

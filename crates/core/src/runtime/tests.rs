@@ -4,6 +4,7 @@ use super::*;
 use crate::config;
 use crate::delivery::{Attempt, SendError};
 use crate::log::Lines;
+use crate::ports::ManualClock;
 use crate::shared::Memory;
 use crate::source::crud::Body;
 use crate::source::traffic::Properties;
@@ -86,9 +87,15 @@ fn a_5xx_on_orders_is_delivered_signed_and_a_200_is_not() {
         log.clone(),
     );
     let mut transport = Recorder::default();
-    runtime.observe(&request("GET", "/orders/1", 200), 1_000_000_000);
-    runtime.observe(&request("GET", "/orders/2", 503), 1_000_000_000);
-    runtime.flush(2_000, &mut transport);
+    runtime.observe(
+        &request("GET", "/orders/1", 200),
+        &ManualClock::at_ns(1_000_000_000),
+    );
+    runtime.observe(
+        &request("GET", "/orders/2", 503),
+        &ManualClock::at_ns(1_000_000_000),
+    );
+    runtime.flush(&ManualClock::at_ms(2_000), &mut transport);
     assert_eq!(transport.sent.len(), 1);
     let sent = &transport.sent[0];
     let body = &transport.bodies()[0];
@@ -113,7 +120,13 @@ fn a_5xx_on_orders_is_delivered_signed_and_a_200_is_not() {
     assert_eq!(signature, format!("sha1={expected}"));
     assert!(!runtime.is_idle());
     assert!(runtime.owns(1));
-    runtime.complete(1, Response::Status(200), b"", None, 2_100);
+    runtime.complete(
+        1,
+        Response::Status(200),
+        b"",
+        None,
+        &ManualClock::at_ms(2_100),
+    );
     assert!(runtime.is_idle());
     assert_eq!(runtime.counters().emitted[0], 2);
     assert!(!log.text().contains("secret-token"));
@@ -143,8 +156,8 @@ fn an_admin_api_create_gives_crud_and_dao_crud_events() {
         None
     );
     post.response_body = Body::Complete(br#"{"id": "c1", "username": "bob"}"#.to_vec());
-    runtime.observe(&post, 0);
-    runtime.flush(0, &mut transport);
+    runtime.observe(&post, &ManualClock::at_ns(0));
+    runtime.flush(&ManualClock::at_ms(0), &mut transport);
     let paths: Vec<&str> = transport
         .sent
         .iter()
@@ -170,8 +183,8 @@ fn an_admin_api_create_gives_crud_and_dao_crud_events() {
     let mut elsewhere = request("POST", "/consumers", 201);
     elsewhere.request_headers.as_mut().unwrap()[2].1 = "shop.example".into();
     assert_eq!(runtime.crud_body_limit(&elsewhere), None);
-    runtime.observe(&elsewhere, 0);
-    runtime.flush(0, &mut transport);
+    runtime.observe(&elsewhere, &ManualClock::at_ns(0));
+    runtime.flush(&ManualClock::at_ms(0), &mut transport);
     assert_eq!(transport.sent.len(), 3);
 }
 
@@ -183,10 +196,10 @@ fn unusable_entity_bodies_are_counted() {
     }));
     let mut too_large = request("PATCH", "/consumers/bob", 200);
     too_large.response_body = Body::TooLarge;
-    runtime.observe(&too_large, 0);
+    runtime.observe(&too_large, &ManualClock::at_ns(0));
     let mut html = request("PATCH", "/consumers/bob", 200);
     html.response_body = Body::Complete(b"<html>".to_vec());
-    runtime.observe(&html, 0);
+    runtime.observe(&html, &ManualClock::at_ns(0));
     let counters = runtime.counters();
     assert_eq!(
         (counters.crud_body_too_large, counters.crud_body_not_json),
@@ -206,9 +219,9 @@ fn a_429_gives_a_rate_limit_event() {
         .unwrap()
         .push(("x-consumer-username".into(), "bob".into()));
     limited.response_headers = Some(vec![("x-ratelimit-limit".into(), "5, 5;w=60".into())]);
-    runtime.observe(&limited, 0);
-    runtime.observe(&request("GET", "/orders", 200), 0);
-    runtime.flush(0, &mut transport);
+    runtime.observe(&limited, &ManualClock::at_ns(0));
+    runtime.observe(&request("GET", "/orders", 200), &ManualClock::at_ns(0));
+    runtime.flush(&ManualClock::at_ms(0), &mut transport);
     let bodies = transport.bodies();
     assert_eq!(bodies.len(), 1);
     assert_eq!(bodies[0]["event"], "rate-limit-exceeded");
@@ -239,12 +252,12 @@ fn two_workers_sharing_a_store_send_one_health_event_per_transition() {
     };
     let statuses = [200, 503, 503, 503, 503, 503, 200, 200, 200, 200];
     for (n, status) in statuses.iter().enumerate() {
-        workers[n % 2].observe(&upstream(*status), 0);
+        workers[n % 2].observe(&upstream(*status), &ManualClock::at_ns(0));
     }
     let mut sent = Vec::new();
     for worker in &workers {
         let mut transport = Recorder::default();
-        worker.flush(0, &mut transport);
+        worker.flush(&ManualClock::at_ms(0), &mut transport);
         sent.extend(transport.bodies());
     }
     let health: Vec<&str> = sent.iter().map(|b| b["health"].as_str().unwrap()).collect();
@@ -269,12 +282,18 @@ fn snooze_is_shared_by_workers() {
         ),
         runtime_with(config, Box::new(Rc::clone(&store)), Lines::default()),
     ];
-    workers[0].observe(&request("GET", "/a", 500), 1_000_000_000);
-    workers[1].observe(&request("GET", "/b", 500), 2_000_000_000);
+    workers[0].observe(
+        &request("GET", "/a", 500),
+        &ManualClock::at_ns(1_000_000_000),
+    );
+    workers[1].observe(
+        &request("GET", "/b", 500),
+        &ManualClock::at_ns(2_000_000_000),
+    );
     let mut count = 0;
     for worker in &workers {
         let mut transport = Recorder::default();
-        worker.flush(0, &mut transport);
+        worker.flush(&ManualClock::at_ms(0), &mut transport);
         count += transport.sent.len();
     }
     assert_eq!(count, 1);
@@ -289,8 +308,8 @@ fn the_status_counts_lambda_errors() {
         "config": {"functions": ["loop {}"], "max_operations": 1000}}]}),
         log.clone(),
     );
-    runtime.observe(&request("GET", "/a", 200), 0);
-    runtime.observe(&request("GET", "/b", 200), 0);
+    runtime.observe(&request("GET", "/a", 200), &ManualClock::at_ns(0));
+    runtime.observe(&request("GET", "/b", 200), &ManualClock::at_ns(0));
     let status = runtime.status();
     assert_eq!(status["hooks"]["loops"]["errors"], 2);
     assert_eq!(status["hooks"]["loops"]["accepted"], 0);
@@ -313,12 +332,12 @@ fn dead_letters_reach_the_dead_letter_hook_once() {
         "delivery": {"dead_letter": "dead"}
     }));
     let mut transport = Recorder::default();
-    runtime.observe(&request("GET", "/orders/1", 500), 0);
-    runtime.flush(0, &mut transport);
+    runtime.observe(&request("GET", "/orders/1", 500), &ManualClock::at_ns(0));
+    runtime.flush(&ManualClock::at_ms(0), &mut transport);
     assert_eq!(transport.sent.len(), 1);
     // The only attempt fails: the dead letter goes to hook `dead`.
-    runtime.complete(1, Response::Status(503), b"", None, 0);
-    runtime.flush(0, &mut transport);
+    runtime.complete(1, Response::Status(503), b"", None, &ManualClock::at_ms(0));
+    runtime.flush(&ManualClock::at_ms(0), &mut transport);
     let bodies = transport.bodies();
     assert_eq!(bodies.len(), 2);
     let letter = &bodies[1];
@@ -342,8 +361,8 @@ fn dead_letters_reach_the_dead_letter_hook_once() {
     assert_eq!(events["traffic"], 1);
     assert_eq!(events["event_hooks"], 1);
     // The dead letter's own failure makes no other.
-    runtime.complete(2, Response::Status(500), b"", None, 0);
-    runtime.flush(60_000_000, &mut transport);
+    runtime.complete(2, Response::Status(500), b"", None, &ManualClock::at_ms(0));
+    runtime.flush(&ManualClock::at_ms(60_000_000), &mut transport);
     assert!(transport.sent.len() <= 3);
     assert!(
         transport
