@@ -12,10 +12,11 @@ use serde_json::json;
 use event_hooks_core::config;
 use event_hooks_core::delivery::{Attempt, Response, SendError, Transport};
 use event_hooks_core::event::{Event, Redaction};
+use event_hooks_core::ports::ManualClock;
 use event_hooks_core::template::{Escape, Template};
 
 mod workload;
-use workload::{NullLog, capture, configuration, runtime};
+use workload::{capture, configuration, runtime};
 
 /// A transport that accepts every call (the benchmark answers them at once).
 #[derive(Default)]
@@ -45,7 +46,12 @@ fn observe_nonmatching(c: &mut Criterion) {
         let runtime = runtime(count, false);
         group.throughput(Throughput::Elements(1));
         group.bench_with_input(BenchmarkId::from_parameter(count), &count, |b, _| {
-            b.iter(|| runtime.observe(black_box(&capture), 1_795_378_513_002_000_000, &NullLog));
+            b.iter(|| {
+                runtime.observe(
+                    black_box(&capture),
+                    &ManualClock::at_ns(1_795_378_513_002_000_000),
+                )
+            });
         });
     }
     group.finish();
@@ -59,16 +65,18 @@ fn observe_matching(c: &mut Criterion) {
     let mut transport = NullTransport::default();
     c.bench_function("observe/matching/1000", |b| {
         b.iter(|| {
-            runtime.observe(black_box(&capture), 1_795_378_513_002_000_000, &NullLog);
-            runtime.flush(1_795_378_513_002, &mut transport, &NullLog);
+            runtime.observe(
+                black_box(&capture),
+                &ManualClock::at_ns(1_795_378_513_002_000_000),
+            );
+            runtime.flush(&ManualClock::at_ms(1_795_378_513_002), &mut transport);
             for token in transport.tokens.drain(..) {
                 runtime.complete(
                     token,
                     Response::Status(200),
                     b"",
                     None,
-                    1_795_378_513_003,
-                    &NullLog,
+                    &ManualClock::at_ms(1_795_378_513_003),
                 );
             }
         });

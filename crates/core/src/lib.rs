@@ -1,8 +1,9 @@
 //! `event_hooks_core`: every rule of Kong Gateway's Event Hooks as the `event_hooks.wasm`
 //! proxy-wasm filter runs them: configuration and its validation, events and their sources,
 //! filters, handlers, signing, snooze/on-change controls and the delivery queue. It is plain
-//! data in, plain data out, with the clock and the host's transport passed in, so it builds
-//! and is unit-tested natively (`cargo test`). It does not depend on proxy-wasm: the host
+//! data in, plain data out, and reaches the host only through the traits of [`ports`] (clock,
+//! transport, shared store, metrics, log, properties), so it builds and is unit-tested
+//! natively with their fakes (`cargo test`). It does not depend on proxy-wasm: the host
 //! adapter is the crate `event-hooks` (`crates/filter`), the command line `event-hooks-cli`.
 //!
 //! Nothing outside tests may panic (see the clippy lints in `Cargo.toml`): a panic kills the VM

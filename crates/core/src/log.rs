@@ -3,9 +3,10 @@
 
 pub use crate::ports::{Level, Log};
 
-/// A log that keeps every line, for tests.
-#[derive(Debug, Default)]
-pub struct Lines(pub std::cell::RefCell<Vec<(Level, String)>>);
+/// A log that keeps every line, for tests. Its clones share their lines: a test keeps one and
+/// hands another to the runtime it logs for.
+#[derive(Debug, Default, Clone)]
+pub struct Lines(pub std::rc::Rc<std::cell::RefCell<Vec<(Level, String)>>>);
 
 impl Log for Lines {
     fn log(&self, level: Level, message: &str) {

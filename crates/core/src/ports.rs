@@ -1,22 +1,68 @@
 //! The host boundary: everything the core asks of the proxy, as a few small traits. The host
-//! adapter (`crates/filter`) implements them with proxy-wasm calls; tests use the fakes:
-//! [`crate::log::Lines`], [`crate::metrics::Recorder`] (and [`crate::metrics::Null`]),
-//! [`crate::shared::Memory`] and [`Recorded`].
+//! adapter (`crates/filter`) implements them with proxy-wasm calls; tests use the fakes.
 //!
 //! | port | what the core asks | fake |
 //! |---|---|---|
+//! | [`Clock`] | the time, in ms or ns | [`ManualClock`] |
 //! | [`Log`] | write a line at a [`Level`] | `log::Lines` |
 //! | [`Metrics`] | add to a counter or a gauge | `metrics::Recorder`, `metrics::Null` |
 //! | [`Shared`] | read and compare-and-swap the store every worker shares | `shared::Memory` |
 //! | [`Transport`] | start an HTTP call ([`Attempt`]), say whether there is room for one | [`Recorded`] |
+//! | [`PropertyReader`] | a property of the current stream, by path | [`PropertyMap`] |
 //!
-//! Time is not a port: the adapter reads the host's clock once per callback and hands the
-//! value in (`now_ms`, `now_ns`), so the core never reads a clock and every test sets time.
-//! Properties are read by the adapter alone (`crates/filter/src/differences.rs`), which hands
-//! the core a plain [`crate::source::traffic::Capture`].
+//! One callback sees one time: the adapter reads the host's clock once, when a callback starts
+//! (its `HostClock`), and hands that reading to each entry point of the core it calls from the
+//! callback, so every stage of a callback agrees on the time; tests set it ([`ManualClock`]).
+//!
+//! The runtime owns the ports that live as long as it does (shared store, metrics, log); an
+//! entry point takes the callback's clock (and, to send, its transport), and hands the calls
+//! below it one [`Ports`]: the clock, the log and the metrics. A stage that only needs the
+//! time takes it as a plain value (`now_ms`).
+//!
+//! Properties are read by the adapter alone, through [`PropertyReader`]: which paths to read,
+//! and how to decode them, differ between hosts (`crates/filter/src/differences.rs`); the core
+//! gets a plain [`crate::source::traffic::Capture`].
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::rc::Rc;
+
+/// The host's clock: unix time.
+pub trait Clock {
+    /// Nanoseconds since the epoch.
+    fn now_ns(&self) -> u64;
+
+    /// Milliseconds since the epoch.
+    fn now_ms(&self) -> u64 {
+        self.now_ns() / 1_000_000
+    }
+}
+
+/// A clock that says what it was set to: the fake of [`Clock`].
+#[derive(Debug, Default)]
+pub struct ManualClock(Cell<u64>);
+
+impl ManualClock {
+    pub fn at_ns(ns: u64) -> Self {
+        ManualClock(Cell::new(ns))
+    }
+
+    pub fn at_ms(ms: u64) -> Self {
+        Self::at_ns(ms.saturating_mul(1_000_000))
+    }
+
+    /// Moves the clock `ms` forward.
+    pub fn advance_ms(&self, ms: u64) {
+        self.0
+            .set(self.0.get().saturating_add(ms.saturating_mul(1_000_000)));
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ns(&self) -> u64 {
+        self.0.get()
+    }
+}
 
 /// Log levels, as proxy-wasm numbers them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -40,6 +86,22 @@ pub trait Metrics {
     fn count(&self, name: &str, delta: u64);
     /// Adds `delta` (possibly negative) to the gauge `name`.
     fn gauge(&self, name: &str, delta: i64);
+}
+
+/// The ports an entry point of the core hands down its calls, as one argument: the callback's
+/// clock, the log and the metrics.
+#[derive(Clone, Copy)]
+pub struct Ports<'a> {
+    pub clock: &'a dyn Clock,
+    pub log: &'a dyn Log,
+    pub metrics: &'a dyn Metrics,
+}
+
+impl Ports<'_> {
+    /// The callback's time, ms.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
 }
 
 /// Outcome of a conditional write.
@@ -112,6 +174,42 @@ impl Transport for Recorded {
     }
 }
 
+/// The host's properties of the current stream (Envoy's attributes, Kong's host properties and
+/// nginx variables), by path: `["request", "path"]`.
+pub trait PropertyReader {
+    /// The property's raw value; `None` when it is absent or cannot be read.
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+}
+
+/// Properties from a map, by dotted path (`request.path`), that records every path asked for:
+/// the fake of [`PropertyReader`].
+#[derive(Debug, Default)]
+pub struct PropertyMap {
+    pub values: BTreeMap<String, Vec<u8>>,
+    pub asked: RefCell<Vec<String>>,
+}
+
+impl PropertyMap {
+    pub fn new(values: &[(&str, &[u8])]) -> Self {
+        PropertyMap {
+            values: values
+                .iter()
+                .map(|(path, value)| (path.to_string(), value.to_vec()))
+                .collect(),
+            asked: RefCell::default(),
+        }
+    }
+}
+
+impl PropertyReader for PropertyMap {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        let path = path.join(".");
+        let value = self.values.get(&path).cloned();
+        self.asked.borrow_mut().push(path);
+        value
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,5 +233,25 @@ mod tests {
             transport.sent.borrow().as_slice(),
             [attempt.clone(), attempt]
         );
+    }
+
+    #[test]
+    fn the_clock_fake_says_what_it_was_set_to() {
+        let clock = ManualClock::at_ms(1_700_000_000_000);
+        assert_eq!(clock.now_ns(), 1_700_000_000_000_000_000);
+        clock.advance_ms(1_500);
+        assert_eq!(clock.now_ms(), 1_700_000_001_500);
+        assert_eq!(ManualClock::at_ns(2_999_999).now_ms(), 2);
+    }
+
+    #[test]
+    fn the_property_fake_reads_its_map_and_records_what_was_asked() {
+        let properties = PropertyMap::new(&[("request.path", b"/orders")]);
+        assert_eq!(
+            properties.property(&["request", "path"]),
+            Some(b"/orders".to_vec())
+        );
+        assert_eq!(properties.property(&["ngx", "pid"]), None);
+        assert_eq!(*properties.asked.borrow(), ["request.path", "ngx.pid"]);
     }
 }

@@ -1,5 +1,5 @@
 //! The per-VM state a root context owns for one configuration: the hooks, the sources'
-//! settings, the shared store, the id generator and the delivery queue. It is what the host
+//! settings, the host's store, metrics and log, the id generator and the delivery queue. It is what the host
 //! adapter calls into: [`Runtime::observe`] from `on_log` (through the HTTP context),
 //! [`Runtime::flush`] from `on_tick`, and [`Runtime::complete`] (then, where the host allows
 //! it, [`Runtime::send`]) from `on_http_call_response`.
@@ -18,6 +18,7 @@ use crate::id::IdGen;
 use crate::log::{Level, Log};
 use crate::metrics::{self, Metrics};
 use crate::needs::Needs;
+use crate::ports::{Clock, Ports};
 use crate::shared::Shared;
 use crate::source::traffic::{self, Capture, Properties};
 use crate::source::{self, Count, Emit, Source, crud};
@@ -43,6 +44,7 @@ pub struct Runtime {
     admin: Option<admin::Settings>,
     store: Box<dyn Shared>,
     metrics: Box<dyn Metrics>,
+    log: Box<dyn Log>,
     /// The hook dead letters go to.
     dead_letter: Option<usize>,
     delivery: RefCell<Pipeline>,
@@ -67,6 +69,7 @@ impl Runtime {
         seed: u64,
         store: Box<dyn Shared>,
         metrics: Box<dyn Metrics>,
+        log: Box<dyn Log>,
     ) -> Self {
         metrics::define(metrics.as_ref());
         let matched_metrics: Vec<String> = config
@@ -107,6 +110,7 @@ impl Runtime {
             admin: config.admin,
             store,
             metrics,
+            log,
             dead_letter,
             ids: RefCell::new(IdGen::new(seed)),
             observers,
@@ -135,6 +139,20 @@ impl Runtime {
 
     pub fn admin(&self) -> Option<&admin::Settings> {
         self.admin.as_ref()
+    }
+
+    /// Where this runtime writes its log lines.
+    pub fn log(&self) -> &dyn Log {
+        self.log.as_ref()
+    }
+
+    /// This runtime's ports for an entry point called at `clock`.
+    fn ports<'a>(&'a self, clock: &'a dyn Clock) -> Ports<'a> {
+        Ports {
+            clock,
+            log: self.log.as_ref(),
+            metrics: self.metrics.as_ref(),
+        }
     }
 
     /// This worker's state, for `GET {prefix}/status`: the queue, the calls in flight, and per
@@ -178,7 +196,8 @@ impl Runtime {
 
     /// Queues calls a handler prepared outside routing (the admin `test` endpoint's extra
     /// calls).
-    pub fn enqueue(&self, hook: usize, calls: Vec<Call>, now_ms: u64, log: &dyn Log) {
+    pub fn enqueue(&self, hook: usize, calls: Vec<Call>, clock: &dyn Clock) {
+        let (ports, now_ms) = (self.ports(clock), clock.now_ms());
         let (Ok(mut ids), Ok(mut delivery), Some(policy)) = (
             self.ids.try_borrow_mut(),
             self.delivery.try_borrow_mut(),
@@ -190,7 +209,7 @@ impl Runtime {
             let call = std::rc::Rc::new(call);
             let policy = std::rc::Rc::clone(policy);
             let queued = Delivery::new(hook, policy, ids.next(now_ms), call, now_ms);
-            delivery.accept(queued, now_ms, log, self.metrics.as_ref());
+            delivery.accept(queued, &ports);
         }
     }
 
@@ -256,8 +275,8 @@ impl Runtime {
 
     /// Builds every event one finished request gives (traffic, crud, rate limiting, health)
     /// and routes each to its hooks, for a capture of every property.
-    pub fn observe(&self, capture: &Capture, now_ns: u64, log: &dyn Log) {
-        self.observe_with(capture, &|_| {}, now_ns, log);
+    pub fn observe(&self, capture: &Capture, clock: &dyn Clock) {
+        self.observe_with(capture, &|_| {}, clock);
     }
 
     /// [`Runtime::observe`] for a capture of what [`Runtime::needs`] says: the properties of
@@ -268,10 +287,9 @@ impl Runtime {
         &self,
         capture: &Capture,
         rest: &dyn Fn(&mut Properties),
-        now_ns: u64,
-        log: &dyn Log,
+        clock: &dyn Clock,
     ) {
-        let now_ms = now_ns / 1_000_000;
+        let now_ns = clock.now_ns();
         let view = traffic::View::new(capture, now_ns);
         let built = OnceCell::new();
         let traffic = || {
@@ -297,8 +315,7 @@ impl Runtime {
         };
         let emit = Emitter {
             runtime: self,
-            now_ms,
-            log,
+            ports: self.ports(clock),
         };
         let Ok(mut states) = self.states.try_borrow_mut() else {
             return;
@@ -312,8 +329,9 @@ impl Runtime {
     }
 
     /// Routes `event` to its hooks, queues the calls and writes the log lines that follow.
-    pub fn emit(&self, event: &Event, now_ms: u64, log: &dyn Log) {
-        self.emit_lazy(event.source, &event.name, event, || event, now_ms, log);
+    pub fn emit(&self, event: &Event, clock: &dyn Clock) {
+        let ports = self.ports(clock);
+        self.emit_lazy(event.source, &event.name, event, || event, &ports);
     }
 
     /// [`Runtime::emit`] for event `name` of `source`, its hooks' filters tested on `fields`:
@@ -324,8 +342,7 @@ impl Runtime {
         name: &str,
         fields: &F,
         event: impl FnOnce() -> &'e Event,
-        now_ms: u64,
-        log: &dyn Log,
+        ports: &Ports<'_>,
     ) {
         self.count_emitted(source);
         let actions = match self.ids.try_borrow_mut() {
@@ -334,20 +351,20 @@ impl Runtime {
                 name,
                 fields,
                 event,
-                now_ms,
+                ports.now_ms(),
                 self.store.as_ref(),
                 &mut ids,
             ),
             Err(_) => {
                 self.count(|c| c.busy += 1);
-                log.log(
+                ports.log.log(
                     Level::Error,
                     "event dropped: runtime state busy (re-entrant callback)",
                 );
                 return;
             }
         };
-        self.act(actions, false, now_ms, log);
+        self.act(actions, false, ports);
     }
 
     /// Counts an event of `source` (admin status `events`, metric `events.<source>`).
@@ -365,10 +382,10 @@ impl Runtime {
 
     /// Carries routing's actions out: counts the matches, queues the calls (marked as dead
     /// letters' own when `dead_letter`), writes the log lines.
-    fn act(&self, actions: Vec<Action>, dead_letter: bool, now_ms: u64, log: &dyn Log) {
+    fn act(&self, actions: Vec<Action>, dead_letter: bool, ports: &Ports<'_>) {
         let Ok(mut pipeline) = self.delivery.try_borrow_mut() else {
             self.count(|c| c.busy += 1);
-            log.log(
+            ports.log.log(
                 Level::Error,
                 "event dropped: runtime state busy (re-entrant callback)",
             );
@@ -378,21 +395,21 @@ impl Runtime {
             match action {
                 Action::Matched(hook) => {
                     if let Some(name) = self.matched_metrics.get(hook) {
-                        self.metrics.count(name, 1);
+                        ports.metrics.count(name, 1);
                     }
                 }
                 Action::Deliver(mut delivery) => {
                     delivery.dead_letter = dead_letter;
-                    pipeline.accept(delivery, now_ms, log, self.metrics.as_ref());
+                    pipeline.accept(delivery, ports);
                 }
-                Action::Log(level, line) => log.log(level, &line),
+                Action::Log(level, line) => ports.log.log(level, &line),
             }
         }
     }
 
     /// Sends the dead letters the last delivery step made to the dead-letter hook, as
     /// `event_hooks`/`dead_letter` events.
-    fn send_dead_letters(&self, now_ms: u64, log: &dyn Log) {
+    fn send_dead_letters(&self, ports: &Ports<'_>) {
         let letters = match self.delivery.try_borrow_mut() {
             Ok(mut delivery) => delivery.take_dead_letters(),
             Err(_) => return,
@@ -404,24 +421,27 @@ impl Runtime {
             let event = dead_letter_event(&self.hooks, &letter);
             self.count_emitted(Source::EVENT_HOOKS);
             let actions = match self.ids.try_borrow_mut() {
-                Ok(mut ids) => {
-                    self.hooks
-                        .route_to(target, &event, now_ms, self.store.as_ref(), &mut ids)
-                }
+                Ok(mut ids) => self.hooks.route_to(
+                    target,
+                    &event,
+                    ports.now_ms(),
+                    self.store.as_ref(),
+                    &mut ids,
+                ),
                 Err(_) => continue,
             };
-            self.act(actions, true, now_ms, log);
+            self.act(actions, true, ports);
         }
     }
 
     /// Sends what is queued, up to the in-flight limit (and what is due for a retry).
-    pub fn flush(&self, now_ms: u64, transport: &mut dyn Transport, log: &dyn Log) {
+    pub fn flush(&self, clock: &dyn Clock, transport: &mut dyn Transport) {
+        let ports = self.ports(clock);
         if let Ok(mut delivery) = self.delivery.try_borrow_mut() {
-            let metrics = self.metrics.as_ref();
-            delivery.tick(now_ms, log, metrics);
-            delivery.pump(now_ms, transport, log, metrics);
+            delivery.tick(&ports);
+            delivery.pump(&ports, transport);
         }
-        self.send_dead_letters(now_ms, log);
+        self.send_dead_letters(&ports);
     }
 
     /// Whether call `token` is one of this runtime's.
@@ -440,23 +460,23 @@ impl Runtime {
         response: Response,
         body: &[u8],
         retry_after: Option<&str>,
-        now_ms: u64,
-        log: &dyn Log,
+        clock: &dyn Clock,
     ) {
+        let ports = self.ports(clock);
         if let Ok(mut delivery) = self.delivery.try_borrow_mut() {
-            let metrics = self.metrics.as_ref();
-            delivery.complete(token, response, body, retry_after, now_ms, log, metrics);
+            delivery.complete(token, response, body, retry_after, &ports);
         }
-        self.send_dead_letters(now_ms, log);
+        self.send_dead_letters(&ports);
     }
 
     /// Sends what is queued, up to the in-flight limits, without the tick's chores: after an
     /// answer freed a slot.
-    pub fn send(&self, now_ms: u64, transport: &mut dyn Transport, log: &dyn Log) {
+    pub fn send(&self, clock: &dyn Clock, transport: &mut dyn Transport) {
+        let ports = self.ports(clock);
         if let Ok(mut delivery) = self.delivery.try_borrow_mut() {
-            delivery.pump(now_ms, transport, log, self.metrics.as_ref());
+            delivery.pump(&ports, transport);
         }
-        self.send_dead_letters(now_ms, log);
+        self.send_dead_letters(&ports);
     }
 
     /// Calls in flight.
@@ -505,13 +525,12 @@ impl Runtime {
 /// Where the sources' events go for one request: routing, then delivery.
 struct Emitter<'a> {
     runtime: &'a Runtime,
-    now_ms: u64,
-    log: &'a dyn Log,
+    ports: Ports<'a>,
 }
 
 impl Emit for Emitter<'_> {
     fn event(&self, event: &Event) {
-        self.runtime.emit(event, self.now_ms, self.log);
+        self.runtime.emit(event, self.ports.clock);
     }
 
     fn lazy<'e>(
@@ -522,7 +541,7 @@ impl Emit for Emitter<'_> {
         build: &dyn Fn() -> &'e Event,
     ) {
         self.runtime
-            .emit_lazy(source, name, view, build, self.now_ms, self.log);
+            .emit_lazy(source, name, view, build, &self.ports);
     }
 
     fn count(&self, what: Count) {
@@ -534,7 +553,7 @@ impl Emit for Emitter<'_> {
     }
 
     fn log(&self, level: Level, message: &str) {
-        self.log.log(level, message);
+        self.ports.log.log(level, message);
     }
 }
 

@@ -11,6 +11,7 @@
 #[path = "../benches/workload/mod.rs"]
 mod workload;
 
+use event_hooks_core::ports::ManualClock;
 use workload::{NullLog, capture, runtime};
 
 #[cfg(feature = "lambda")]
@@ -85,10 +86,10 @@ fn a_request_matching_none_of_1000_hooks_allocates_nothing() {
     let runtime = runtime(1_000, false);
     let capture = capture();
     // The first request may set up what every later one reuses.
-    runtime.observe(&capture, 1_795_378_513_002_000_000, &NullLog);
+    runtime.observe(&capture, &ManualClock::at_ns(1_795_378_513_002_000_000));
     let made = counted(|| {
         for n in 0..100 {
-            runtime.observe(&capture, 1_795_378_513_002_000_000 + n, &NullLog);
+            runtime.observe(&capture, &ManualClock::at_ns(1_795_378_513_002_000_000 + n));
         }
     });
     assert_eq!(made, 0, "allocations for 100 requests matching no hook");
@@ -120,10 +121,12 @@ fn crud_and_rate_limiting_hooks_allocate_nothing_either() {
         7,
         Box::new(event_hooks_core::shared::Memory::default()),
         Box::new(event_hooks_core::metrics::Null),
+        Box::new(NullLog),
     );
     let capture = capture();
-    runtime.observe(&capture, 1_795_378_513_002_000_000, &NullLog);
-    let made = counted(|| runtime.observe(&capture, 1_795_378_513_002_000_000, &NullLog));
+    runtime.observe(&capture, &ManualClock::at_ns(1_795_378_513_002_000_000));
+    let made =
+        counted(|| runtime.observe(&capture, &ManualClock::at_ns(1_795_378_513_002_000_000)));
     assert_eq!(made, 0);
 }
 
@@ -131,7 +134,8 @@ fn crud_and_rate_limiting_hooks_allocate_nothing_either() {
 fn a_matching_request_does_allocate_so_the_count_is_real() {
     let runtime = runtime(1_000, true);
     let capture = capture();
-    let made = counted(|| runtime.observe(&capture, 1_795_378_513_002_000_000, &NullLog));
+    let made =
+        counted(|| runtime.observe(&capture, &ManualClock::at_ns(1_795_378_513_002_000_000)));
     assert!(made > 0);
     assert_eq!(
         runtime.outstanding(),

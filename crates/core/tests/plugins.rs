@@ -20,6 +20,7 @@ use event_hooks_core::config::schema;
 use event_hooks_core::event::{Bodies, Redaction};
 use event_hooks_core::handler::{Handler, HandlerKind, Output};
 use event_hooks_core::log::{Level, Lines};
+use event_hooks_core::ports::ManualClock;
 use event_hooks_core::reader::Problems;
 use event_hooks_core::runtime::Runtime;
 use event_hooks_core::source::traffic::{Capture, Properties};
@@ -104,13 +105,14 @@ fn a_handler_added_in_one_file_and_one_line_runs_like_a_built_in_one() {
         "hooks[0].config.volume: unknown field; expected one of: prefix"
     );
     let parsed = config::parse_in(bytes.as_bytes(), Box::new(|_| None), &catalog).unwrap();
+    let log = Lines::default();
     let runtime = Runtime::new(
         parsed,
         7,
         Box::new(event_hooks_core::shared::Memory::default()),
         Box::new(event_hooks_core::metrics::Null),
+        Box::new(log.clone()),
     );
-    let log = Lines::default();
     for status in [200, 503] {
         let capture = Capture {
             properties: Properties {
@@ -119,7 +121,7 @@ fn a_handler_added_in_one_file_and_one_line_runs_like_a_built_in_one() {
             },
             ..Capture::default()
         };
-        runtime.observe(&capture, 1_000_000_000, &log);
+        runtime.observe(&capture, &ManualClock::at_ns(1_000_000_000));
     }
     assert_eq!(
         log.text().matches(">> REQUEST").count(),

@@ -110,6 +110,27 @@ pub fn now_ns() -> Option<u64> {
     (status == OK).then_some(now)
 }
 
+/// The host's clock as one callback sees it: read once, when the callback starts, so that
+/// every entry point of the core it calls agrees on the time.
+pub struct HostClock(Option<u64>);
+
+impl HostClock {
+    pub fn read() -> Self {
+        HostClock(now_ns())
+    }
+
+    /// The time read, ns; `None` when the host did not give it.
+    pub fn reading(&self) -> Option<u64> {
+        self.0
+    }
+}
+
+impl event_hooks_core::ports::Clock for HostClock {
+    fn now_ns(&self) -> u64 {
+        self.0.unwrap_or(0)
+    }
+}
+
 pub fn set_tick_period_ms(period_ms: u64) -> Result<(), HostError> {
     let period = u32::try_from(period_ms).unwrap_or(u32::MAX);
     // SAFETY: no pointers.
@@ -309,5 +330,14 @@ pub struct HostLog;
 impl event_hooks_core::log::Log for HostLog {
     fn log(&self, level: Level, message: &str) {
         log(level, message);
+    }
+}
+
+/// The current stream's properties: one unreadable counts as absent.
+pub struct HostProperties;
+
+impl event_hooks_core::ports::PropertyReader for HostProperties {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        property(path).ok().flatten()
     }
 }

@@ -1,5 +1,6 @@
 //! Everything that differs between the hosts the filter runs in, in one place. Pure: the
-//! adapter hands in a property reader, so every rule here is tested natively.
+//! adapter hands in the host's properties as a [`PropertyReader`], so every rule here is tested
+//! natively (with [`event_hooks_core::ports::PropertyMap`]).
 //!
 //! | | Envoy (and Istio) | Kong 3.4 to 3.10 (ngx_wasm_module) |
 //! | --- | --- | --- |
@@ -40,6 +41,7 @@ use std::cell::Cell;
 pub use event_hooks_core::config::Host;
 use event_hooks_core::delivery::Attempt;
 use event_hooks_core::needs::{Prop, Props};
+use event_hooks_core::ports::PropertyReader;
 use event_hooks_core::source::traffic::Properties;
 
 use super::wire;
@@ -67,9 +69,6 @@ pub const KONG_CALL_BODIES_SINCE: (u32, u32) = (1, 25);
 /// `on_tick` only, makes one delivery per tick: 100 a second at 10 ms (measured on the real
 /// host: 98/s, 0.6% of a core per worker at idle; 49.6/s at 20 ms).
 pub const KONG_TICK_MS: u64 = 10;
-
-/// Reads a property of the current stream: its raw value, `None` when absent or unreadable.
-pub type Read<'a> = &'a dyn Fn(&[&str]) -> Option<Vec<u8>>;
 
 /// What the adapter knows about its host: shared by the root context, every HTTP context and
 /// the metrics.
@@ -155,11 +154,11 @@ impl Known {
 
     /// Learns what is not known yet from the current stream's properties. Only in an HTTP
     /// context; a no-op once everything is known.
-    pub fn learn(&self, read: Read<'_>) {
+    pub fn learn(&self, properties: &dyn PropertyReader) {
         let host = match self.host.get() {
             Some(host) => host,
             None => {
-                let host = if read(KONG_PROBE).is_some() {
+                let host = if properties.property(KONG_PROBE).is_some() {
                     Host::Kong
                 } else {
                     Host::Envoy
@@ -175,11 +174,14 @@ impl Known {
                     true
                 }
                 Host::Kong => {
-                    let filter = read(PLUGIN_NAME).map_or(11, |name| name.len());
+                    let filter = properties
+                        .property(PLUGIN_NAME)
+                        .map_or(11, |name| name.len());
                     let prefix = "pw::".len().saturating_add(filter);
                     self.metric_name_max
                         .set(Some(KONG_METRIC_NAME_MAX.saturating_sub(prefix)));
-                    read(KONG_VERSION)
+                    properties
+                        .property(KONG_VERSION)
                         .map(|version| wire::string(&version))
                         .is_some_and(|version| kong_has_metrics(&version))
                 }
@@ -189,7 +191,8 @@ impl Known {
         if self.call_bodies.get().is_none() {
             let bodies = match host {
                 Host::Envoy => true,
-                Host::Kong => read(NGINX_VERSION)
+                Host::Kong => properties
+                    .property(NGINX_VERSION)
                     .map(|version| wire::string(&version))
                     .is_some_and(|version| kong_reads_call_bodies(&version)),
             };
@@ -356,10 +359,14 @@ pub fn call(host: Host, attempt: &Attempt) -> HostCall<'_> {
 /// Properties read in the request headers phase: on Kong, the route and service ids (Kong's
 /// host properties are answered by its Lua code, set up before the filter chain runs), those
 /// of them in `wanted`.
-pub fn request_properties(host: Host, read: Read<'_>, wanted: Props) -> Properties {
+pub fn request_properties(
+    host: Host,
+    properties: &dyn PropertyReader,
+    wanted: Props,
+) -> Properties {
     let text = |prop: Prop, path: &[&str]| {
         if wanted.has(prop) {
-            read(path).map(|bytes| wire::string(&bytes))
+            properties.property(path).map(|bytes| wire::string(&bytes))
         } else {
             None
         }
@@ -381,9 +388,10 @@ pub fn log_properties(
     host: Host,
     headers_seen: bool,
     earlier: Properties,
-    read: Read<'_>,
+    properties: &dyn PropertyReader,
     wanted: Props,
 ) -> Properties {
+    let read = |path: &[&str]| properties.property(path);
     let text = |path: &[&str]| read(path).map(|bytes| wire::string(&bytes));
     let number = |path: &[&str]| read(path).and_then(|bytes| wire::integer(&bytes));
     let seconds = |path: &[&str]| read(path).and_then(|bytes| wire::decimal_seconds_ns(&bytes));

@@ -14,7 +14,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 use serde_json::Value;
 
-use super::abi::{self, CallAnswer, DISPATCH_STATUS, HostLog};
+use super::abi::{self, CallAnswer, DISPATCH_STATUS, HostClock, HostProperties};
 use super::differences::{self, Known};
 use super::root::dispatch;
 use event_hooks_core::admin::session::{self, Step};
@@ -84,7 +84,7 @@ impl Http {
             self.known.host_or_envoy(),
             headers_seen,
             earlier,
-            &read_property,
+            &HostProperties,
             self.needs.first,
         )
     }
@@ -105,19 +105,16 @@ impl Http {
     }
 
     /// A request under the admin prefix: the core's session decides; this makes its call.
-    fn admin_request(&mut self, runtime: &Runtime, rest: &str, end_of_stream: bool) {
+    fn admin_request(
+        &mut self,
+        runtime: &Runtime,
+        rest: &str,
+        end_of_stream: bool,
+        clock: &HostClock,
+    ) {
         let method = self.header(":method").unwrap_or("GET").to_string();
         let header = |name: &str| self.header(name).map(str::to_string);
-        let now_ns = abi::now_ns().unwrap_or(0);
-        let step = session::start(
-            runtime,
-            &method,
-            rest,
-            &header,
-            end_of_stream,
-            now_ns,
-            &HostLog,
-        );
+        let step = session::start(runtime, &method, rest, &header, end_of_stream, clock);
         match step {
             Step::Reply(reply) => self.reply(&reply),
             Step::Call {
@@ -165,18 +162,14 @@ impl Context for Http {
     }
 }
 
-/// A property of the current stream, for [`differences`]: unreadable counts as absent.
-fn read_property(path: &[&str]) -> Option<Vec<u8>> {
-    abi::property(path).ok().flatten()
-}
-
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(runtime) = self.runtime.clone() else {
             return Action::Continue;
         };
-        self.known.learn(&read_property);
-        self.capture.seen_ns = abi::now_ns();
+        self.known.learn(&HostProperties);
+        let clock = HostClock::read();
+        self.capture.seen_ns = clock.reading();
         // The map is read when the hooks need it, or to recognise an admin request.
         if self.observe && self.needs.request_headers || runtime.admin().is_some() {
             self.capture.request_headers =
@@ -190,7 +183,7 @@ impl HttpContext for Http {
             Some(rest.to_string())
         });
         if let Some(rest) = admin {
-            self.admin_request(&runtime, &rest, end_of_stream);
+            self.admin_request(&runtime, &rest, end_of_stream, &clock);
             // Nothing of an admin request is kept, and nothing goes upstream.
             self.capture = Capture::default();
             return Action::Pause;
@@ -201,7 +194,7 @@ impl HttpContext for Http {
         }
         self.capture.properties = differences::request_properties(
             self.known.host_or_envoy(),
-            &read_property,
+            &HostProperties,
             self.needs.first.union(self.needs.then),
         );
         Action::Continue
@@ -288,17 +281,17 @@ impl HttpContext for Http {
         else {
             return;
         };
-        self.known.learn(&read_property);
+        self.known.learn(&HostProperties);
         let headers_seen = self.capture.request_headers.is_some();
         self.capture.properties = self.properties(headers_seen);
-        let now_ns = abi::now_ns().unwrap_or(0);
+        let clock = HostClock::read();
         // The rest of the properties, read only if the request's traffic event is built.
         let (host, then) = (self.known.host_or_envoy(), self.needs.then);
         let rest = |properties: &mut Properties| {
             let earlier = std::mem::take(properties);
             *properties =
-                differences::log_properties(host, headers_seen, earlier, &read_property, then);
+                differences::log_properties(host, headers_seen, earlier, &HostProperties, then);
         };
-        runtime.observe_with(&self.capture, &rest, now_ns, &HostLog);
+        runtime.observe_with(&self.capture, &rest, &clock);
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, Status};
 
-use super::abi::{self, CallAnswer, DISPATCH_STATUS, HostLog};
+use super::abi::{self, CallAnswer, DISPATCH_STATUS, HostClock, HostLog};
 use super::differences::{self, Host, Known};
 use super::http::Http;
 use super::metrics::HostMetrics;
@@ -20,6 +20,7 @@ use super::shared::HostShared;
 use event_hooks_core::config;
 use event_hooks_core::delivery::{Attempt, EXCERPT_BYTES, Response, SendError, Transport};
 use event_hooks_core::log::Level;
+use event_hooks_core::ports::Clock;
 use event_hooks_core::runtime::Runtime;
 
 /// Runtimes of earlier configurations still delivering what they had accepted.
@@ -183,10 +184,6 @@ impl Transport for HostTransport {
     }
 }
 
-fn now_ms() -> u64 {
-    abi::now_ns().unwrap_or(0) / 1_000_000
-}
-
 /// A seed for webhook ids from the host's randomness, mixed with the clock so that a host
 /// without `random_get` still gets distinct seeds per VM start.
 fn seed() -> u64 {
@@ -213,17 +210,17 @@ impl Context for Root {
             // Kong reports why a call failed in `:dispatch_status`; Envoy sends no headers.
             None => Response::NoAnswer(answer.header(DISPATCH_STATUS).map(str::to_string)),
         };
-        let now = now_ms();
+        let clock = HostClock::read();
         if let Some(owner) = self.runtimes().find(|runtime| runtime.owns(token)) {
             let retry_after = answer.header("retry-after");
-            owner.complete(token, response, &answer.body, retry_after, now, &HostLog);
+            owner.complete(token, response, &answer.body, retry_after, &clock);
             // Kong: the next call waits for the tick (one made here crashes the worker).
             if self.known.call_rules().send_from_answers {
-                owner.send(now, &mut self.transport(), &HostLog);
+                owner.send(&clock, &mut self.transport());
             }
         }
         self.prune_retiring();
-        self.finish_draining(now);
+        self.finish_draining(clock.now_ms());
     }
 
     /// The host is removing this filter configuration (a configuration change, or shutdown):
@@ -254,7 +251,7 @@ impl Context for Root {
                 "delivering {outstanding} outstanding deliveries before stopping (up to {drain_ms} ms)"
             ),
         );
-        self.draining_until = Some(now_ms().saturating_add(drain_ms));
+        self.draining_until = Some(HostClock::read().now_ms().saturating_add(drain_ms));
         false
     }
 }
@@ -304,6 +301,7 @@ impl RootContext for Root {
             seed(),
             Box::new(HostShared),
             Box::new(HostMetrics::new(self.known.clone())),
+            Box::new(HostLog),
         ));
         let rules = self.known.call_rules();
         let tick_ms = rules.tick_ms(runtime.flush_interval_ms());
@@ -338,13 +336,13 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         // Envoy learned after the tick was set (the root context could not tell the host).
         self.set_tick_period();
-        let now = now_ms();
+        let clock = HostClock::read();
         let mut transport = self.transport();
         for runtime in self.runtimes() {
-            runtime.flush(now, &mut transport, &HostLog);
+            runtime.flush(&clock, &mut transport);
         }
         self.prune_retiring();
-        self.finish_draining(now);
+        self.finish_draining(clock.now_ms());
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -61,6 +61,7 @@ pub fn runtime(count: usize, matching: bool) -> Runtime {
         7,
         Box::new(Memory::default()),
         Box::new(event_hooks_core::metrics::Null),
+        Box::new(NullLog),
     )
 }
 

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::{Reply, Route, TEST_DATA_HEADER};
 use crate::delivery::Attempt;
 use crate::handler::Output;
-use crate::log::Log;
+use crate::ports::Clock;
 use crate::runtime::Runtime;
 
 /// What the adapter does next for an admin request.
@@ -27,15 +27,15 @@ pub enum Step {
 }
 
 /// A request under the admin prefix: `rest` is its path after the prefix, `header` finds one
-/// of its headers by name (in any case), `end_of_stream` says the headers ended the request.
+/// of its headers by name (in any case), `end_of_stream` says the headers ended the request;
+/// `clock` is the callback's.
 pub fn start(
     runtime: &Runtime,
     method: &str,
     rest: &str,
     header: &dyn Fn(&str) -> Option<String>,
     end_of_stream: bool,
-    now_ns: u64,
-    log: &dyn Log,
+    clock: &dyn Clock,
 ) -> Step {
     let Some(settings) = runtime.admin() else {
         return Step::Reply(Reply::error(404, "not found"));
@@ -56,14 +56,12 @@ pub fn start(
         // and an admin request must never go upstream. Kong never says `end_of_stream` in the
         // headers phase, so a bodiless request is recognised by its headers.
         Route::Test { hook } => match header(TEST_DATA_HEADER) {
-            Some(data) => test(runtime, hook, data.as_bytes(), now_ns, log),
-            None if end_of_stream || !announces_body(header) => {
-                test(runtime, hook, b"{}", now_ns, log)
-            }
+            Some(data) => test(runtime, hook, data.as_bytes(), clock),
+            None if end_of_stream || !announces_body(header) => test(runtime, hook, b"{}", clock),
             None => Step::Reply(super::body_not_readable()),
         },
         Route::Ping { hook } => match runtime.hooks().get(hook).and_then(super::ping) {
-            Some(draft) => call(runtime, hook, &draft, Value::Null, now_ns),
+            Some(draft) => call(runtime, hook, &draft, Value::Null, clock),
             None => Step::Reply(super::failed_call("not a webhook hook")),
         },
     }
@@ -92,7 +90,7 @@ fn announces_body(header: &dyn Fn(&str) -> Option<String>) -> bool {
 
 /// `test`: runs hook `hook`'s handler on `body`; calls with the first call it makes, queues
 /// the others, logs what the handler logs.
-fn test(runtime: &Runtime, hook: usize, body: &[u8], now_ns: u64, log: &dyn Log) -> Step {
+fn test(runtime: &Runtime, hook: usize, body: &[u8], clock: &dyn Clock) -> Step {
     let Some(config) = runtime.hooks().get(hook) else {
         return Step::Reply(super::failed_call("the hook is gone"));
     };
@@ -104,7 +102,7 @@ fn test(runtime: &Runtime, hook: usize, body: &[u8], now_ns: u64, log: &dyn Log)
     for output in super::run(config, &event) {
         match output {
             Output::Call(draft) => drafts.push(draft),
-            Output::Log(level, line) => log.log(level, &line),
+            Output::Log(level, line) => runtime.log().log(level, &line),
         }
     }
     let data = event.data;
@@ -112,8 +110,8 @@ fn test(runtime: &Runtime, hook: usize, body: &[u8], now_ns: u64, log: &dyn Log)
         return Step::Reply(super::result(data, None, &[], b""));
     }
     let first = drafts.remove(0);
-    runtime.enqueue(hook, drafts, now_ns / 1_000_000, log);
-    call(runtime, hook, &first, data, now_ns)
+    runtime.enqueue(hook, drafts, clock);
+    call(runtime, hook, &first, data, clock)
 }
 
 /// The call of `test` or `ping`, signed like a delivery.
@@ -122,13 +120,13 @@ fn call(
     hook: usize,
     draft: &crate::delivery::Call,
     data: Value,
-    now_ns: u64,
+    clock: &dyn Clock,
 ) -> Step {
     let Some(config) = runtime.hooks().get(hook) else {
         return Step::Reply(super::failed_call("the hook is gone"));
     };
-    let id = runtime.next_id(now_ns / 1_000_000);
-    let request = draft.attempt(&id, now_ns / 1_000_000_000, config.handler.signing());
+    let id = runtime.next_id(clock.now_ms());
+    let request = draft.attempt(&id, clock.now_ms() / 1_000, config.handler.signing());
     Step::Call {
         request,
         timeout_ms: runtime.timeout_ms(),

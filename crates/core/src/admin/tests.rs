@@ -210,6 +210,7 @@ mod sessions {
     use super::super::session::{self, Step};
     use crate::config;
     use crate::log::Lines;
+    use crate::ports::ManualClock;
     use crate::runtime::Runtime;
     use serde_json::{Value, json};
 
@@ -227,6 +228,7 @@ mod sessions {
             1,
             Box::new(crate::shared::Memory::default()),
             Box::new(crate::metrics::Null),
+            Box::new(Lines::default()),
         )
     }
 
@@ -244,8 +246,7 @@ mod sessions {
             rest,
             &header,
             end_of_stream,
-            1_700_000_000_000_000_000,
-            &Lines::default(),
+            &ManualClock::at_ns(1_700_000_000_000_000_000),
         )
     }
 

@@ -14,8 +14,9 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use crate::log::{Level, Log};
+use crate::log::Level;
 use crate::metrics::{self, Metrics};
+use crate::ports::Ports;
 use crate::reader::{Object, Problems, Whole};
 
 pub const KEYS: &[&str] = &["failures", "cooldown_ms"];
@@ -176,18 +177,13 @@ impl Breakers {
         }
     }
 
-    /// Records a failed attempt to `destination` at `now_ms`: an opening is logged and gauged.
-    pub fn record_failure(
-        &mut self,
-        destination: &str,
-        now_ms: u64,
-        log: &dyn Log,
-        metrics: &dyn Metrics,
-    ) {
-        if self.failure(destination, now_ms) != Some(Change::Opened) {
+    /// Records a failed attempt to `destination` at the callback's time: an opening is logged
+    /// and gauged.
+    pub fn record_failure(&mut self, destination: &str, ports: &Ports<'_>) {
+        if self.failure(destination, ports.now_ms()) != Some(Change::Opened) {
             return;
         }
-        log.log(
+        ports.log.log(
             Level::Warn,
             &format!(
                 "destination {destination}: circuit breaker open after {} consecutive failures; deliveries wait {} ms, then one probe",
@@ -195,21 +191,25 @@ impl Breakers {
             ),
         );
         if self.gauged.insert(destination.to_string()) {
-            metrics.gauge(&metrics::name(&["breaker", destination, "open"]), 1);
+            ports
+                .metrics
+                .gauge(&metrics::name(&["breaker", destination, "open"]), 1);
         }
     }
 
     /// Records an answer from `destination` that was not a failure: a closing is logged and
     /// gauged.
-    pub fn record_success(&mut self, destination: &str, log: &dyn Log, metrics: &dyn Metrics) {
+    pub fn record_success(&mut self, destination: &str, ports: &Ports<'_>) {
         if let Some(Change::Closed) = self.success(destination) {
-            log.log(
+            ports.log.log(
                 Level::Info,
                 &format!("destination {destination}: circuit breaker closed"),
             );
         }
         if self.gauged.remove(destination) {
-            metrics.gauge(&metrics::name(&["breaker", destination, "open"]), -1);
+            ports
+                .metrics
+                .gauge(&metrics::name(&["breaker", destination, "open"]), -1);
         }
     }
 

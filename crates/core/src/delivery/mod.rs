@@ -51,9 +51,12 @@
 //! [`Pipeline`] (this module) joins them. HTTP contexts hand deliveries to
 //! [`Pipeline::accept`] in `on_log`. Only the root context sends: [`Pipeline::pump`] from
 //! `on_tick` (and, where the host allows it, after an answer), and [`Pipeline::complete`] from
-//! `on_http_call_response`. The host's HTTP callout is behind [`Transport`] and the clock is
-//! passed in, so all of this is tested natively. The stage modules import none of each other
-//! (only [`unit`](mod@unit), [`call`] and the [`retry`] policy), nor this module: only it joins them.
+//! `on_http_call_response`, each with the callback's [`Ports`] (clock, log, metrics); the
+//! host's HTTP callout is behind [`Transport`], so all of this is tested natively. The stage
+//! modules import none of each other (only [`unit`](mod@unit), [`call`] and the [`retry`]
+//! policy), nor this module: only it joins them. A stage takes only what it uses: the time as
+//! a value, the metrics ([`accounting`]), or the [`Ports`] ([`breaker`], which logs and
+//! gauges).
 //!
 //! Every buffer is bounded: the queue (`queue_size` new deliveries, plus the retries due and
 //! the held ones put back), the byte budget, the calls in flight, the retries waiting, the
@@ -78,8 +81,9 @@ pub mod warnings;
 
 use std::rc::Rc;
 
-use crate::log::{Level, Log};
+use crate::log::Level;
 use crate::metrics::Metrics;
+use crate::ports::Ports;
 use accounting::{Accounts, Ending, Levels};
 use batch::Batches;
 use breaker::Breakers;
@@ -249,13 +253,7 @@ impl Pipeline {
 
     /// Queues `delivery`. When the queue is full (by count or bytes), or the hook's endpoint is
     /// gone, the delivery (the newest) is dropped and counted.
-    pub fn accept(
-        &mut self,
-        delivery: Delivery,
-        now_ms: u64,
-        log: &dyn Log,
-        metrics: &dyn Metrics,
-    ) -> bool {
+    pub fn accept(&mut self, delivery: Delivery, ports: &Ports<'_>) -> bool {
         self.accounts.accepted(&delivery);
         let reason = if self.gone.get(delivery.hook).copied().unwrap_or(false) {
             Some(DropReason::Gone)
@@ -267,7 +265,7 @@ impl Pipeline {
             None
         };
         if let Some(reason) = reason {
-            self.drop_delivery(delivery, reason, now_ms, log, metrics);
+            self.drop_delivery(delivery, reason, ports);
             return false;
         }
         if let Some(ready) = self.batches.add(delivery) {
@@ -280,15 +278,10 @@ impl Pipeline {
     /// and the transport has room; the retries that are due go first. A destination that
     /// cannot take a call now (its breaker open, its own limit reached, the host busy or
     /// overloaded) is skipped for the rest of this round; its deliveries keep their place.
-    pub fn pump(
-        &mut self,
-        now_ms: u64,
-        transport: &mut dyn Transport,
-        log: &dyn Log,
-        metrics: &dyn Metrics,
-    ) {
+    pub fn pump(&mut self, ports: &Ports<'_>, transport: &mut dyn Transport) {
+        let now_ms = ports.now_ms();
         self.queue.put_back(self.schedule.take_due(now_ms));
-        self.expire_calls(now_ms, log, metrics);
+        self.expire_calls(ports);
         let mut held: Vec<Delivery> = Vec::new();
         let mut blocked: Vec<String> = self.in_flight.overloaded().to_vec();
         while !self.in_flight.is_full() && transport.has_room() {
@@ -301,7 +294,7 @@ impl Pipeline {
                     "{} (and could not be sent within max_age_ms {max_age_ms})",
                     delivery.last_error.as_deref().unwrap_or("waited"),
                 ));
-                self.give_up(delivery, now_ms, log, metrics);
+                self.give_up(delivery, ports);
                 continue;
             }
             let call = Rc::clone(&delivery.call);
@@ -324,17 +317,17 @@ impl Pipeline {
             match transport.send(&attempt, self.settings.timeout_ms) {
                 Ok(token) => {
                     delivery.attempts = delivery.attempts.saturating_add(1);
-                    self.accounts.attempted(metrics);
+                    self.accounts.attempted(ports.metrics);
                     if let Some(mut previous) = self.in_flight.start(token, delivery, now_ms) {
                         // A host reusing a live token: the earlier call's answer is lost.
                         previous.last_error = Some("the host reused its call token".into());
-                        self.give_up(previous, now_ms, log, metrics);
+                        self.give_up(previous, ports);
                     }
                 }
                 Err(SendError::Busy(why)) => {
                     self.breakers.release(destination);
                     let name = delivery.name();
-                    self.warn(&delivery, now_ms, log, || {
+                    self.warn(&delivery, ports, || {
                         format!(
                             "hook {name}: cluster {destination} cannot take a call now ({why}: its circuit breaker is open or it has no healthy host); deliveries wait"
                         )
@@ -347,7 +340,7 @@ impl Pipeline {
                     delivery.last_error = Some(format!(
                         "the host refused the call to cluster {destination} ({why}); is the cluster defined?"
                     ));
-                    self.give_up(delivery, now_ms, log, metrics);
+                    self.give_up(delivery, ports);
                 }
             }
         }
@@ -355,29 +348,26 @@ impl Pipeline {
     }
 
     /// Completes as unanswered every call still waiting past its deadline (see [`in_flight`]).
-    fn expire_calls(&mut self, now_ms: u64, log: &dyn Log, metrics: &dyn Metrics) {
-        for token in self.in_flight.expired(now_ms) {
+    fn expire_calls(&mut self, ports: &Ports<'_>) {
+        for token in self.in_flight.expired(ports.now_ms()) {
             let detail = format!(
                 "the host gave no answer within timeout_ms {} + {ANSWER_GRACE_MS} ms",
                 self.settings.timeout_ms
             );
             let response = Response::NoAnswer(Some(detail));
-            self.complete(token, response, b"", None, now_ms, log, metrics);
+            self.complete(token, response, b"", None, ports);
         }
     }
 
     /// Records the host's answer for call `token`: the start of its body (for a failure's log
     /// line) and its `Retry-After`. Unknown tokens are ignored.
-    #[allow(clippy::too_many_arguments)]
     pub fn complete(
         &mut self,
         token: u32,
         response: Response,
         body: &[u8],
         retry_after: Option<&str>,
-        now_ms: u64,
-        log: &dyn Log,
-        metrics: &dyn Metrics,
+        ports: &Ports<'_>,
     ) {
         let Some(mut delivery) = self.in_flight.finish(token) else {
             return;
@@ -387,7 +377,7 @@ impl Pipeline {
             delivery.attempts = delivery.attempts.saturating_sub(1);
             self.breakers.release(&destination);
             let name = delivery.name();
-            self.warn(&delivery, now_ms, log, || {
+            self.warn(&delivery, ports, || {
                 format!("hook {name}: cluster {destination} is overloaded (its circuit breaker overflowed); deliveries wait")
             });
             self.in_flight.overloaded_until_tick(destination);
@@ -400,9 +390,10 @@ impl Pipeline {
         delivery.last_error = Some(outcome::describe(&response, body));
         match outcome::classify(&response) {
             Outcome::Delivered => {
-                self.breakers.record_success(&destination, log, metrics);
-                self.accounts.ended(&delivery, Ending::Delivered, metrics);
-                log.log(
+                self.breakers.record_success(&destination, ports);
+                self.accounts
+                    .ended(&delivery, Ending::Delivered, ports.metrics);
+                ports.log.log(
                     Level::Debug,
                     &format!(
                         "hook {}: delivered webhook-id {} (attempt {})",
@@ -413,54 +404,47 @@ impl Pipeline {
                 );
             }
             Outcome::Retry => {
-                self.breakers
-                    .record_failure(&destination, now_ms, log, metrics);
+                self.breakers.record_failure(&destination, ports);
                 let retry_after_ms =
-                    retry_after.and_then(|value| retry::retry_after_ms(value, now_ms));
-                self.retry(delivery, retry_after_ms, now_ms, log, metrics);
+                    retry_after.and_then(|value| retry::retry_after_ms(value, ports.now_ms()));
+                self.retry(delivery, retry_after_ms, ports);
             }
             Outcome::Gone => {
-                self.breakers.record_success(&destination, log, metrics);
-                self.end_hook(&delivery, now_ms, log, metrics);
-                self.give_up(delivery, now_ms, log, metrics);
+                self.breakers.record_success(&destination, ports);
+                self.end_hook(&delivery, ports);
+                self.give_up(delivery, ports);
             }
             Outcome::Failed => {
-                self.breakers.record_success(&destination, log, metrics);
-                self.give_up(delivery, now_ms, log, metrics);
+                self.breakers.record_success(&destination, ports);
+                self.give_up(delivery, ports);
             }
         }
     }
 
     /// Schedules the next attempt, or gives up.
-    fn retry(
-        &mut self,
-        delivery: Delivery,
-        retry_after_ms: Option<u64>,
-        now_ms: u64,
-        log: &dyn Log,
-        metrics: &dyn Metrics,
-    ) {
+    fn retry(&mut self, delivery: Delivery, retry_after_ms: Option<u64>, ports: &Ports<'_>) {
         let (hook, name) = (delivery.hook, Rc::clone(&delivery.policy.name));
+        let now_ms = ports.now_ms();
         match self
             .schedule
             .plan(delivery, &self.settings.retry, retry_after_ms, now_ms)
         {
-            Planned::Scheduled => self.accounts.retried(hook, &name, metrics),
-            Planned::Exhausted(delivery) => self.give_up(delivery, now_ms, log, metrics),
+            Planned::Scheduled => self.accounts.retried(hook, &name, ports.metrics),
+            Planned::Exhausted(delivery) => self.give_up(delivery, ports),
             Planned::Full(delivery) => {
-                self.drop_delivery(delivery, DropReason::RetryQueueFull, now_ms, log, metrics);
+                self.drop_delivery(delivery, DropReason::RetryQueueFull, ports);
             }
         }
     }
 
     /// A 410 to `delivery`: no more deliveries to its hook until the configuration reloads.
     /// What the hook has queued or waiting is dropped.
-    fn end_hook(&mut self, delivery: &Delivery, now_ms: u64, log: &dyn Log, metrics: &dyn Metrics) {
+    fn end_hook(&mut self, delivery: &Delivery, ports: &Ports<'_>) {
         let hook = delivery.hook;
         if let Some(gone) = self.gone.get_mut(hook) {
             if !*gone {
                 *gone = true;
-                log.log(
+                ports.log.log(
                     Level::Warn,
                     &format!(
                         "hook {}: the endpoint answered 410 Gone: no more deliveries to it until the configuration reloads",
@@ -472,33 +456,28 @@ impl Pipeline {
         let queued = self.queue.take_hook(hook);
         let waiting = self.schedule.take_hook(hook);
         for delivery in queued.into_iter().chain(waiting) {
-            self.drop_delivery(delivery, DropReason::Gone, now_ms, log, metrics);
+            self.drop_delivery(delivery, DropReason::Gone, ports);
         }
     }
 
     /// Gives a delivery up: counted as failed, logged, and a dead letter.
-    fn give_up(&mut self, delivery: Delivery, now_ms: u64, log: &dyn Log, metrics: &dyn Metrics) {
-        self.accounts.ended(&delivery, Ending::Failed, metrics);
+    fn give_up(&mut self, delivery: Delivery, ports: &Ports<'_>) {
+        self.accounts
+            .ended(&delivery, Ending::Failed, ports.metrics);
         let name = delivery.name();
         let error = delivery.last_error.as_deref().unwrap_or_default();
         let (attempts, id) = (delivery.attempts, &delivery.webhook_id);
-        self.warn(&delivery, now_ms, log, || {
+        self.warn(&delivery, ports, || {
             format!("hook {name}: gave up on webhook-id {id} after {attempts} attempt(s): {error}")
         });
-        self.dead_letter(delivery, metrics);
+        self.dead_letter(delivery, ports.metrics);
     }
 
     /// Drops a delivery: counted by reason, logged, and (but after a 410) a dead letter.
-    fn drop_delivery(
-        &mut self,
-        mut delivery: Delivery,
-        reason: DropReason,
-        now_ms: u64,
-        log: &dyn Log,
-        metrics: &dyn Metrics,
-    ) {
-        self.accounts.ended(&delivery, Ending::Dropped, metrics);
-        self.accounts.dropped(reason, metrics);
+    fn drop_delivery(&mut self, mut delivery: Delivery, reason: DropReason, ports: &Ports<'_>) {
+        self.accounts
+            .ended(&delivery, Ending::Dropped, ports.metrics);
+        self.accounts.dropped(reason, ports.metrics);
         if reason == DropReason::Gone {
             return;
         }
@@ -509,11 +488,11 @@ impl Pipeline {
         };
         let name = delivery.name();
         let id = &delivery.webhook_id;
-        self.warn(&delivery, now_ms, log, || {
+        self.warn(&delivery, ports, || {
             format!("hook {name}: delivery queue full ({limit}), dropped webhook-id {id}")
         });
         delivery.last_error = Some(format!("dropped: {}", reason.name()));
-        self.dead_letter(delivery, metrics);
+        self.dead_letter(delivery, ports.metrics);
     }
 
     /// Counts a dead letter and, when a dead-letter hook is configured, keeps it for the
@@ -529,11 +508,11 @@ impl Pipeline {
     /// Called on every tick: clusters that reported overload may be tried again, the gauges
     /// are reported, and the warnings held back are summarized once their interval has
     /// passed, so a burst that ends is still reported.
-    pub fn tick(&mut self, now_ms: u64, log: &dyn Log, metrics: &dyn Metrics) {
+    pub fn tick(&mut self, ports: &Ports<'_>) {
         self.in_flight.clear_overloaded();
-        self.report(metrics, false);
-        for (name, held) in self.warnings.overdue(now_ms) {
-            log.log(
+        self.report(ports.metrics, false);
+        for (name, held) in self.warnings.overdue(ports.now_ms()) {
+            ports.log.log(
                 Level::Warn,
                 &format!("hook {name}: {held} more delivery warnings since the last one written"),
             );
@@ -555,18 +534,12 @@ impl Pipeline {
     }
 
     /// Writes a warning about `delivery`'s hook, unless one was written within the interval.
-    fn warn(
-        &mut self,
-        delivery: &Delivery,
-        now_ms: u64,
-        log: &dyn Log,
-        message: impl FnOnce() -> String,
-    ) {
+    fn warn(&mut self, delivery: &Delivery, ports: &Ports<'_>, message: impl FnOnce() -> String) {
         if self
             .warnings
-            .allow(delivery.hook, &delivery.policy.name, now_ms)
+            .allow(delivery.hook, &delivery.policy.name, ports.now_ms())
         {
-            log.log(Level::Warn, &message());
+            ports.log.log(Level::Warn, &message());
         }
     }
 }

@@ -1,6 +1,7 @@
 use super::*;
 use crate::log::Lines;
 use crate::metrics::Recorder;
+use crate::ports::{Clock, ManualClock};
 use crate::reader::{Object, Problems};
 use crate::signing::{self, Signing};
 use serde_json::{Value, json};
@@ -92,7 +93,7 @@ struct Harness {
     log: Lines,
     metrics: Recorder,
     transport: FakeTransport,
-    now: u64,
+    clock: ManualClock,
 }
 
 impl Harness {
@@ -113,7 +114,7 @@ impl Harness {
             log: Lines::default(),
             metrics: Recorder::default(),
             transport: FakeTransport::default(),
-            now: 1_700_000_000_000,
+            clock: ManualClock::at_ms(1_700_000_000_000),
         }
     }
 
@@ -136,25 +137,46 @@ impl Harness {
             body: body.into(),
         };
         let policy = Rc::clone(&self.policies[hook]);
-        Delivery::new(hook, policy, format!("id-{n}"), Rc::new(call), self.now)
+        Delivery::new(
+            hook,
+            policy,
+            format!("id-{n}"),
+            Rc::new(call),
+            self.clock.now_ms(),
+        )
+    }
+
+    /// The pipeline, the ports of a callback now, and the transport.
+    fn parts(&mut self) -> (&mut Pipeline, Ports<'_>, &mut FakeTransport) {
+        let ports = Ports {
+            clock: &self.clock,
+            log: &self.log,
+            metrics: &self.metrics,
+        };
+        (&mut self.delivery, ports, &mut self.transport)
     }
 
     fn accept(&mut self, delivery: Delivery) -> bool {
-        let accepted = self
-            .delivery
-            .accept(delivery, self.now, &self.log, &self.metrics);
+        let (pipeline, ports, _) = self.parts();
+        let accepted = pipeline.accept(delivery, &ports);
         self.check();
         accepted
     }
 
     fn pump(&mut self) {
-        self.delivery
-            .pump(self.now, &mut self.transport, &self.log, &self.metrics);
+        let (pipeline, ports, transport) = self.parts();
+        pipeline.pump(&ports, transport);
         self.check();
     }
 
+    /// The tick's chores, without sending.
+    fn chores(&mut self) {
+        let (pipeline, ports, _) = self.parts();
+        pipeline.tick(&ports);
+    }
+
     fn tick(&mut self) {
-        self.delivery.tick(self.now, &self.log, &self.metrics);
+        self.chores();
         self.pump();
     }
 
@@ -163,15 +185,8 @@ impl Harness {
     }
 
     fn answer_with(&mut self, token: u32, response: Response, retry_after: Option<&str>) {
-        self.delivery.complete(
-            token,
-            response,
-            b"",
-            retry_after,
-            self.now,
-            &self.log,
-            &self.metrics,
-        );
+        let (pipeline, ports, _) = self.parts();
+        pipeline.complete(token, response, b"", retry_after, &ports);
         self.check();
     }
 
@@ -228,8 +243,8 @@ fn the_queue_is_bounded_by_count_and_drops_the_newest() {
             .contains("hook a: delivery queue full (3 jobs), dropped webhook-id id-3")
     );
     // ... and reported once the interval has passed, even though the burst is over.
-    h.now += 1_000;
-    h.delivery.tick(h.now, &h.log, &h.metrics);
+    h.clock.advance_ms(1_000);
+    h.chores();
     assert!(
         h.log
             .text()
@@ -316,7 +331,7 @@ fn a_retry_waits_then_goes_with_the_same_id_and_a_fresh_timestamp() {
     assert_eq!((h.delivery.pending_retries(), h.stats(0).retries), (1, 1));
     assert_eq!(h.metrics.value("event_hooks.retries"), 1);
     // Not before the window ends (full jitter: anywhere in [0, 5 s]).
-    h.now += 5_001;
+    h.clock.advance_ms(5_001);
     h.tick();
     assert_eq!(h.sent(), 2);
     assert_eq!(h.header(1, "webhook-id"), "id-0");
@@ -335,10 +350,10 @@ fn retry_after_is_honoured() {
     h.accept(h.job(0, 0));
     h.pump();
     h.answer_with(1, Response::Status(429), Some("2"));
-    h.now += 1_999;
+    h.clock.advance_ms(1_999);
     h.tick();
     assert_eq!(h.sent(), 1, "no attempt before Retry-After");
-    h.now += 1;
+    h.clock.advance_ms(1);
     h.tick();
     assert_eq!(h.sent(), 2);
 }
@@ -382,7 +397,7 @@ fn out_of_attempts_or_age_a_delivery_is_given_up_as_a_dead_letter() {
     );
     h.accept(h.job(0, 1));
     for attempt in 1..=3 {
-        h.now += 10;
+        h.clock.advance_ms(10);
         h.tick();
         assert_eq!(h.sent(), attempt);
         h.answer(h.last(), Response::Status(503));
@@ -409,7 +424,7 @@ fn out_of_attempts_or_age_a_delivery_is_given_up_as_a_dead_letter() {
     );
     h.accept(h.job(0, 0));
     h.pump();
-    h.now += 900;
+    h.clock.advance_ms(900);
     h.answer_with(1, Response::Status(503), Some("1"));
     assert_eq!(h.stats(0).failed, 1);
     assert_eq!(h.metrics.value("event_hooks.dead_letters"), 1);
@@ -467,12 +482,12 @@ fn the_breaker_opens_holds_probes_and_closes_without_touching_other_destinations
     assert_eq!(h.metrics.value("event_hooks.breaker.a.open"), 1);
     // While open: a's retries wait; b goes on.
     h.accept(h.job(5, 1));
-    h.now += 10;
+    h.clock.advance_ms(10);
     h.tick();
     assert_eq!(h.sent(), 3);
     assert_eq!(h.transport.sent[2].0.destination.cluster, "b");
     // After the cooldown, one probe.
-    h.now += 1_000;
+    h.clock.advance_ms(1_000);
     h.tick();
     assert_eq!(h.sent(), 4);
     assert_eq!(h.transport.sent[3].0.destination.cluster, "a");
@@ -574,7 +589,7 @@ fn gauges_sum_as_differences() {
     h.accept(h.job(1, 0));
     h.tick();
     // Gauges are reported at the start of a tick: the second tick shows the first's sends.
-    h.delivery.tick(h.now, &h.log, &h.metrics);
+    h.chores();
     assert_eq!(h.metrics.value("event_hooks.queue.depth"), 1);
     assert_eq!(h.metrics.value("event_hooks.in_flight"), 1);
     assert!(h.metrics.value("event_hooks.queue.bytes") > 0);
@@ -603,12 +618,12 @@ fn a_call_the_host_never_answers_is_retried_after_its_timeout_and_a_late_answer_
     assert_eq!((h.sent(), h.delivery.in_flight()), (1, 1));
     let silent = h.last();
 
-    h.now += 2_000 + ANSWER_GRACE_MS - 1;
+    h.clock.advance_ms(2_000 + ANSWER_GRACE_MS - 1);
     h.tick();
     assert_eq!(h.delivery.in_flight(), 1, "still within timeout and grace");
     assert_eq!(h.sent(), 1);
 
-    h.now += 1;
+    h.clock.advance_ms(1);
     h.tick();
     assert!(!h.delivery.owns(silent));
     assert_eq!(

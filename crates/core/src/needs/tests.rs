@@ -5,6 +5,7 @@ use crate::config;
 use crate::delivery::{Attempt, SendError, Transport};
 use crate::event::{Fields, Redaction, split_path};
 use crate::log::Lines;
+use crate::ports::ManualClock;
 use crate::runtime::Runtime;
 use crate::shared::Memory;
 use crate::source::traffic::tests::{envoy_capture, headers};
@@ -171,9 +172,9 @@ fn sent(config: &Value, captures: &[Capture], as_needed: bool) -> (Vec<Attempt>,
         1,
         Box::new(Memory::default()),
         Box::new(crate::metrics::Null),
+        Box::new(Lines::default()),
     );
     let needs = runtime.needs();
-    let log = Lines::default();
     let rests = Cell::new(0);
     for (n, capture) in captures.iter().enumerate() {
         let now = 1_700_000_001_000_000_000 + n as u64;
@@ -184,13 +185,13 @@ fn sent(config: &Value, captures: &[Capture], as_needed: bool) -> (Vec<Attempt>,
                 assert_eq!(*properties, first.properties, "the rest adds to the first");
                 *properties = only(&capture.properties, needs.first.union(needs.then));
             };
-            runtime.observe_with(&first, &rest, now, &log);
+            runtime.observe_with(&first, &rest, &ManualClock::at_ns(now));
         } else {
-            runtime.observe(capture, now, &log);
+            runtime.observe(capture, &ManualClock::at_ns(now));
         }
     }
     let mut transport = Recorder::default();
-    runtime.flush(1_700_000_002_000, &mut transport, &log);
+    runtime.flush(&ManualClock::at_ms(1_700_000_002_000), &mut transport);
     (transport.0, rests.get())
 }
 

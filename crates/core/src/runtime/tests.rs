@@ -4,6 +4,7 @@ use super::*;
 use crate::config;
 use crate::delivery::{Attempt, SendError};
 use crate::log::Lines;
+use crate::ports::ManualClock;
 use crate::shared::Memory;
 use crate::source::crud::Body;
 use crate::source::traffic::Properties;
@@ -30,17 +31,22 @@ impl Recorder {
     }
 }
 
-fn runtime_with(config: Value, store: Box<dyn Shared>) -> Runtime {
+fn runtime_with(config: Value, store: Box<dyn Shared>, log: Lines) -> Runtime {
     Runtime::new(
         config::parse(config.to_string().as_bytes()).unwrap(),
         42,
         store,
         Box::new(crate::metrics::Null),
+        Box::new(log),
     )
 }
 
 fn runtime(config: Value) -> Runtime {
-    runtime_with(config, Box::new(Memory::default()))
+    runtime_logged(config, Lines::default())
+}
+
+fn runtime_logged(config: Value, log: Lines) -> Runtime {
+    runtime_with(config, Box::new(Memory::default()), log)
 }
 
 fn request(method: &str, path: &str, status: u64) -> Capture {
@@ -70,17 +76,26 @@ fn hook(source: &str, event: Option<&str>, path: &str) -> Value {
 
 #[test]
 fn a_5xx_on_orders_is_delivered_signed_and_a_200_is_not() {
-    let runtime = runtime(json!({"hooks": [{
-        "name": "orders-5xx", "source": "traffic", "event": "request",
-        "filter": {"response.status": {"gte": 500}, "request.path": {"prefix": "/orders"}},
-        "handler": "webhook",
-        "config": {"url": "http://receiver:9000/hooks", "secret": "hunter2"}
-    }]}));
     let log = Lines::default();
+    let runtime = runtime_logged(
+        json!({"hooks": [{
+            "name": "orders-5xx", "source": "traffic", "event": "request",
+            "filter": {"response.status": {"gte": 500}, "request.path": {"prefix": "/orders"}},
+            "handler": "webhook",
+            "config": {"url": "http://receiver:9000/hooks", "secret": "hunter2"}
+        }]}),
+        log.clone(),
+    );
     let mut transport = Recorder::default();
-    runtime.observe(&request("GET", "/orders/1", 200), 1_000_000_000, &log);
-    runtime.observe(&request("GET", "/orders/2", 503), 1_000_000_000, &log);
-    runtime.flush(2_000, &mut transport, &log);
+    runtime.observe(
+        &request("GET", "/orders/1", 200),
+        &ManualClock::at_ns(1_000_000_000),
+    );
+    runtime.observe(
+        &request("GET", "/orders/2", 503),
+        &ManualClock::at_ns(1_000_000_000),
+    );
+    runtime.flush(&ManualClock::at_ms(2_000), &mut transport);
     assert_eq!(transport.sent.len(), 1);
     let sent = &transport.sent[0];
     let body = &transport.bodies()[0];
@@ -105,7 +120,13 @@ fn a_5xx_on_orders_is_delivered_signed_and_a_200_is_not() {
     assert_eq!(signature, format!("sha1={expected}"));
     assert!(!runtime.is_idle());
     assert!(runtime.owns(1));
-    runtime.complete(1, Response::Status(200), b"", None, 2_100, &log);
+    runtime.complete(
+        1,
+        Response::Status(200),
+        b"",
+        None,
+        &ManualClock::at_ms(2_100),
+    );
     assert!(runtime.is_idle());
     assert_eq!(runtime.counters().emitted[0], 2);
     assert!(!log.text().contains("secret-token"));
@@ -122,7 +143,6 @@ fn an_admin_api_create_gives_crud_and_dao_crud_events() {
         ],
         "crud": {"match": {"request.host": "admin.internal"}}
     }));
-    let log = Lines::default();
     let mut transport = Recorder::default();
     let mut post = request("POST", "/consumers", 201);
     // The host reads the body only for a request that may be an entity write.
@@ -136,8 +156,8 @@ fn an_admin_api_create_gives_crud_and_dao_crud_events() {
         None
     );
     post.response_body = Body::Complete(br#"{"id": "c1", "username": "bob"}"#.to_vec());
-    runtime.observe(&post, 0, &log);
-    runtime.flush(0, &mut transport, &log);
+    runtime.observe(&post, &ManualClock::at_ns(0));
+    runtime.flush(&ManualClock::at_ms(0), &mut transport);
     let paths: Vec<&str> = transport
         .sent
         .iter()
@@ -163,8 +183,8 @@ fn an_admin_api_create_gives_crud_and_dao_crud_events() {
     let mut elsewhere = request("POST", "/consumers", 201);
     elsewhere.request_headers.as_mut().unwrap()[2].1 = "shop.example".into();
     assert_eq!(runtime.crud_body_limit(&elsewhere), None);
-    runtime.observe(&elsewhere, 0, &log);
-    runtime.flush(0, &mut transport, &log);
+    runtime.observe(&elsewhere, &ManualClock::at_ns(0));
+    runtime.flush(&ManualClock::at_ms(0), &mut transport);
     assert_eq!(transport.sent.len(), 3);
 }
 
@@ -174,13 +194,12 @@ fn unusable_entity_bodies_are_counted() {
         "hooks": [hook("dao:crud", None, "/dao")],
         "crud": {"match": {"request.host": "admin.internal"}}
     }));
-    let log = Lines::default();
     let mut too_large = request("PATCH", "/consumers/bob", 200);
     too_large.response_body = Body::TooLarge;
-    runtime.observe(&too_large, 0, &log);
+    runtime.observe(&too_large, &ManualClock::at_ns(0));
     let mut html = request("PATCH", "/consumers/bob", 200);
     html.response_body = Body::Complete(b"<html>".to_vec());
-    runtime.observe(&html, 0, &log);
+    runtime.observe(&html, &ManualClock::at_ns(0));
     let counters = runtime.counters();
     assert_eq!(
         (counters.crud_body_too_large, counters.crud_body_not_json),
@@ -192,7 +211,6 @@ fn unusable_entity_bodies_are_counted() {
 #[test]
 fn a_429_gives_a_rate_limit_event() {
     let runtime = runtime(json!({"hooks": [hook("rate-limiting-advanced", None, "/rl")]}));
-    let log = Lines::default();
     let mut transport = Recorder::default();
     let mut limited = request("GET", "/orders", 429);
     limited
@@ -201,9 +219,9 @@ fn a_429_gives_a_rate_limit_event() {
         .unwrap()
         .push(("x-consumer-username".into(), "bob".into()));
     limited.response_headers = Some(vec![("x-ratelimit-limit".into(), "5, 5;w=60".into())]);
-    runtime.observe(&limited, 0, &log);
-    runtime.observe(&request("GET", "/orders", 200), 0, &log);
-    runtime.flush(0, &mut transport, &log);
+    runtime.observe(&limited, &ManualClock::at_ns(0));
+    runtime.observe(&request("GET", "/orders", 200), &ManualClock::at_ns(0));
+    runtime.flush(&ManualClock::at_ms(0), &mut transport);
     let bodies = transport.bodies();
     assert_eq!(bodies.len(), 1);
     assert_eq!(bodies[0]["event"], "rate-limit-exceeded");
@@ -219,10 +237,13 @@ fn two_workers_sharing_a_store_send_one_health_event_per_transition() {
     let store = Rc::new(Memory::default());
     let config = json!({"hooks": [hook("balancer", Some("health"), "/health")]});
     let workers = [
-        runtime_with(config.clone(), Box::new(Rc::clone(&store))),
-        runtime_with(config, Box::new(Rc::clone(&store))),
+        runtime_with(
+            config.clone(),
+            Box::new(Rc::clone(&store)),
+            Lines::default(),
+        ),
+        runtime_with(config, Box::new(Rc::clone(&store)), Lines::default()),
     ];
-    let log = Lines::default();
     let upstream = |status: u64| {
         let mut capture = request("GET", "/orders", status);
         capture.properties.upstream_address = Some("10.0.0.1:8080".into());
@@ -231,12 +252,12 @@ fn two_workers_sharing_a_store_send_one_health_event_per_transition() {
     };
     let statuses = [200, 503, 503, 503, 503, 503, 200, 200, 200, 200];
     for (n, status) in statuses.iter().enumerate() {
-        workers[n % 2].observe(&upstream(*status), 0, &log);
+        workers[n % 2].observe(&upstream(*status), &ManualClock::at_ns(0));
     }
     let mut sent = Vec::new();
     for worker in &workers {
         let mut transport = Recorder::default();
-        worker.flush(0, &mut transport, &log);
+        worker.flush(&ManualClock::at_ms(0), &mut transport);
         sent.extend(transport.bodies());
     }
     let health: Vec<&str> = sent.iter().map(|b| b["health"].as_str().unwrap()).collect();
@@ -254,16 +275,25 @@ fn snooze_is_shared_by_workers() {
     snoozed["name"] = json!("snoozed");
     let config = json!({"hooks": [snoozed]});
     let workers = [
-        runtime_with(config.clone(), Box::new(Rc::clone(&store))),
-        runtime_with(config, Box::new(Rc::clone(&store))),
+        runtime_with(
+            config.clone(),
+            Box::new(Rc::clone(&store)),
+            Lines::default(),
+        ),
+        runtime_with(config, Box::new(Rc::clone(&store)), Lines::default()),
     ];
-    let log = Lines::default();
-    workers[0].observe(&request("GET", "/a", 500), 1_000_000_000, &log);
-    workers[1].observe(&request("GET", "/b", 500), 2_000_000_000, &log);
+    workers[0].observe(
+        &request("GET", "/a", 500),
+        &ManualClock::at_ns(1_000_000_000),
+    );
+    workers[1].observe(
+        &request("GET", "/b", 500),
+        &ManualClock::at_ns(2_000_000_000),
+    );
     let mut count = 0;
     for worker in &workers {
         let mut transport = Recorder::default();
-        worker.flush(0, &mut transport, &log);
+        worker.flush(&ManualClock::at_ms(0), &mut transport);
         count += transport.sent.len();
     }
     assert_eq!(count, 1);
@@ -272,13 +302,14 @@ fn snooze_is_shared_by_workers() {
 #[cfg(feature = "lambda")]
 #[test]
 fn the_status_counts_lambda_errors() {
-    let runtime = runtime(
+    let log = Lines::default();
+    let runtime = runtime_logged(
         json!({"hooks": [{"name": "loops", "source": "traffic", "handler": "lambda",
         "config": {"functions": ["loop {}"], "max_operations": 1000}}]}),
+        log.clone(),
     );
-    let log = Lines::default();
-    runtime.observe(&request("GET", "/a", 200), 0, &log);
-    runtime.observe(&request("GET", "/b", 200), 0, &log);
+    runtime.observe(&request("GET", "/a", 200), &ManualClock::at_ns(0));
+    runtime.observe(&request("GET", "/b", 200), &ManualClock::at_ns(0));
     let status = runtime.status();
     assert_eq!(status["hooks"]["loops"]["errors"], 2);
     assert_eq!(status["hooks"]["loops"]["accepted"], 0);
@@ -300,14 +331,13 @@ fn dead_letters_reach_the_dead_letter_hook_once() {
         ],
         "delivery": {"dead_letter": "dead"}
     }));
-    let log = Lines::default();
     let mut transport = Recorder::default();
-    runtime.observe(&request("GET", "/orders/1", 500), 0, &log);
-    runtime.flush(0, &mut transport, &log);
+    runtime.observe(&request("GET", "/orders/1", 500), &ManualClock::at_ns(0));
+    runtime.flush(&ManualClock::at_ms(0), &mut transport);
     assert_eq!(transport.sent.len(), 1);
     // The only attempt fails: the dead letter goes to hook `dead`.
-    runtime.complete(1, Response::Status(503), b"", None, 0, &log);
-    runtime.flush(0, &mut transport, &log);
+    runtime.complete(1, Response::Status(503), b"", None, &ManualClock::at_ms(0));
+    runtime.flush(&ManualClock::at_ms(0), &mut transport);
     let bodies = transport.bodies();
     assert_eq!(bodies.len(), 2);
     let letter = &bodies[1];
@@ -331,8 +361,8 @@ fn dead_letters_reach_the_dead_letter_hook_once() {
     assert_eq!(events["traffic"], 1);
     assert_eq!(events["event_hooks"], 1);
     // The dead letter's own failure makes no other.
-    runtime.complete(2, Response::Status(500), b"", None, 0, &log);
-    runtime.flush(60_000_000, &mut transport, &log);
+    runtime.complete(2, Response::Status(500), b"", None, &ManualClock::at_ms(0));
+    runtime.flush(&ManualClock::at_ms(60_000_000), &mut transport);
     assert!(transport.sent.len() <= 3);
     assert!(
         transport

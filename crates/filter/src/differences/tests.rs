@@ -1,35 +1,11 @@
 use super::*;
 use event_hooks_core::delivery::Destination;
 use event_hooks_core::needs::Props as Wanted;
-use std::collections::HashMap;
+use event_hooks_core::ports::PropertyMap;
 use std::rc::Rc;
 
-/// A reader over fixed property values; it records every path asked for.
-struct Props {
-    values: HashMap<String, Vec<u8>>,
-    asked: std::cell::RefCell<Vec<String>>,
-}
-
-impl Props {
-    fn new(values: &[(&str, &[u8])]) -> Self {
-        Props {
-            values: values
-                .iter()
-                .map(|(path, value)| (path.to_string(), value.to_vec()))
-                .collect(),
-            asked: Default::default(),
-        }
-    }
-
-    fn read(&self, path: &[&str]) -> Option<Vec<u8>> {
-        let path = path.join(".");
-        self.asked.borrow_mut().push(path.clone());
-        self.values.get(&path).cloned()
-    }
-}
-
-fn kong() -> Props {
-    Props::new(&[
+fn kong() -> PropertyMap {
+    PropertyMap::new(&[
         ("ngx.pid", b"4242"),
         ("kong.version", b"3.9.1"),
         ("kong.service_id", b"5f1c-service"),
@@ -50,9 +26,9 @@ fn kong() -> Props {
     ])
 }
 
-fn envoy() -> Props {
+fn envoy() -> PropertyMap {
     let ns = |value: u64| value.to_le_bytes().to_vec();
-    let mut props = Props::new(&[
+    let mut props = PropertyMap::new(&[
         ("request.id", b"req-1"),
         ("response.code_details", b"via_upstream"),
         ("upstream.address", b"10.0.0.7:8080"),
@@ -77,10 +53,10 @@ fn the_host_is_learned_once_from_an_nginx_variable() {
     assert_eq!(known.host(), None);
     assert_eq!(known.metrics(), None);
     let props = kong();
-    known.learn(&|path| props.read(path));
+    known.learn(&props);
     assert_eq!(known.host(), Some(Host::Kong));
     assert_eq!(known.metrics(), Some(true));
-    known.learn(&|path| props.read(path));
+    known.learn(&props);
     assert_eq!(
         *props.asked.borrow(),
         vec![
@@ -93,7 +69,7 @@ fn the_host_is_learned_once_from_an_nginx_variable() {
 
     let known = Known::default();
     let props = envoy();
-    known.learn(&|path| props.read(path));
+    known.learn(&props);
     assert_eq!(known.host(), Some(Host::Envoy));
     assert_eq!(known.metrics(), Some(true));
     assert_eq!(*props.asked.borrow(), vec!["ngx.pid"]);
@@ -106,14 +82,14 @@ fn kong_metric_names_are_capped_by_the_filter_name() {
         known.metric_name_fits(&"x".repeat(1000)),
         "not known: no cap"
     );
-    let props = Props::new(&[("ngx.pid", b"1"), ("plugin_name", b"event_hooks")]);
-    known.learn(&|path| props.read(path));
+    let props = PropertyMap::new(&[("ngx.pid", b"1"), ("plugin_name", b"event_hooks")]);
+    known.learn(&props);
     // "pw:event_hooks:" is 15 bytes of Kong's 256.
     assert!(known.metric_name_fits(&"x".repeat(241)));
     assert!(!known.metric_name_fits(&"x".repeat(242)));
 
     let known = Known::default();
-    known.learn(&|path| envoy().read(path));
+    known.learn(&envoy());
     assert!(
         known.metric_name_fits(&"x".repeat(1000)),
         "Envoy has no cap"
@@ -135,12 +111,12 @@ fn kong_metrics_start_with_3_9() {
         assert_eq!(kong_has_metrics(version), expected, "{version}");
     }
     let known = Known::default();
-    let props = Props::new(&[("ngx.pid", b"1"), ("kong.version", b"3.4.2")]);
-    known.learn(&|path| props.read(path));
+    let props = PropertyMap::new(&[("ngx.pid", b"1"), ("kong.version", b"3.4.2")]);
+    known.learn(&props);
     assert_eq!(known.metrics(), Some(false));
     let known = Known::default();
-    let props = Props::new(&[("ngx.pid", b"1")]);
-    known.learn(&|path| props.read(path));
+    let props = PropertyMap::new(&[("ngx.pid", b"1")]);
+    known.learn(&props);
     assert_eq!(known.metrics(), Some(false), "no version: no metrics");
 }
 
@@ -151,7 +127,7 @@ fn a_configured_host_wins_and_is_forgotten_when_no_longer_configured() {
     assert_eq!(known.host(), Some(Host::Kong));
     assert_eq!(known.metrics(), None, "the version is still probed");
     let props = envoy();
-    known.learn(&|path| props.read(path));
+    known.learn(&props);
     assert_eq!(known.host(), Some(Host::Kong), "no probe of the host");
     assert_eq!(
         *props.asked.borrow(),
@@ -182,16 +158,17 @@ fn kong_3_4_and_3_5_never_read_a_call_answer_body() {
     assert!(!known.reads_call_bodies(), "not known: never read");
     for (version, expected) in [("1.21.4", false), ("1.25.3", true), ("1.27.1", true)] {
         let known = Known::default();
-        let props = Props::new(&[("ngx.pid", b"1"), ("ngx.nginx_version", version.as_bytes())]);
-        known.learn(&|path| props.read(path));
+        let props =
+            PropertyMap::new(&[("ngx.pid", b"1"), ("ngx.nginx_version", version.as_bytes())]);
+        known.learn(&props);
         assert_eq!(known.reads_call_bodies(), expected, "{version}");
     }
     let known = Known::default();
-    let props = Props::new(&[("ngx.pid", b"1")]);
-    known.learn(&|path| props.read(path));
+    let props = PropertyMap::new(&[("ngx.pid", b"1")]);
+    known.learn(&props);
     assert!(!known.reads_call_bodies(), "no version: never read");
     let known = Known::default();
-    known.learn(&|path| envoy().read(path));
+    known.learn(&envoy());
     assert!(known.reads_call_bodies());
     let known = Known::default();
     known.configure(Some(Host::Envoy));
@@ -233,7 +210,7 @@ fn the_root_context_tells_the_hosts_apart_by_the_buffer_offset() {
     known.detected(Host::Kong);
     assert_eq!(known.host(), Some(Host::Kong));
     let props = envoy();
-    known.learn(&|path| props.read(path));
+    known.learn(&props);
     assert_eq!(known.host(), Some(Host::Kong), "detected: not probed again");
     let known = Known::default();
     known.configure(Some(Host::Envoy));
@@ -367,17 +344,11 @@ fn envoy_calls_a_cluster_and_kong_a_host_and_port() {
 #[test]
 fn kong_properties_are_strings_and_seconds() {
     let props = kong();
-    let early = request_properties(Host::Kong, &|path| props.read(path), Wanted::ALL);
+    let early = request_properties(Host::Kong, &props, Wanted::ALL);
     assert_eq!(early.cluster.as_deref(), Some("5f1c-service"));
     assert_eq!(early.route.as_deref(), Some("9a0e-route"));
     props.asked.borrow_mut().clear();
-    let log = log_properties(
-        Host::Kong,
-        true,
-        early,
-        &|path| props.read(path),
-        Wanted::ALL,
-    );
+    let log = log_properties(Host::Kong, true, early, &props, Wanted::ALL);
     assert_eq!(log.status, Some(503));
     assert_eq!(log.duration_ns, Some(250_000_000));
     assert_eq!(log.start_ns, Some(1_795_000_000_123_000_000));
@@ -404,7 +375,7 @@ fn kong_properties_are_strings_and_seconds() {
         Host::Kong,
         false,
         Properties::default(),
-        &|path| props.read(path),
+        &props,
         Wanted::ALL,
     );
     assert_eq!(log.method.as_deref(), Some("GET"));
@@ -420,16 +391,10 @@ fn kong_properties_are_strings_and_seconds() {
 #[test]
 fn envoy_properties_are_binary_and_nanoseconds() {
     let props = envoy();
-    let early = request_properties(Host::Envoy, &|path| props.read(path), Wanted::ALL);
+    let early = request_properties(Host::Envoy, &props, Wanted::ALL);
     assert_eq!(early, Properties::default());
     assert!(props.asked.borrow().is_empty());
-    let log = log_properties(
-        Host::Envoy,
-        true,
-        early,
-        &|path| props.read(path),
-        Wanted::ALL,
-    );
+    let log = log_properties(Host::Envoy, true, early, &props, Wanted::ALL);
     assert_eq!(log.status, Some(503));
     assert_eq!(log.flags, Some(0x20));
     assert_eq!(log.code_details.as_deref(), Some("via_upstream"));
@@ -444,10 +409,9 @@ fn envoy_properties_are_binary_and_nanoseconds() {
 #[test]
 fn only_the_wanted_properties_are_read_and_later_reads_add_to_earlier_ones() {
     for (host, props) in [(Host::Envoy, envoy()), (Host::Kong, kong())] {
-        let read = |path: &[&str]| props.read(path);
-        let early = request_properties(host, &read, Wanted::of(&[Prop::Route]));
+        let early = request_properties(host, &props, Wanted::of(&[Prop::Route]));
         let first = Wanted::of(&[Prop::Status]);
-        let log = log_properties(host, true, early.clone(), &read, first);
+        let log = log_properties(host, true, early.clone(), &props, first);
         assert_eq!(log.status, Some(503));
         assert_eq!(log.route, early.route);
         let asked = props.asked.borrow().clone();
@@ -458,10 +422,10 @@ fn only_the_wanted_properties_are_read_and_later_reads_add_to_earlier_ones() {
         assert_eq!(asked, expected, "{host:?}");
         props.asked.borrow_mut().clear();
         let then = Wanted::ALL.without(first);
-        let all = log_properties(host, true, log, &read, then);
+        let all = log_properties(host, true, log, &props, then);
         let asked = props.asked.borrow().clone();
         assert!(!asked.iter().any(|path| path == "response.code"));
-        let at_once = log_properties(host, true, early, &read, Wanted::ALL);
+        let at_once = log_properties(host, true, early, &props, Wanted::ALL);
         assert_eq!(all, at_once, "{host:?}");
     }
     let props = kong();
@@ -469,7 +433,7 @@ fn only_the_wanted_properties_are_read_and_later_reads_add_to_earlier_ones() {
         Host::Kong,
         false,
         Properties::default(),
-        &|path| props.read(path),
+        &props,
         Wanted::NONE,
     );
     assert_eq!(nothing, Properties::default());
@@ -478,13 +442,7 @@ fn only_the_wanted_properties_are_read_and_later_reads_add_to_earlier_ones() {
 
 #[test]
 fn kong_without_an_upstream_port_keeps_the_address() {
-    let props = Props::new(&[("upstream.address", b"10.0.0.7")]);
-    let log = log_properties(
-        Host::Kong,
-        true,
-        Properties::default(),
-        &|path| props.read(path),
-        Wanted::ALL,
-    );
+    let props = PropertyMap::new(&[("upstream.address", b"10.0.0.7")]);
+    let log = log_properties(Host::Kong, true, Properties::default(), &props, Wanted::ALL);
     assert_eq!(log.upstream_address.as_deref(), Some("10.0.0.7"));
 }
