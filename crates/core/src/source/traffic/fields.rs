@@ -44,6 +44,8 @@ pub enum Read {
 pub struct TrafficField {
     /// Its dotted path in the event.
     pub name: &'static str,
+    /// The same path, split.
+    pub path: &'static [&'static str],
     pub read: Read,
     /// The log-phase property that gives it (or gives it when the headers do not).
     pub prop: Option<Prop>,
@@ -51,42 +53,41 @@ pub struct TrafficField {
     pub headers: Option<Side>,
 }
 
-const fn row(
-    name: &'static str,
-    read: Read,
-    prop: Option<Prop>,
-    headers: Option<Side>,
-) -> TrafficField {
-    TrafficField {
-        name,
-        read,
-        prop,
-        headers,
-    }
+/// A row of [`TABLE`]: the path's segments give both its dotted name and its split form.
+macro_rules! row {
+    ([$first:literal $(, $more:literal)*], $read:expr, $prop:expr, $headers:expr $(,)?) => {
+        TrafficField {
+            name: concat!($first $(, ".", $more)*),
+            path: &[$first $(, $more)*],
+            read: $read,
+            prop: $prop,
+            headers: $headers,
+        }
+    };
 }
 
 /// Every field of the traffic event, in the order `/sources` lists them.
 #[rustfmt::skip]
 pub const TABLE: [TrafficField; 17] = [
-    // name                   read                                    property                    header map
-    row("request.method",        Read::Text(|v| v.method()),             Some(Prop::Method),          Some(Side::Request)),
-    row("request.path",          Read::Text(|v| v.path()),               Some(Prop::Path),            Some(Side::Request)),
-    row("request.host",          Read::Text(|v| v.host()),               Some(Prop::Host),            Some(Side::Request)),
-    row("request.scheme",        Read::Text(|v| v.scheme()),             Some(Prop::Scheme),          Some(Side::Request)),
-    row("request.id",            Read::Text(|v| v.id()),                 Some(Prop::RequestId),       Some(Side::Request)),
-    row("request.query",         Read::Text(|v| v.query()),              Some(Prop::Path),            Some(Side::Request)),
-    row("request.headers",       Read::Headers(Side::Request),           None,                        Some(Side::Request)),
-    row("response.status",       Read::Number(|v| v.status()),           Some(Prop::Status),          Some(Side::Response)),
-    row("response.flags",        Read::Short(|v| v.flags()),             Some(Prop::Flags),           None),
-    row("response.code_details", Read::Text(|v| v.code_details()),       Some(Prop::CodeDetails),     None),
-    row("response.headers",      Read::Headers(Side::Response),          None,                        Some(Side::Response)),
-    row("upstream.address",      Read::Text(|v| v.upstream_address()),   Some(Prop::UpstreamAddress), None),
-    row("upstream.cluster",      Read::Text(|v| v.cluster()),            Some(Prop::Cluster),         None),
-    row("route",                 Read::Text(|v| v.route()),              Some(Prop::Route),           None),
+    // path                             read                                  property                     header map
+    row!(["request", "method"],        Read::Text(|v| v.method()),           Some(Prop::Method),          Some(Side::Request)),
+    row!(["request", "path"],          Read::Text(|v| v.path()),             Some(Prop::Path),            Some(Side::Request)),
+    row!(["request", "host"],          Read::Text(|v| v.host()),             Some(Prop::Host),            Some(Side::Request)),
+    row!(["request", "scheme"],        Read::Text(|v| v.scheme()),           Some(Prop::Scheme),          Some(Side::Request)),
+    row!(["request", "id"],            Read::Text(|v| v.id()),               Some(Prop::RequestId),       Some(Side::Request)),
+    row!(["request", "query"],         Read::Text(|v| v.query()),            Some(Prop::Path),            Some(Side::Request)),
+    row!(["request", "headers"],       Read::Headers(Side::Request),         None,                        Some(Side::Request)),
+    row!(["response", "status"],       Read::Number(|v| v.status()),         Some(Prop::Status),          Some(Side::Response)),
+    row!(["response", "flags"],        Read::Short(|v| v.flags()),           Some(Prop::Flags),           None),
+    row!(["response", "code_details"], Read::Text(|v| v.code_details()),     Some(Prop::CodeDetails),     None),
+    row!(["response", "headers"],      Read::Headers(Side::Response),        None,                        Some(Side::Response)),
+    row!(["upstream", "address"],      Read::Text(|v| v.upstream_address()), Some(Prop::UpstreamAddress), None),
+    row!(["upstream", "cluster"],      Read::Text(|v| v.cluster()),          Some(Prop::Cluster),         None),
+    row!(["route"],                    Read::Text(|v| v.route()),            Some(Prop::Route),           None),
     // Latency and the start fall back to when the filter saw the request, always known.
-    row("latency_ms",            Read::Number(|v| v.latency_ms()),       Some(Prop::Duration),        None),
-    row("client.ip",             Read::Text(|v| v.client_ip()),          Some(Prop::SourceAddress),   None),
-    row("started_at",            Read::Short(|v| v.started_at()),        Some(Prop::Start),           None),
+    row!(["latency_ms"],               Read::Number(|v| v.latency_ms()),     Some(Prop::Duration),        None),
+    row!(["client", "ip"],             Read::Text(|v| v.client_ip()),        Some(Prop::SourceAddress),   None),
+    row!(["started_at"],               Read::Short(|v| v.started_at()),      Some(Prop::Start),           None),
 ];
 
 /// The names of [`TABLE`]'s fields.
@@ -107,15 +108,20 @@ const fn names() -> [&'static str; TABLE.len()] {
 impl TrafficField {
     /// Whether this field is `path` exactly.
     fn is<S: AsRef<str>>(&self, path: &[S]) -> bool {
-        self.name.split('.').eq(path.iter().map(AsRef::as_ref))
+        self.path.len() == path.len() && self.starts(path)
     }
 
     /// Whether `path` is this field or lies inside it.
     fn holds<S: AsRef<str>>(&self, path: &[S]) -> bool {
-        let mut path = path.iter().map(AsRef::as_ref);
-        self.name
-            .split('.')
-            .all(|segment| path.next() == Some(segment))
+        self.path.len() <= path.len() && self.starts(path)
+    }
+
+    /// Whether `path` begins with this field's segments.
+    fn starts<S: AsRef<str>>(&self, path: &[S]) -> bool {
+        self.path
+            .iter()
+            .zip(path)
+            .all(|(own, segment)| *own == segment.as_ref())
     }
 
     /// Its value in the event of the request `view` reads.
