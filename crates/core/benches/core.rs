@@ -16,7 +16,7 @@ use event_hooks_core::ports::ManualClock;
 use event_hooks_core::template::{Escape, Template};
 
 mod workload;
-use workload::{capture, configuration, runtime};
+use workload::{capture, configuration, envoy_bench_hook, runtime, runtime_of};
 
 /// A transport that accepts every call (the benchmark answers them at once).
 #[derive(Default)]
@@ -55,6 +55,21 @@ fn observe_nonmatching(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// The same request with the 1,000 non-matching hooks of `make bench` (bench/run.py), a quarter
+/// of which the index cannot key on a text.
+fn observe_nonmatching_envoy_bench(c: &mut Criterion) {
+    let runtime = runtime_of((0..1_000).map(envoy_bench_hook).collect());
+    let capture = capture();
+    c.bench_function("observe/nonmatching-envoy-bench/1000", |b| {
+        b.iter(|| {
+            runtime.observe(
+                black_box(&capture),
+                &ManualClock::at_ns(1_795_378_513_002_000_000),
+            )
+        });
+    });
 }
 
 /// One request matching 1 hook of 1,000: matching, the body, queueing, the signed call and its
@@ -197,6 +212,7 @@ fn lambda(_c: &mut Criterion) {}
 criterion_group!(
     benches,
     observe_nonmatching,
+    observe_nonmatching_envoy_bench,
     observe_matching,
     template,
     signing,

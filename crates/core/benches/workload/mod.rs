@@ -37,6 +37,40 @@ pub fn hook(i: usize) -> Value {
     })
 }
 
+/// Hook `i` of `make bench`'s configurations (`nonmatching_hooks` in bench/run.py), none of
+/// which matches [`capture`] either. A quarter of them (`request.host` suffix and
+/// `response.status in [...]`) have no condition the index can key on a text: the index tests
+/// their conditions one by one, each reading its field.
+pub fn envoy_bench_hook(i: usize) -> Value {
+    let filter = match i % 4 {
+        0 => {
+            json!({"response.status": {"gte": 500}, "request.path": {"prefix": format!("/orders/{i}")}})
+        }
+        1 => json!({"request.method": "POST", "request.path": {"prefix": format!("/api/v{i}/")}}),
+        2 => json!({"request.headers.x-tenant": {"eq": format!("tenant-{i}")}}),
+        _ => {
+            json!({"response.status": {"in": [502, 503, 504]}, "request.host": {"suffix": format!(".svc{i}.internal")}})
+        }
+    };
+    json!({
+        "name": format!("quiet-{i}"), "source": "traffic", "filter": filter,
+        "handler": "webhook",
+        "config": {"url": format!("http://receiver:9000/quiet/{i}"), "secret": "hunter2"}
+    })
+}
+
+/// A runtime of `hooks`.
+pub fn runtime_of(hooks: Vec<Value>) -> Runtime {
+    let config = config::parse(json!({"hooks": hooks}).to_string().as_bytes()).unwrap();
+    Runtime::new(
+        config,
+        7,
+        Box::new(Memory::default()),
+        Box::new(event_hooks_core::metrics::Null),
+        Box::new(NullLog),
+    )
+}
+
 /// A configuration of `count` traffic hooks; with `matching`, hook `count / 2` is replaced by
 /// one that matches [`capture`].
 pub fn configuration(count: usize, matching: bool) -> Vec<u8> {

@@ -9,7 +9,7 @@
 //! * a text prefix (`"request.path": {"prefix": "/orders"}`): one hash table per field,
 //!   looked up once per distinct prefix length;
 //! * any other condition (`"response.status": {"gte": 500}`): tested once per event for every
-//!   hook that has the same one.
+//!   hook that has the same one, the field read once for all the conditions on it.
 //!
 //! Of its conditions, a hook is filed under the one fewest other hooks share (the most
 //! selective), exact before prefix before other. A condition on header values that the hook
@@ -26,7 +26,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use serde_json::Value;
 
 use super::Hook;
-use crate::event::{Fields, Redaction};
+use crate::event::{Field, Fields, Redaction};
 use crate::filter::Condition;
 
 /// The index of one source's hooks.
@@ -165,6 +165,9 @@ impl Index {
             texts.lengths.sort_unstable();
             texts.lengths.dedup();
         }
+        // Conditions on the same field side by side: an event reads each field once
+        // (`candidates`), however many hooks test it with conditions of their own.
+        index.shared.sort_by(|a, b| a.path.cmp(&b.path));
         index.shared_at = HashMap::default();
         index.texts_at = HashMap::default();
         index
@@ -277,11 +280,17 @@ impl Index {
                 }
             }
         }
+        // The field last read, for the conditions that follow on the same one.
+        let mut read: Option<(&[String], Option<Field<'_>>)> = None;
         for shared in &self.shared {
-            if shared
-                .condition
-                .holds(fields.field(&shared.path, none).as_ref())
+            if read
+                .as_ref()
+                .is_none_or(|(path, _)| *path != shared.path.as_slice())
             {
+                read = Some((&shared.path, fields.field(&shared.path, none)));
+            }
+            let field = read.as_ref().and_then(|(_, field)| field.as_ref());
+            if shared.condition.holds(field) {
                 out.extend_from_slice(&shared.hooks);
             }
         }
@@ -493,5 +502,55 @@ mod tests {
             candidates(&set, &request("/svc-4/x", 503)),
             vec![4, 100, 101, 102]
         );
+    }
+
+    /// Conditions the index cannot key on a text, on one field: the field is read once per
+    /// event for all of them, whatever their number.
+    #[test]
+    fn a_field_is_read_once_for_all_the_conditions_on_it() {
+        use crate::event::{Field, Fields, Redaction};
+        use std::cell::Cell;
+
+        struct Counting<'e> {
+            event: &'e Event,
+            reads: Cell<usize>,
+        }
+        impl Fields for Counting<'_> {
+            fn field<'a, S: AsRef<str>>(
+                &'a self,
+                path: &[S],
+                redaction: &'a Redaction,
+            ) -> Option<Field<'a>> {
+                self.reads.set(self.reads.get() + 1);
+                self.event.field(path, redaction)
+            }
+        }
+        // Interleaved: a host suffix, a latency, a host suffix, ...
+        let hooks = (0..100)
+            .map(|i| {
+                let filter = if i % 2 == 0 {
+                    json!({"request.host": {"suffix": format!(".svc{}.internal", i / 2)}})
+                } else {
+                    json!({"latency_ms": {"gte": 100 + i / 2}})
+                };
+                json!({"source": "traffic", "handler": "log", "config": {}, "filter": filter})
+            })
+            .collect();
+        let set = hook_set(hooks);
+        let index = &set.group(Source::TRAFFIC).unwrap().index;
+        assert_eq!(index.shared.len(), 100);
+        let event = traffic(json!({"request": {"host": "a.svc7.internal"}, "latency_ms": 120}));
+        let counting = Counting {
+            event: &event,
+            reads: Cell::new(0),
+        };
+        let mut out = Vec::new();
+        index.candidates(&counting, &mut out);
+        out.sort_unstable();
+        // The host suffix of hook 14; the latencies of hooks 1, 3, ... 41 (100 ms to 120 ms).
+        let mut expected: Vec<usize> = (0..21).map(|k| 2 * k + 1).chain([14]).collect();
+        expected.sort_unstable();
+        assert_eq!(out, expected);
+        assert_eq!(counting.reads.get(), 2, "one read per field");
     }
 }
