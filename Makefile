@@ -118,7 +118,7 @@ bench: build envoy $(BENCH_STAMP)
 # New inputs go to fuzz/work/<target> (ignored by git); fuzz/corpus/<target> is the small seed
 # corpus kept in the repo, only read. Not part of `make test`.
 FUZZ_SECONDS ?= 600
-FUZZ_TARGETS := config filter template properties crud_path
+FUZZ_TARGETS := config filter template properties crud_path emitted
 FUZZ := cargo +nightly fuzz
 
 fuzz-tools:

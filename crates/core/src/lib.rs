@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod config;
 pub mod control;
 pub mod delivery;
+pub mod emitted;
 pub mod event;
 pub mod filter;
 pub mod handler;
