@@ -11,7 +11,7 @@
 //! * Envoy's filter state `wasm.event_hooks` (another wasm filter's `set_property`) and Kong's
 //!   `kong.ctx.shared`: JSON text `{"<source>.<event>": {...}, ...}`: [`from_json`].
 //!
-//! What Envoy 1.40 gives, measured: docs/src/sources/emitted-wire.md.
+//! What Envoy 1.40 gives, measured: docs/src/emitted-wire.md.
 //!
 //! Numbers: Lua gives every number as a double (`300` arrives as 300.0). A whole double within
 //! ±2^53 becomes a JSON integer, so `300` stays `300`; any other finite double stays a float;

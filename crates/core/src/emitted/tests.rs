@@ -2,7 +2,7 @@ use super::*;
 use serde_json::json;
 
 // What Envoy 1.40 returned for the property `metadata` in a wasm filter's `on_log` after an
-// `envoy.filters.http.lua` filter set dynamic metadata (docs/src/sources/emitted-wire.md).
+// `envoy.filters.http.lua` filter set dynamic metadata (docs/src/emitted-wire.md).
 // The Lua of each is in the test that uses it.
 const TABLE: &str = concat!(
     "0a670a0b6576656e745f686f6f6b7312580a560a167061796d656e74732e726566756e642d69737375656412",
