@@ -25,6 +25,9 @@ pub const DEFAULT_REDACTED_HEADERS: &[&str] = &[
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub source: Source,
+    /// Its source's name, as payloads and log lines give it: borrowed for a built-in source,
+    /// owned for a published one (whose name comes from the configuration, not the code).
+    pub source_name: Cow<'static, str>,
     /// The event name within its source (`request` for traffic).
     pub name: String,
     /// Always a JSON object.
@@ -261,9 +264,21 @@ impl Fields for Event {
 }
 
 impl Event {
+    /// An event of built-in source `source`.
     pub fn new(source: Source, name: impl Into<String>, data: Map<String, Value>) -> Self {
+        Event::of_source(source, Cow::Borrowed(source.name()), name, data)
+    }
+
+    /// An event of `source` called `source_name` (a published source's name).
+    pub fn of_source(
+        source: Source,
+        source_name: Cow<'static, str>,
+        name: impl Into<String>,
+        data: Map<String, Value>,
+    ) -> Self {
         Event {
             source,
+            source_name,
             name: name.into(),
             data: Value::Object(data),
         }
@@ -300,7 +315,7 @@ impl Event {
         let mut data = self.data_for(redaction);
         if let Value::Object(map) = &mut data {
             map.entry("source")
-                .or_insert_with(|| Value::String(self.source.name().to_string()));
+                .or_insert_with(|| Value::String(self.source_name.to_string()));
             map.entry("event")
                 .or_insert_with(|| Value::String(self.name.clone()));
         }

@@ -12,6 +12,9 @@
 //!   `on_change`) needs all of it; `webhook-custom` alone, what its templates read.
 //! * [`Needs::request_headers`], [`Needs::response_headers`]: the header maps, which only their
 //!   header callbacks can capture, so captured whenever either stage may need them.
+//! * [`Needs::emitted`]: whether to read the events other filters emitted ([`crate::emitted`]):
+//!   only when an enabled hook listens to a published source, so that a configuration that
+//!   publishes nothing (or whose published sources no hook uses) makes no host call for them.
 //!
 //! The event built for a request is then exactly the event built from everything, as far as
 //! any hook can tell.
@@ -99,15 +102,19 @@ pub struct Needs {
     pub then: Props,
     pub request_headers: bool,
     pub response_headers: bool,
+    /// Read the emission channel in the log phase ([`crate::runtime::Runtime::observe_emitted`]).
+    pub emitted: bool,
 }
 
 impl Needs {
-    /// Everything: every property first, both header maps.
+    /// Everything the request gives: every property first, both header maps (emitted events
+    /// are not the request's: [`Needs::with_emitted`]).
     pub const EVERYTHING: Needs = Needs {
         first: Props::ALL,
         then: Props::NONE,
         request_headers: true,
         response_headers: true,
+        emitted: false,
     };
 
     fn props(props: &[Prop]) -> Needs {
@@ -137,12 +144,21 @@ impl Needs {
         }
     }
 
+    /// The same needs, and the events other filters emitted.
+    pub fn with_emitted(self) -> Needs {
+        Needs {
+            emitted: true,
+            ..self
+        }
+    }
+
     pub fn union(self, other: Needs) -> Needs {
         Needs {
             first: self.first.union(other.first),
             then: self.then.union(other.then),
             request_headers: self.request_headers || other.request_headers,
             response_headers: self.response_headers || other.response_headers,
+            emitted: self.emitted || other.emitted,
         }
     }
 

@@ -384,7 +384,7 @@ impl Lambda {
             let mut scope = Scope::new();
             scope.push("data", data);
             scope.push_constant("event", event.name.clone());
-            scope.push_constant("source", event.source.name());
+            scope.push_constant("source", event.source_name.to_string());
             let result = sandbox
                 .engine
                 .eval_ast_with_scope::<Dynamic>(&mut scope, &function.ast);

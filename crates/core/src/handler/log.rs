@@ -60,7 +60,10 @@ impl LogHandler {
     pub fn line(&self, event: &Event, redaction: &Redaction) -> String {
         let mut entry = Map::new();
         entry.insert("event".into(), Value::String(event.name.clone()));
-        entry.insert("source".into(), Value::String(event.source.name().into()));
+        entry.insert(
+            "source".into(),
+            Value::String(event.source_name.to_string()),
+        );
         entry.insert("data".into(), event.data_for(redaction));
         format!("log callback: {}", Value::Object(entry))
     }

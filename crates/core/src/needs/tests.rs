@@ -136,6 +136,7 @@ fn configurations_need_what_their_hooks_and_sources_read() {
             then: Props::NONE,
             request_headers: false,
             response_headers: true,
+            ..Needs::default()
         }
     );
     let needs = needs_of(json!({"hooks": [hook("crud", json!({}), "log", json!({}))],
