@@ -84,7 +84,7 @@ fn every_problem_is_printed_with_its_json_path() {
     assert_eq!(
         lines,
         [
-            "surprise: unknown field; expected one of: host, hooks, delivery, crud, health, rate_limit, admin",
+            "surprise: unknown field; expected one of: host, hooks, delivery, crud, health, rate_limit, publish, admin",
             "hooks[0].source: unknown source \"trafic\"; expected one of: traffic, crud, dao:crud, balancer, rate-limiting-advanced, event_hooks",
             "hooks[0].config.url: missing required field",
             "hooks[0].config.secret: expected a string, found a number",
@@ -95,6 +95,29 @@ fn every_problem_is_printed_with_its_json_path() {
         !text.contains("12345678"),
         "a misplaced secret is never printed"
     );
+}
+
+#[test]
+fn published_sources_are_validated_like_the_rest() {
+    let config = r#"{"publish": {"payments": {"events": {"refund-issued": {"fields": ["order_id"], "unique": ["order_id"]}}}},
+                     "hooks": [{"source": "payments", "event": "refund-issued", "handler": "log", "config": {}}]}"#;
+    let output = event_hooks(&["validate", "-"], config);
+    assert_eq!(stdout(&output), "ok: 1 hook\n");
+    assert_eq!(output.status.code(), Some(0));
+    let config = r#"{"publish": {"payments": {"events": {"refund-issued": {"unique": ["order_id"]}}}},
+                     "hooks": [{"source": "payments", "event": "refund", "handler": "log", "config": {}}]}"#;
+    let output = event_hooks(&["validate", "-"], config);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stdout(&output).lines().collect::<Vec<_>>(),
+        [
+            "publish.payments.events.refund-issued.unique[0]: not one of the event's fields; `unique` lists some of `fields`",
+            "hooks[0].event: unknown event \"refund\" of source payments; expected refund-issued",
+        ]
+    );
+    let output = event_hooks(&["schema"], "");
+    let schema: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert!(schema["properties"]["publish"]["patternProperties"].is_object());
 }
 
 #[test]

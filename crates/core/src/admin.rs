@@ -6,7 +6,7 @@
 //! | request | answer |
 //! |---|---|
 //! | `GET {prefix}` | the hooks, every secret `"[redacted]"` |
-//! | `GET {prefix}/sources` | every source, its events, their fields (Kong's shape) |
+//! | `GET {prefix}/sources` | every source (built-in and published), its events, their fields (Kong's shape) |
 //! | `GET {prefix}/sources/{source}` | one source (404 when unknown) |
 //! | `GET {prefix}/status` | this worker's queue depth, calls in flight, per-hook counts |
 //! | `POST {prefix}/{name}/test` | runs the hook's handler now on the JSON object in the `x-event-data` header (no snooze, no on_change) |
@@ -30,7 +30,7 @@ use crate::delivery::Call;
 use crate::event::{Bodies, Event};
 use crate::handler::Output;
 use crate::hooks::{Hook, HookSet};
-use crate::source::Source;
+use crate::source::{Source, Sources};
 
 /// The request header carrying `test`'s event data (a JSON object).
 pub const TEST_DATA_HEADER: &str = "x-event-data";
@@ -89,9 +89,9 @@ pub fn route(
         ("GET", []) => Reply::ok(
             json!({ "data": hooks.iter().map(|hook| hook.shown.clone()).collect::<Vec<_>>(), "next": null }),
         ),
-        ("GET", ["sources"]) => Reply::ok(json!({ "data": sources() })),
-        ("GET", ["sources", name]) => match Source::from_name(name) {
-            Some(source) => Reply::ok(json!({ "data": events(source) })),
+        ("GET", ["sources"]) => Reply::ok(json!({ "data": sources(hooks.sources()) })),
+        ("GET", ["sources", name]) => match hooks.sources().from_name(name) {
+            Some(source) => Reply::ok(json!({ "data": events(hooks.sources(), source) })),
             None => Reply::error(404, "source not found"),
         },
         ("GET", ["status"]) => Reply::ok(status()),
@@ -112,19 +112,21 @@ pub fn route(
     Route::Reply(reply)
 }
 
-/// Kong's sources listing: `{source: {event: {"fields": [...], "unique": [...]?, "description": ...}}}`.
-pub fn sources() -> Value {
+/// Kong's sources listing: `{source: {event: {"fields": [...], "unique": [...]?, "description": ...}}}`,
+/// the built-in sources and those of `registry`'s configuration.
+pub fn sources(registry: &Sources) -> Value {
     Value::Object(
-        Source::all()
-            .map(|source| (source.name().to_string(), events(source)))
+        registry
+            .all()
+            .map(|source| (registry.name(source).to_string(), events(registry, source)))
             .collect(),
     )
 }
 
-fn events(source: Source) -> Value {
+fn events(registry: &Sources, source: Source) -> Value {
     Value::Object(
-        source
-            .events()
+        registry
+            .events(source)
             .iter()
             .map(|spec| {
                 let mut entry = Map::new();
@@ -154,14 +156,16 @@ pub fn event_for(hook: &Hook, data: serde_json::Map<String, Value>) -> Event {
     let name = hook
         .event
         .clone()
-        .or_else(|| {
-            hook.source
+        .or_else(|| match &hook.published {
+            Some(published) => published.events.first().map(|event| event.name.clone()),
+            None => hook
+                .source
                 .events()
                 .first()
-                .map(|spec| spec.name.to_string())
+                .map(|spec| spec.name.to_string()),
         })
         .unwrap_or_default();
-    Event::new(hook.source, name, data)
+    Event::of_source(hook.source, hook.source_name(), name, data)
 }
 
 /// What the hook's handler makes of a test event.

@@ -18,15 +18,18 @@ use sha2::{Digest, Sha256};
 
 use crate::event::{Event, Redaction, lookup};
 use crate::shared::{Change, Shared, update};
+use crate::source::published::Published;
 
 /// What a hook's controls are: its name (the key of its shared state), `snooze` in seconds
-/// (0: off), `on_change`, and the redaction its events are compared under.
+/// (0: off), `on_change`, the redaction its events are compared under, and its source when
+/// published (whose events' `unique` fields come from the configuration).
 #[derive(Debug, Clone, Copy)]
 pub struct Controls<'h> {
     pub name: &'h str,
     pub snooze: u64,
     pub on_change: bool,
     pub redaction: &'h Redaction,
+    pub published: Option<&'h Published>,
 }
 
 /// The most slots (events, or event and data with both controls) remembered per hook.
@@ -132,10 +135,15 @@ fn hash(parts: &[&[u8]]) -> u64 {
 
 /// The event as the hook sees it, for `on_change`: its unique fields, or all of its data.
 fn digest(event: &Event, hook: &Controls<'_>) -> u64 {
-    let unique = event
-        .source
-        .spec(&event.name)
-        .map_or(&[][..], |spec| spec.unique);
+    let unique: Vec<&str> = match hook.published {
+        Some(published) => published.event(&event.name).map_or(Vec::new(), |spec| {
+            spec.unique.iter().map(String::as_str).collect()
+        }),
+        None => event
+            .source
+            .spec(&event.name)
+            .map_or(Vec::new(), |spec| spec.unique.to_vec()),
+    };
     let subject = if unique.is_empty() {
         event.data_for(hook.redaction)
     } else {

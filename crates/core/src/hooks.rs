@@ -20,13 +20,16 @@ use crate::id::IdGen;
 use crate::log::Level;
 use crate::needs::{HookUse, Needs};
 use crate::shared::Shared;
-use crate::source::Source;
+use crate::source::published::Published;
+use crate::source::{Source, Sources, registry};
 
 /// One configured hook.
 #[derive(Debug, Clone)]
 pub struct Hook {
     pub name: String,
     pub source: Source,
+    /// Its source, when the configuration publishes it (`None`: a built-in source).
+    pub published: Option<Rc<Published>>,
     /// `None`: every event of the source.
     pub event: Option<String>,
     pub filter: Filter,
@@ -50,7 +53,13 @@ impl Hook {
             snooze: self.snooze,
             on_change: self.on_change,
             redaction: &self.redaction,
+            published: self.published.as_deref(),
         }
+    }
+
+    /// The name of its source, as its events carry it.
+    pub fn source_name(&self) -> std::borrow::Cow<'static, str> {
+        registry::source_name(self.source, self.published.as_deref())
     }
 }
 
@@ -70,6 +79,8 @@ pub enum Action {
 #[derive(Debug, Default)]
 pub struct HookSet {
     hooks: Vec<Hook>,
+    /// Every source the configuration has: the built-in ones and those it publishes.
+    sources: Sources,
     /// Each hook's call policy, in the hooks' order, shared by its deliveries.
     policies: Vec<Rc<Policy>>,
     by_source: Vec<Group>,
@@ -88,10 +99,11 @@ struct Group {
 
 impl HookSet {
     /// What a configuration's hooks and sources need of each request: what each source with an
-    /// enabled hook says it needs ([`crate::source::SourceKind::needs`]).
+    /// enabled hook says it needs ([`crate::source::SourceKind::needs`], and for a published
+    /// source [`Published::needs`]).
     pub fn needs(&self, sources: &crate::source::Settings) -> Needs {
         let mut needs = Needs::default();
-        for source in Source::all() {
+        for source in self.sources.all() {
             let uses: Vec<HookUse<'_>> = self
                 .iter()
                 .filter(|hook| hook.enabled && hook.source == source)
@@ -101,15 +113,20 @@ impl HookSet {
                     on_change: hook.on_change,
                 })
                 .collect();
-            if !uses.is_empty() {
-                needs = needs.union(source.kind().needs(&uses, sources));
+            if uses.is_empty() {
+                continue;
             }
+            needs = needs.union(match self.sources.published(source) {
+                Some(published) => published.needs(),
+                None => source.kind().needs(&uses, sources),
+            });
         }
         needs.then = needs.then.without(needs.first);
         needs
     }
 
-    pub fn new(hooks: Vec<Hook>) -> Self {
+    /// The hooks of a configuration whose sources are `sources`.
+    pub fn new(hooks: Vec<Hook>, sources: Sources) -> Self {
         let mut by_source: Vec<Group> = Vec::new();
         for (at, hook) in hooks.iter().enumerate() {
             match by_source
@@ -141,6 +158,7 @@ impl HookSet {
             .collect();
         HookSet {
             hooks,
+            sources,
             policies,
             by_source,
             candidates: RefCell::new(Vec::with_capacity(largest.unwrap_or(0))),
@@ -149,6 +167,11 @@ impl HookSet {
 
     pub fn len(&self) -> usize {
         self.hooks.len()
+    }
+
+    /// Every source of the configuration.
+    pub fn sources(&self) -> &Sources {
+        &self.sources
     }
 
     pub fn is_empty(&self) -> bool {

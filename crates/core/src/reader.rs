@@ -118,6 +118,18 @@ pub fn element(parent: &str, index: usize) -> String {
     format!("{parent}[{index}]")
 }
 
+/// The longest name a configuration gives: a hook's, a published source's or event's.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// Whether `name` is 1 to [`MAX_NAME_LEN`] characters of `A-Z a-z 0-9 _ -`, and `.` when `dot`.
+pub fn is_name(name: &str, dot: bool) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-') || (dot && c == '.'))
+}
+
 /// The JSON type of a value, for messages (`expected a string, found a number`).
 pub fn kind(value: &Value) -> &'static str {
     match value {

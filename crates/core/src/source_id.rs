@@ -1,8 +1,10 @@
-//! The identity of a source: which entry of `source::BUILTIN` it is. A leaf (events name
+//! The identity of a source: which entry of `source::BUILTIN` it is, or, from
+//! `Source::COUNT` on, which of the configuration's published sources. A leaf (events name
 //! their source with it without depending on what sources do); what a source is and does
-//! (`Source::kind`, `Source::name`, ...) is in `crate::source`.
+//! (`Source::kind`, `Source::name`, ...) is in `crate::source`, and for a published source in
+//! the configuration's registry (`source::Sources`).
 
-/// A source of events: which entry of `source::BUILTIN` it is.
+/// A source of events: which entry of `source::BUILTIN` it is, or which published source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Source(pub(crate) u8);
 
@@ -21,7 +23,7 @@ impl Source {
     /// `delivery.dead_letter`.
     pub const EVENT_HOOKS: Source = Source(5);
 
-    /// Its place in `source::BUILTIN` (and in per-source tables).
+    /// Its place in `source::BUILTIN`, then the published sources (and in per-source tables).
     pub fn index(self) -> usize {
         usize::from(self.0)
     }

@@ -17,14 +17,14 @@ use crate::filter::Filter;
 use crate::handler::HandlerKind;
 use crate::hooks::{Hook, HookSet};
 use crate::reader::{self, Object, Problem, Problems, Whole, child, element, kind};
-use crate::source::{self, Source};
+use crate::source::{self, Source, Sources, published};
 
 /// The top-level keys: `host`, `hooks`, `delivery`, each source's settings (in
-/// [`source::BUILTIN`]'s order), `admin`.
+/// [`source::BUILTIN`]'s order), `publish`, `admin`.
 pub(crate) fn top_keys() -> Vec<&'static str> {
     let mut keys = vec!["host", "hooks", "delivery"];
     keys.extend(Source::all().filter_map(|source| source.kind().settings_key()));
-    keys.push("admin");
+    keys.extend(["publish", "admin"]);
     keys
 }
 const HOOK_KEYS: &[&str] = &[
@@ -70,7 +70,7 @@ mod delivery_numbers {
 /// The most hooks one configuration may declare.
 pub const MAX_HOOKS: usize = 10_000;
 /// The longest hook name.
-pub const MAX_NAME_LEN: usize = 128;
+pub const MAX_NAME_LEN: usize = reader::MAX_NAME_LEN;
 /// The largest per-VM byte budget of the delivery queue (the VM's memory is finite).
 pub const MAX_QUEUE_BYTES: u64 = 256 * 1024 * 1024;
 /// The longest snooze: one year, in seconds.
@@ -165,7 +165,10 @@ fn read(document: &Value, problems: &Problems, catalog: &Catalog) -> Option<Conf
     let keys = top_keys();
     let top = Object::new(document, "", &keys, problems)?;
     let host = Host::parse(&top, problems);
-    let hooks = read_hooks(&top, problems, catalog);
+    let registry = Sources::new(top.get("publish").map_or_else(Vec::new, |value| {
+        published::read(value, &top.path_of("publish"), problems)
+    }));
+    let hooks = read_hooks(&top, problems, catalog, &registry);
     let delivery = match top.get("delivery") {
         Some(value) => read_delivery(value, &top.path_of("delivery"), problems),
         None => Some(Settings::default()),
@@ -189,7 +192,7 @@ fn read(document: &Value, problems: &Problems, catalog: &Catalog) -> Option<Conf
     }
     Some(Config {
         host,
-        hooks: HookSet::new(hooks?),
+        hooks: HookSet::new(hooks?, registry),
         delivery: delivery?,
         sources,
         admin,
@@ -213,7 +216,12 @@ fn read_sources(top: &Object<'_, '_>, problems: &Problems) -> source::Settings {
     settings
 }
 
-fn read_hooks(top: &Object<'_, '_>, problems: &Problems, catalog: &Catalog) -> Option<Vec<Hook>> {
+fn read_hooks(
+    top: &Object<'_, '_>,
+    problems: &Problems,
+    catalog: &Catalog,
+    sources: &Sources,
+) -> Option<Vec<Hook>> {
     let value = top.required("hooks")?;
     let path = top.path_of("hooks");
     let Value::Array(items) = value else {
@@ -231,7 +239,7 @@ fn read_hooks(top: &Object<'_, '_>, problems: &Problems, catalog: &Catalog) -> O
     let mut names: Vec<(String, usize)> = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let here = element(&path, index);
-        let hook = read_hook(item, index, &here, problems, catalog);
+        let hook = read_hook(item, index, &here, problems, (catalog, sources));
         if let Some(hook) = hook {
             if let Some((_, first)) = names.iter().find(|(name, _)| *name == hook.name) {
                 problems.add(
@@ -249,12 +257,14 @@ fn read_hooks(top: &Object<'_, '_>, problems: &Problems, catalog: &Catalog) -> O
     Some(hooks)
 }
 
+/// Hook `index` at `path`, whose handler is one of the catalog's and whose source is one of
+/// `sources`.
 fn read_hook(
     value: &Value,
     index: usize,
     path: &str,
     problems: &Problems,
-    catalog: &Catalog,
+    (catalog, sources): (&Catalog, &Sources),
 ) -> Option<Hook> {
     let hook = Object::new(value, path, HOOK_KEYS, problems)?;
     let name = match hook.optional_str("name") {
@@ -265,14 +275,14 @@ fn read_hook(
         None => format!("hook-{index}"),
     };
     let source = hook.required_str("source").and_then(|name| {
-        let source = Source::from_name(name);
+        let source = sources.from_name(name);
         if source.is_none() {
             problems.add(
                 &hook.path_of("source"),
                 format!(
                     "unknown source {}; expected one of: {}",
                     quoted(name),
-                    Source::names()
+                    sources.names()
                 ),
             );
         }
@@ -280,14 +290,14 @@ fn read_hook(
     });
     let event = hook.optional_str("event").map(str::to_string);
     if let (Some(source), Some(event)) = (source, &event) {
-        if source.spec(event).is_none() {
+        if sources.spec(source, event).is_none() {
             problems.add(
                 &hook.path_of("event"),
                 format!(
                     "unknown event {} of source {}; expected {}",
                     quoted(event),
-                    source.name(),
-                    source.event_names()
+                    sources.name(source),
+                    sources.event_names(source)
                 ),
             );
         }
@@ -331,9 +341,11 @@ fn read_hook(
             .or_insert_with(|| Value::String(name.clone()));
     }
     let redaction = read_redaction(&hook, problems);
+    let source = source?;
     Some(Hook {
         name,
-        source: source?,
+        source,
+        published: sources.published(source).cloned(),
         event,
         filter,
         handler: handler?,
@@ -346,12 +358,7 @@ fn read_hook(
 }
 
 fn check_name(name: &str, path: &str, problems: &Problems) {
-    if name.is_empty()
-        || name.len() > MAX_NAME_LEN
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-    {
+    if !reader::is_name(name, true) {
         problems.add(
             path,
             format!("must be 1 to {MAX_NAME_LEN} characters of A-Z a-z 0-9 _ . -"),
@@ -448,7 +455,7 @@ fn check_delivery(hooks: &[Hook], delivery: &Settings, top: &Object<'_, '_>, pro
             format!(
                 "hook {} has source {}; a dead-letter hook has source event_hooks (event dead_letter)",
                 quoted(name),
-                hook.source.name()
+                hook.source_name()
             ),
         ),
         Some(_) => {}

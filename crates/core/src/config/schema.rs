@@ -19,7 +19,7 @@ use super::{
 use crate::catalog::Catalog;
 use crate::delivery::{breaker, retry};
 use crate::handler::HandlerKind;
-use crate::source::Source;
+use crate::source::{Source, published};
 
 /// The `$schema` of a draft-4 schema, as Kong writes it.
 pub const DRAFT_4: &str = "http://json-schema.org/draft-04/schema#";
@@ -97,6 +97,7 @@ impl Builder {
                 types.push((key, schema));
             }
         }
+        types.push(("publish", published::schema(&self.parts)));
         types.push(("admin", self.admin()));
         let keys = top_keys();
         let mut root = self.object("$", &[&keys], types);
@@ -123,9 +124,13 @@ impl Builder {
                     }),
                 ),
                 ("enabled", json!({"type": "boolean"})),
+                // A built-in source, or one the configuration publishes.
                 (
                     "source",
-                    json!({"enum": Source::all().map(Source::name).collect::<Vec<_>>()}),
+                    json!({"anyOf": [
+                        {"enum": Source::all().map(Source::name).collect::<Vec<_>>()},
+                        {"type": "string", "pattern": published::source_pattern()},
+                    ]}),
                 ),
                 ("event", json!({"type": "string"})),
                 ("filter", crate::filter::schema()),
@@ -144,7 +149,7 @@ impl Builder {
             "allOf".into(),
             json!([
                 {"oneOf": self.catalog.handlers().iter().map(|kind| self.handler(*kind)).collect::<Vec<_>>()},
-                {"oneOf": Source::all().map(events).collect::<Vec<_>>()},
+                {"oneOf": Source::all().map(events).chain([published_events()]).collect::<Vec<_>>()},
             ]),
         );
         json!({"type": "array", "maxItems": MAX_HOOKS, "items": Value::Object(hook)})
@@ -213,6 +218,18 @@ fn events(source: Source) -> Value {
     json!({
         "required": ["source"],
         "properties": {"source": {"enum": [source.name()]}, "event": source.kind().event_schema()},
+    })
+}
+
+/// The hooks of a published source (not a built-in one), and the events they may name (the
+/// parser checks them against `publish`).
+fn published_events() -> Value {
+    json!({
+        "required": ["source"],
+        "properties": {
+            "source": {"not": {"enum": Source::all().map(Source::name).collect::<Vec<_>>()}},
+            "event": {"type": "string", "pattern": published::event_pattern()},
+        },
     })
 }
 

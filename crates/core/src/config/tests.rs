@@ -122,7 +122,7 @@ fn every_problem_is_reported_with_its_path() {
     assert_eq!(
         found,
         vec![
-            "surprise: unknown field; expected one of: host, hooks, delivery, crud, health, rate_limit, admin",
+            "surprise: unknown field; expected one of: host, hooks, delivery, crud, health, rate_limit, publish, admin",
             "hooks[0].extra: unknown field; expected one of: name, enabled, source, event, filter, handler, snooze, on_change, config, redact_headers",
             "hooks[0].name: must be 1 to 128 characters of A-Z a-z 0-9 _ . -",
             "hooks[0].source: unknown source \"trafic\"; expected one of: traffic, crud, dao:crud, balancer, rate-limiting-advanced, event_hooks",

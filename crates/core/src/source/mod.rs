@@ -1,5 +1,7 @@
 //! Event sources: what emits events, which events each one has, and their fields. One file per
-//! source, each a [`SourceKind`], listed by one line of [`BUILTIN`].
+//! built-in source, each a [`SourceKind`], listed by one line of [`BUILTIN`]; and the sources a
+//! configuration publishes ([`published`]), which other filters emit the events of. A
+//! configuration's [`Sources`] ([`registry`]) holds both.
 //!
 //! The catalog here is what a hook's `source` and `event` are validated against, what the
 //! sources admin endpoint lists (Kong's `GET /event-hooks/sources` shape), what the JSON Schema
@@ -9,7 +11,9 @@
 pub mod balancer;
 pub mod crud;
 pub mod dead_letter;
+pub mod published;
 pub mod rate_limiting;
+pub mod registry;
 pub mod traffic;
 
 use serde_json::Value;
@@ -27,6 +31,7 @@ use crate::reader::Problems;
 use crate::reader::schema::Parts;
 use crate::shared::Shared;
 pub use crate::source_id::Source;
+pub use registry::{Sources, Spec};
 use traffic::{Capture, View};
 
 /// What a source made of one finished request sees of it.
@@ -184,20 +189,27 @@ pub struct EventSpec {
 }
 
 impl Source {
-    /// How many sources there are.
+    /// How many built-in sources there are (published ones have the ids that follow).
     pub const COUNT: usize = BUILTIN.len();
 
-    /// Every source, in [`BUILTIN`]'s order.
+    /// Every built-in source, in [`BUILTIN`]'s order (a configuration's [`Sources::all`] adds
+    /// those it publishes).
     pub fn all() -> impl Iterator<Item = Source> {
         (0..Self::COUNT).filter_map(|index| u8::try_from(index).ok().map(Source))
     }
 
-    /// What it is.
+    /// Whether it is one of [`BUILTIN`] (not a published source).
+    pub fn is_builtin(self) -> bool {
+        self.index() < Self::COUNT
+    }
+
+    /// What it is: its entry of [`BUILTIN`], or for a published source [`published::Kind`],
+    /// which observes nothing and has no settings (the registry knows its name and events).
     pub fn kind(self) -> &'static dyn SourceKind {
         BUILTIN
             .get(self.index())
             .copied()
-            .unwrap_or(&dead_letter::Kind)
+            .unwrap_or(&published::Kind)
     }
 
     pub fn name(self) -> &'static str {

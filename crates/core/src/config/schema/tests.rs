@@ -103,8 +103,9 @@ fn names_are_the_parser_s() {
         hook["properties"]["handler"]["enum"],
         json!(crate::handler::names(&crate::handler::builtin()))
     );
+    // A built-in source, or one the configuration publishes (the parser checks which).
     assert_eq!(
-        hook["properties"]["source"]["enum"],
+        hook["properties"]["source"]["anyOf"][0]["enum"],
         json!([
             "traffic",
             "crud",
@@ -151,6 +152,11 @@ fn names_are_the_parser_s() {
                 json!({"enum": ["rate-limit-exceeded"]})
             ),
             (json!("event_hooks"), json!({"enum": ["dead_letter"]})),
+            // Any other source: a published one, whose events `publish` lists.
+            (
+                Value::Null,
+                json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"})
+            ),
         ]
     );
     let operators = keys(&crate::filter::schema()["additionalProperties"]["anyOf"][1]);
