@@ -2,16 +2,20 @@
 //! settings, the host's store, metrics and log, the id generator and the delivery queue. It is what the host
 //! adapter calls into: [`Runtime::observe`] from `on_log` (through the HTTP context),
 //! [`Runtime::flush`] from `on_tick`, and [`Runtime::complete`] (then, where the host allows
-//! it, [`Runtime::send`]) from `on_http_call_response`.
+//! it, [`Runtime::send`]) from `on_http_call_response`; [`Runtime::observe_emitted`] from
+//! `on_log` too, with the events other filters emitted ([`emissions`]).
 //!
 //! Callbacks of one VM run one at a time, so the inner `RefCell`s are never borrowed twice; a
 //! borrow that fails anyway is logged and the event counted as dropped, never a panic.
+
+mod dead_letters;
+mod emissions;
 
 use std::cell::{OnceCell, RefCell};
 
 use crate::config::Config;
 use crate::config::admin;
-use crate::delivery::{Call, DeadLetter, Delivery, Pipeline, Response, Transport};
+use crate::delivery::{Call, Delivery, Pipeline, Response, Transport};
 use crate::event::{Event, Fields, Redaction};
 use crate::hooks::{Action, HookSet};
 use crate::id::IdGen;
@@ -22,12 +26,18 @@ use crate::ports::{Clock, Ports};
 use crate::shared::Shared;
 use crate::source::traffic::{self, Capture, Properties};
 use crate::source::{self, Count, Emit, Source, crud};
+pub use emissions::Dropped;
 
 /// What the runtime counted since it started (per VM).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Counters {
-    /// Events emitted, per source, in [`Source::all`]'s order.
-    pub emitted: [u64; Source::COUNT],
+    /// Events emitted, per source, in the order of the configuration's
+    /// [`Sources::all`](crate::source::Sources::all) (built-in sources, then published ones).
+    pub emitted: Vec<u64>,
+    /// Events other filters emitted that became events of a published source.
+    pub emissions_accepted: u64,
+    /// Those dropped, per reason, in [`Dropped::ALL`]'s order.
+    pub emissions_dropped: [u64; Dropped::COUNT],
     /// `crud` events whose entity is absent: the body was larger than `max_body_bytes`.
     pub crud_body_too_large: u64,
     /// `crud` events whose entity is absent: the body was not JSON.
@@ -55,12 +65,14 @@ pub struct Runtime {
     /// Each source's state between requests ([`source::SourceKind::new_state`]), by index.
     states: RefCell<Vec<Option<Box<dyn std::any::Any>>>>,
     counters: RefCell<Counters>,
-    /// The metric names counted per event, built once: `events.<source>` in [`Source::all`]'s
-    /// order, and `hook.<name>.matched` per hook.
+    /// The metric names counted per event, built once: `events.<source>` in the order of
+    /// [`Sources::all`](crate::source::Sources::all), and `hook.<name>.matched` per hook.
     event_metrics: Vec<String>,
     matched_metrics: Vec<String>,
     /// What the host captures of each request.
     needs: Needs,
+    /// The emitted events' metric names and the throttle of their drop warnings.
+    emissions: emissions::Emissions,
 }
 
 impl Runtime {
@@ -77,12 +89,23 @@ impl Runtime {
             .iter()
             .map(|hook| metrics::name(&["hook", &hook.name, "matched"]))
             .collect();
-        let event_metrics: Vec<String> = Source::all()
-            .map(|source| metrics::name(&["events", source.name()]))
+        let registry = config.hooks.sources();
+        let event_metrics: Vec<String> = registry
+            .all()
+            .map(|source| metrics::name(&["events", registry.name(source)]))
             .collect();
-        for name in matched_metrics.iter().chain(&event_metrics) {
+        let emissions = emissions::Emissions::new(registry.has_published());
+        for name in matched_metrics
+            .iter()
+            .chain(&event_metrics)
+            .chain(emissions.metric_names())
+        {
             metrics.count(name, 0);
         }
+        let counters = Counters {
+            emitted: vec![0; registry.len()],
+            ..Counters::default()
+        };
         let needs = config.hooks.needs(&config.sources);
         let mut observers: Vec<Source> = Vec::new();
         for source in Source::all()
@@ -119,10 +142,11 @@ impl Runtime {
                     .map(|source| source.kind().new_state())
                     .collect(),
             ),
-            counters: RefCell::new(Counters::default()),
+            counters: RefCell::new(counters),
             event_metrics,
             matched_metrics,
             needs,
+            emissions,
         }
     }
 
@@ -159,9 +183,11 @@ impl Runtime {
     /// hook `accepted = delivered + failed + dropped + pending`.
     pub fn status(&self) -> serde_json::Value {
         let counters = self.counters();
-        let emitted: serde_json::Map<String, serde_json::Value> = Source::all()
+        let registry = self.hooks.sources();
+        let emitted: serde_json::Map<String, serde_json::Value> = registry
+            .all()
             .zip(counters.emitted.iter())
-            .map(|(source, count)| (source.name().to_string(), (*count).into()))
+            .map(|(source, count)| (registry.name(source).to_string(), (*count).into()))
             .collect();
         let (queue, hooks) = match self.delivery.try_borrow() {
             Ok(delivery) => {
@@ -191,6 +217,7 @@ impl Runtime {
             "crud_body_too_large": counters.crud_body_too_large,
             "crud_body_not_json": counters.crud_body_not_json,
             "shared_errors": counters.shared_errors,
+            "emissions": emissions::status(&counters),
         })
     }
 
@@ -234,10 +261,13 @@ impl Runtime {
         }
     }
 
-    /// Whether any hook listens to one of the sources built from proxied requests (when none
-    /// does, HTTP contexts capture nothing).
+    /// Whether any hook listens to one of the sources built from proxied requests, or to a
+    /// published one (when none does, HTTP contexts capture nothing).
     pub fn observes_requests(&self) -> bool {
-        Source::all().any(|source| self.hooks.listens_to(source))
+        self.hooks
+            .sources()
+            .all()
+            .any(|source| self.hooks.listens_to(source))
     }
 
     fn listens_to_crud(&self) -> bool {
@@ -292,20 +322,7 @@ impl Runtime {
         let now_ns = clock.now_ns();
         let view = traffic::View::new(capture, now_ns);
         let built = OnceCell::new();
-        let traffic = || {
-            built.get_or_init(|| {
-                if self.needs.then.is_empty() {
-                    return traffic::event(capture, now_ns);
-                }
-                let mut properties = capture.properties.clone();
-                rest(&mut properties);
-                traffic::event_of(&traffic::View::with_properties(
-                    capture,
-                    &properties,
-                    now_ns,
-                ))
-            })
-        };
+        let traffic = || built.get_or_init(|| self.traffic_event(capture, rest, now_ns));
         let request = source::Request {
             capture,
             view: &view,
@@ -326,6 +343,26 @@ impl Runtime {
                 .and_then(|state| state.as_deref_mut());
             source.kind().observe(&request, state, &emit);
         }
+    }
+
+    /// The traffic event of a request captured as [`Runtime::needs`] says, `rest` adding the
+    /// properties read once an event is built.
+    fn traffic_event(
+        &self,
+        capture: &Capture,
+        rest: &dyn Fn(&mut Properties),
+        now_ns: u64,
+    ) -> Event {
+        if self.needs.then.is_empty() {
+            return traffic::event(capture, now_ns);
+        }
+        let mut properties = capture.properties.clone();
+        rest(&mut properties);
+        traffic::event_of(&traffic::View::with_properties(
+            capture,
+            &properties,
+            now_ns,
+        ))
     }
 
     /// Routes `event` to its hooks, queues the calls and writes the log lines that follow.
@@ -407,33 +444,6 @@ impl Runtime {
         }
     }
 
-    /// Sends the dead letters the last delivery step made to the dead-letter hook, as
-    /// `event_hooks`/`dead_letter` events.
-    fn send_dead_letters(&self, ports: &Ports<'_>) {
-        let letters = match self.delivery.try_borrow_mut() {
-            Ok(mut delivery) => delivery.take_dead_letters(),
-            Err(_) => return,
-        };
-        let Some(target) = self.dead_letter else {
-            return;
-        };
-        for letter in letters {
-            let event = dead_letter_event(&self.hooks, &letter);
-            self.count_emitted(Source::EVENT_HOOKS);
-            let actions = match self.ids.try_borrow_mut() {
-                Ok(mut ids) => self.hooks.route_to(
-                    target,
-                    &event,
-                    ports.now_ms(),
-                    self.store.as_ref(),
-                    &mut ids,
-                ),
-                Err(_) => continue,
-            };
-            self.act(actions, true, ports);
-        }
-    }
-
     /// Sends what is queued, up to the in-flight limit (and what is due for a retry).
     pub fn flush(&self, clock: &dyn Clock, transport: &mut dyn Transport) {
         let ports = self.ports(clock);
@@ -442,6 +452,7 @@ impl Runtime {
             delivery.pump(&ports, transport);
         }
         self.send_dead_letters(&ports);
+        self.emissions.summarize(&ports);
     }
 
     /// Whether call `token` is one of this runtime's.
@@ -555,27 +566,6 @@ impl Emit for Emitter<'_> {
     fn log(&self, level: Level, message: &str) {
         self.ports.log.log(level, message);
     }
-}
-
-/// A dead letter as the dead-letter hook sees it: `hook`, `webhook_id`, `attempts`,
-/// `last_status`, `last_error`, and `event` (the body the delivery carried: JSON when it was).
-fn dead_letter_event(hooks: &HookSet, letter: &DeadLetter) -> Event {
-    let body = serde_json::from_slice::<serde_json::Value>(&letter.body).unwrap_or_else(|_| {
-        serde_json::Value::String(String::from_utf8_lossy(&letter.body).into_owned())
-    });
-    let mut data = serde_json::Map::new();
-    data.insert("hook".into(), hooks.name(letter.hook).into());
-    data.insert("webhook_id".into(), letter.webhook_id.clone().into());
-    data.insert("attempts".into(), letter.attempts.into());
-    data.insert(
-        "last_status".into(),
-        letter
-            .last_status
-            .map_or(serde_json::Value::Null, Into::into),
-    );
-    data.insert("last_error".into(), letter.last_error.clone().into());
-    data.insert("event".into(), body);
-    Event::new(Source::EVENT_HOOKS, "dead_letter", data)
 }
 
 #[cfg(test)]
