@@ -40,6 +40,7 @@ use std::cell::Cell;
 
 pub use event_hooks_core::config::Host;
 use event_hooks_core::delivery::Attempt;
+use event_hooks_core::emitted::{self, Emitted, Reason};
 use event_hooks_core::needs::{Prop, Props};
 use event_hooks_core::ports::PropertyReader;
 use event_hooks_core::source::traffic::Properties;
@@ -53,6 +54,15 @@ pub const KONG_VERSION: &[&str] = &["kong", "version"];
 /// The first Kong version whose metrics calls are worth making: its Prometheus plugin exports
 /// filter metrics from 3.9 (ngx_wasm_module implements the calls from 3.8 and traps before).
 pub const KONG_METRICS_SINCE: (u32, u32) = (3, 9);
+/// The first Kong whose wasm filters read `kong.ctx.shared.<key>` (a namespace of host
+/// properties its Lua code answers with `tostring(kong.ctx.shared[key])`).
+pub const KONG_CTX_SHARED_SINCE: (u32, u32) = (3, 6);
+/// Where other filters leave the events they emit for this one: Envoy's dynamic metadata,
+/// whole (`metadata`: one call tells whether anything was set; the namespace `event_hooks`
+/// is decoded from it, docs/src/emitted-wire.md says why), and on Kong 3.6 and later the
+/// JSON text a Lua plugin put in `kong.ctx.shared.event_hooks`.
+pub const ENVOY_EMITTED: &[&str] = &["metadata"];
+pub const KONG_EMITTED: &[&str] = &["kong", "ctx", "shared", "event_hooks"];
 /// The filter's name in Kong's filter chain (`event_hooks` unless the file was renamed).
 pub const PLUGIN_NAME: &[&str] = &["plugin_name"];
 /// Kong stores a metric as `pw:<filter name>:<name>` and traps when that is longer than
@@ -83,6 +93,9 @@ pub struct Known {
     metric_name_max: Cell<Option<usize>>,
     /// Whether a call's answer body may be read; `None` until known.
     call_bodies: Cell<Option<bool>>,
+    /// Whether other filters' events can be read (never on Kong before 3.6); `None` until
+    /// known.
+    emitted: Cell<Option<bool>>,
 }
 
 impl Known {
@@ -104,6 +117,15 @@ impl Known {
     /// is not known).
     pub fn reads_call_bodies(&self) -> bool {
         self.call_bodies.get().unwrap_or(false)
+    }
+
+    /// Where this host has the events other filters emitted, if it has them.
+    pub fn emitted_channel(&self) -> Option<&'static [&'static str]> {
+        match (self.host.get(), self.emitted.get()) {
+            (Some(Host::Envoy), _) => Some(ENVOY_EMITTED),
+            (Some(Host::Kong), Some(true)) => Some(KONG_EMITTED),
+            _ => None,
+        }
     }
 
     /// How calls are made on this host ([`CallRules::of`]).
@@ -134,18 +156,21 @@ impl Known {
                 if self.host.get() != Some(host) {
                     self.metrics.set(None);
                     self.call_bodies.set(None);
+                    self.emitted.set(None);
                 }
                 self.host.set(Some(host));
                 self.forced.set(true);
                 if host == Host::Envoy {
                     self.metrics.set(Some(true));
                     self.call_bodies.set(Some(true));
+                    self.emitted.set(Some(true));
                 }
             }
             None if self.forced.get() => {
                 self.host.set(None);
                 self.metrics.set(None);
                 self.call_bodies.set(None);
+                self.emitted.set(None);
                 self.forced.set(false);
             }
             None => {}
@@ -167,6 +192,17 @@ impl Known {
                 host
             }
         };
+        // Kong's version, read at most once here whatever needs it.
+        let version = std::cell::OnceCell::new();
+        let kong_version = || {
+            version
+                .get_or_init(|| {
+                    properties
+                        .property(KONG_VERSION)
+                        .map(|version| wire::string(&version))
+                })
+                .clone()
+        };
         if self.metrics.get().is_none() {
             let metrics = match host {
                 Host::Envoy => {
@@ -180,10 +216,7 @@ impl Known {
                     let prefix = "pw::".len().saturating_add(filter);
                     self.metric_name_max
                         .set(Some(KONG_METRIC_NAME_MAX.saturating_sub(prefix)));
-                    properties
-                        .property(KONG_VERSION)
-                        .map(|version| wire::string(&version))
-                        .is_some_and(|version| kong_has_metrics(&version))
+                    kong_version().is_some_and(|version| kong_has_metrics(&version))
                 }
             };
             self.metrics.set(Some(metrics));
@@ -198,6 +231,23 @@ impl Known {
             };
             self.call_bodies.set(Some(bodies));
         }
+        if self.emitted.get().is_none() {
+            let emitted = match host {
+                Host::Envoy => true,
+                Host::Kong => kong_version()
+                    .is_some_and(|version| kong_at_least(&version, KONG_CTX_SHARED_SINCE)),
+            };
+            self.emitted.set(Some(emitted));
+        }
+    }
+}
+
+/// The events other filters emitted, as `host` hands them over (`bytes` read from
+/// [`Known::emitted_channel`]).
+pub fn emitted(host: Host, bytes: &[u8]) -> Result<Emitted, Reason> {
+    match host {
+        Host::Envoy => emitted::from_metadata(bytes),
+        Host::Kong => emitted::from_json(bytes),
     }
 }
 
@@ -314,12 +364,18 @@ pub fn local_response_details(host: Host) -> &'static str {
 
 /// Whether a Kong version (`3.9.1`, `3.10.0.2`) implements the proxy-wasm metrics calls.
 pub fn kong_has_metrics(version: &str) -> bool {
+    kong_at_least(version, KONG_METRICS_SINCE)
+}
+
+/// Whether a Kong version (`3.9.1`, `3.10.0.2`) is `since` (major, minor) or later; an
+/// unknown version is taken as an older one.
+pub fn kong_at_least(version: &str, since: (u32, u32)) -> bool {
     let mut parts = version
         .trim()
         .split(['.', '-'])
         .map(|part| part.parse::<u32>().ok());
     match (parts.next().flatten(), parts.next().flatten()) {
-        (Some(major), Some(minor)) => (major, minor) >= KONG_METRICS_SINCE,
+        (Some(major), Some(minor)) => (major, minor) >= since,
         _ => false,
     }
 }

@@ -19,8 +19,10 @@ use super::differences::{self, Known};
 use super::root::dispatch;
 use event_hooks_core::admin::session::{self, Step};
 use event_hooks_core::admin::{self, Reply};
+use event_hooks_core::emitted::Emitted;
 use event_hooks_core::log::Level;
 use event_hooks_core::needs::Needs;
+use event_hooks_core::ports::PropertyReader;
 use event_hooks_core::runtime::Runtime;
 use event_hooks_core::source::crud::{self, Body};
 use event_hooks_core::source::traffic::{Capture, Properties};
@@ -293,5 +295,16 @@ impl HttpContext for Http {
                 differences::log_properties(host, headers_seen, earlier, &HostProperties, then);
         };
         runtime.observe_with(&self.capture, &rest, &clock);
+        // Events other filters emitted: one read, and only when a hook listens to a published
+        // source.
+        if self.needs.emitted
+            && let Some(channel) = self.known.emitted_channel()
+        {
+            let decoded = match HostProperties.property(channel) {
+                Some(bytes) => differences::emitted(host, &bytes),
+                None => Ok(Emitted::default()),
+            };
+            runtime.observe_emitted(&self.capture, &rest, &decoded, &clock);
+        }
     }
 }

@@ -446,3 +446,52 @@ fn kong_without_an_upstream_port_keeps_the_address() {
     let log = log_properties(Host::Kong, true, Properties::default(), &props, Wanted::ALL);
     assert_eq!(log.upstream_address.as_deref(), Some("10.0.0.7"));
 }
+
+/// Other filters' events: Envoy's dynamic metadata, whole; Kong's `kong.ctx.shared`, from 3.6
+/// (the namespace does not exist before: never read there); each decoded as its host gives it.
+#[test]
+fn emitted_events_are_read_where_each_host_has_them() {
+    for (version, expected) in [
+        ("3.4.2", None),
+        ("3.5.0", None),
+        ("3.6.1", Some(KONG_EMITTED)),
+        ("3.10.0.2", Some(KONG_EMITTED)),
+        ("next", None),
+    ] {
+        let known = Known::default();
+        let props = PropertyMap::new(&[("ngx.pid", b"1"), ("kong.version", version.as_bytes())]);
+        known.learn(&props);
+        assert_eq!(known.emitted_channel(), expected, "{version}");
+        assert_eq!(
+            props
+                .asked
+                .borrow()
+                .iter()
+                .filter(|path| *path == "kong.version")
+                .count(),
+            1,
+            "the version is read once"
+        );
+    }
+    let known = Known::default();
+    known.learn(&envoy());
+    assert_eq!(known.emitted_channel(), Some(ENVOY_EMITTED));
+    let known = Known::default();
+    known.configure(Some(Host::Envoy));
+    assert_eq!(known.emitted_channel(), Some(ENVOY_EMITTED));
+
+    let kong = emitted(
+        Host::Kong,
+        br#"{"payments.refund-issued": {"order_id": "42", "amount": 300}}"#,
+    )
+    .expect("Kong's JSON text");
+    assert_eq!(kong.emissions.len(), 1);
+    assert_eq!(kong.emissions[0].source, "payments");
+    assert_eq!(kong.emissions[0].event, "refund-issued");
+    assert_eq!(
+        serde_json::Value::Object(kong.emissions[0].data.clone()),
+        serde_json::json!({"order_id": "42", "amount": 300})
+    );
+    // Envoy gives protobuf: JSON text there is malformed, refused whole.
+    assert!(emitted(Host::Envoy, br#"{"payments.refund-issued": {}}"#).is_err());
+}
