@@ -138,3 +138,36 @@ def test_snooze_by_unique_holds_across_two_workers(start_envoy, receiver, upstre
     wait_until(lambda: len(at(receiver, "/audit")) == len(orders), what="every audit event")
     wait_until(lambda: len(at(receiver, "/refunds")) == 3, what="one refund per order")
     assert sorted(d.json()["order_id"] for d in at(receiver, "/refunds")) == ["o-a", "o-b", "o-c"]
+
+
+def test_the_shipped_envoy_example_sends_slack_a_block_kit_message(start_envoy, receiver, upstream):
+    """envoy/envoy-emit.yaml as shipped, but for where it sends: its ports, the payments API
+    (the test's upstream, answering ?status=201) and Slack (the test's receiver, plain HTTP)."""
+    import yaml
+
+    from conftest import ROOT
+
+    bootstrap = yaml.safe_load((ROOT / "envoy" / "envoy-emit.yaml").read_text())
+    bootstrap["admin"]["address"]["socket_address"]["port_value"] = 0
+    listeners = bootstrap["static_resources"]["listeners"]
+    bootstrap["static_resources"]["listeners"] = [listener for listener in listeners if listener["name"] == "proxy"]
+    bootstrap["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = 0
+    bootstrap["static_resources"]["clusters"] = [static_cluster("payments", upstream.port),
+                                                 static_cluster("hooks_slack", receiver.port)]
+    envoy = start_envoy(bootstrap)
+    port = envoy.listener_port()
+    for _ in range(2):  # the same order twice: snoozed by its unique order_id
+        assert http_get(port, "/refunds?status=201", method="POST", body=b"{}", headers={"x-order-id": "42", "x-amount": "300"})[0] == 201
+    assert http_get(port, "/refunds?status=201", method="POST", body=b"{}", headers={"x-order-id": "43", "x-amount": "12.5"})[0] == 201
+    first = receiver.wait_for(lambda d: d.path.startswith("/services/") and b"42" in d.body, what="the first Slack message")
+    assert first.path == "/services/T000/B000/XXXX"
+    assert first.json() == {
+        "text": "Refund issued for order 42",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": "Refund issued"}},
+            {"type": "section", "fields": [{"type": "mrkdwn", "text": "*Order*\n42"}, {"type": "mrkdwn", "text": "*Amount*\n300 EUR"}]},
+        ],
+    }
+    second = receiver.wait_for(lambda d: b"43" in d.body, what="the second order's message")
+    assert second.json()["blocks"][1]["fields"][1]["text"] == "*Amount*\n12.5 EUR"
+    assert len(receiver.deliveries) == 2, "the repeated order was snoozed"
