@@ -484,7 +484,8 @@ def supported() -> dict[str, list[str]]:
     signatures = next(config["properties"]["signature"]["enum"] for config in configs
                       if "signature" in config.get("properties", {}))
     return {
-        "source": hook["properties"]["source"]["enum"],
+        # The built-in sources (the other branch is the pattern a published source's name follows).
+        "source": hook["properties"]["source"]["anyOf"][0]["enum"],
         "handler": hook["properties"]["handler"]["enum"],
         "signature": signatures,
     }
