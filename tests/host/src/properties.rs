@@ -20,7 +20,8 @@
 //! root context: the worker dies. `plugin_name` read in the root context looks the filter up in
 //! a filter chain the root context does not have: the worker dies too (on every version; in
 //! `on_tick` it works from 3.10). `kong.*` properties come from Kong's Lua
-//! (`kong/runloop/wasm.lua`, Kong 3.6+).
+//! (`kong/runloop/wasm.lua`, Kong 3.6+), `kong.ctx.shared.<key>` among them ([`KONG_CTX_SHARED`]);
+//! before 3.6 a `kong.*` property is not found.
 
 use crate::state::{HostState, Level, Origin, Step, Stream, header};
 
@@ -241,6 +242,12 @@ const KONG_ROOT_CRASHES: &[(&str, &str)] = &[
     ("connection.id", "get_connection_id"),
 ];
 
+/// Kong 3.6+'s property namespace over `kong.ctx.shared` (`kong/runloop/wasm.lua`): the rest
+/// of the path, dots included, is the key (`kong/runloop/wasm/properties.lua`), its answer
+/// `tostring` of the Lua value: a string as it is, a number as Lua prints it, a table as
+/// `table: 0x...`; a nil value is not found.
+const KONG_CTX_SHARED: &str = "kong.ctx.shared.";
+
 fn kong(state: &mut HostState, path: &str) -> Answer {
     let Some(version) = state.rules().kong_version() else {
         return Answer::NotFound;
@@ -326,6 +333,18 @@ fn kong(state: &mut HostState, path: &str) -> Answer {
     if kong_property {
         if !version.has_kong_properties() {
             return Answer::NotFound;
+        }
+        if let Some(key) = path.strip_prefix(KONG_CTX_SHARED) {
+            // The namespace handler: `tostring(kong.ctx.shared[key])`, not found when nil.
+            return stream
+                .ctx_shared
+                .iter()
+                .enumerate()
+                .rev()
+                .find(|(_, (name, _))| name == key)
+                .map_or(Answer::NotFound, |(index, (_, value))| {
+                    Answer::Value(value.tostring(index))
+                });
         }
         return match path {
             "kong.version" => text(version.to_string()),

@@ -32,8 +32,8 @@ use wasmtime::{Config, Engine, Extern, Instance, Linker, Module, Store, Val};
 use crate::abi;
 use crate::rules::Rules;
 use crate::state::{
-    CallResult, Frame, HostState, Level, LocalResponse, Options, Origin, Received, Reply, Step,
-    Stream, TrapRecord, Upstream, header,
+    CallResult, CtxValue, Frame, HostState, Level, LocalResponse, Options, Origin, Received, Reply,
+    Step, Stream, TrapRecord, Upstream, header,
 };
 use crate::wasi;
 
@@ -107,6 +107,9 @@ pub struct Request {
     /// Envoy: the cluster and route the request took; Kong: the service and route names.
     pub cluster: String,
     pub route: String,
+    /// Kong: what Lua plugins put in `kong.ctx.shared` before the filter's log phase
+    /// ([`Stream::ctx_shared`]); Envoy has no such thing and ignores it.
+    pub ctx_shared: Vec<(String, CtxValue)>,
 }
 
 impl Request {
@@ -130,7 +133,14 @@ impl Request {
             source: ("10.0.0.1".to_string(), 53_412),
             cluster: "upstream".to_string(),
             route: "default".to_string(),
+            ctx_shared: Vec::new(),
         }
+    }
+
+    /// Kong: a Lua plugin sets `kong.ctx.shared[key] = value` during the request.
+    pub fn ctx_shared(mut self, key: &str, value: CtxValue) -> Request {
+        self.ctx_shared.push((key.to_string(), value));
+        self
     }
 
     pub fn method(mut self, method: &str) -> Request {
@@ -689,6 +699,11 @@ impl Proxy {
             route: request.route.clone(),
             service_id: "0b1c6b4a-7d1e-4d6f-9d6a-2f5c9e3b7a10".to_string(),
             route_id: "5e2f1a3c-8b4d-4c7e-a1f2-3d4e5f6a7b8c".to_string(),
+            ctx_shared: if kong {
+                request.ctx_shared.clone()
+            } else {
+                Vec::new()
+            },
         };
         self.state_mut().streams.insert(context, stream);
         self.call(

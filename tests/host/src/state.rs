@@ -189,6 +189,85 @@ pub struct Stream {
     pub route: String,
     pub service_id: String,
     pub route_id: String,
+    /// What Kong Lua plugins put in `kong.ctx.shared` during the request, in the order they
+    /// set it (a key set twice: the last value holds). Kong 3.6+ answers a wasm filter's
+    /// `kong.ctx.shared.<key>` with `tostring` of it ([`CtxValue::tostring`]).
+    pub ctx_shared: Vec<(String, CtxValue)>,
+}
+
+/// A Lua value a Kong plugin stored in `kong.ctx.shared`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CtxValue {
+    /// A Lua string: bytes, given as they are (a plugin stores `cjson.encode(...)` for JSON).
+    String(Vec<u8>),
+    /// A Lua number (a double).
+    Number(f64),
+    Boolean(bool),
+    /// A table: `tostring` gives its address, never its content.
+    Table,
+}
+
+impl CtxValue {
+    /// A Lua string holding `text`.
+    pub fn string(text: &str) -> CtxValue {
+        CtxValue::String(text.as_bytes().to_vec())
+    }
+
+    /// LuaJIT's `tostring(value)`, what Kong's `kong.ctx.shared` namespace handler gives a
+    /// wasm filter (`kong/runloop/wasm.lua`). `index`, the value's place in
+    /// [`Stream::ctx_shared`], makes each table's address its own.
+    pub fn tostring(&self, index: usize) -> Vec<u8> {
+        match self {
+            CtxValue::String(bytes) => bytes.clone(),
+            CtxValue::Number(number) => lua_number(*number).into_bytes(),
+            CtxValue::Boolean(value) => value.to_string().into_bytes(),
+            CtxValue::Table => {
+                let address = 0x7f3a_2c01_e2a8_u64.wrapping_add(0x40 * index as u64);
+                format!("table: 0x{address:012x}").into_bytes()
+            }
+        }
+    }
+}
+
+/// LuaJIT's `tostring` of a number: C's `%.14g` (`300`, `1.5`, `1e+15`, `-0`), and `inf`,
+/// `-inf`, `nan`, `-nan` (the sign of a NaN shows: `0/0` is `-nan` on x86-64).
+pub fn lua_number(value: f64) -> String {
+    const PRECISION: i32 = 14;
+    if value.is_nan() {
+        return if value.is_sign_negative() {
+            "-nan"
+        } else {
+            "nan"
+        }
+        .to_string();
+    }
+    if value.is_infinite() {
+        return if value < 0.0 { "-inf" } else { "inf" }.to_string();
+    }
+    // `%g`: the exponent of the value rounded to the precision decides the style.
+    let scientific = format!("{:.*e}", (PRECISION - 1) as usize, value);
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    if !(-4..PRECISION).contains(&exponent) {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!(
+            "{}e{sign}{:02}",
+            trim_fraction(mantissa),
+            exponent.unsigned_abs()
+        )
+    } else {
+        let digits = (PRECISION - 1 - exponent).max(0) as usize;
+        trim_fraction(&format!("{value:.digits$}")).to_string()
+    }
+}
+
+/// `%g` drops a fraction's trailing zeros, and the point when nothing is left after it.
+fn trim_fraction(number: &str) -> &str {
+    if number.contains('.') {
+        number.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        number
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -610,4 +689,45 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
         .iter()
         .find(|(key, _)| key.eq_ignore_ascii_case(name))
         .map(|(_, value)| value.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lua_prints_numbers_with_percent_14g() {
+        for (number, printed) in [
+            (300.0, "300"),
+            (-7.0, "-7"),
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (1.5, "1.5"),
+            (0.1, "0.1"),
+            (1.0 / 3.0, "0.33333333333333"),
+            (123_456_789_012_345.0, "1.2345678901234e+14"),
+            (99_999_999_999_999.0, "99999999999999"),
+            (1e15, "1e+15"),
+            (1e300, "1e+300"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (9_007_199_254_740_993.0, "9.007199254741e+15"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (-f64::NAN, "-nan"),
+        ] {
+            assert_eq!(lua_number(number), printed, "{number:?}");
+        }
+    }
+
+    #[test]
+    fn tostring_is_what_kong_hands_a_filter() {
+        let json = r#"{"payments.refund-issued":{"order_id":"42"}}"#;
+        assert_eq!(CtxValue::string(json).tostring(0), json.as_bytes());
+        assert_eq!(CtxValue::Boolean(true).tostring(0), b"true");
+        assert_eq!(CtxValue::Number(300.0).tostring(0), b"300");
+        let table = String::from_utf8(CtxValue::Table.tostring(0)).unwrap_or_default();
+        assert!(table.starts_with("table: 0x"), "{table}");
+        assert_ne!(CtxValue::Table.tostring(0), CtxValue::Table.tostring(1));
+    }
 }

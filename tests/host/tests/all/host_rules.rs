@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use event_hooks_testhost::memory::encode_pairs;
-use event_hooks_testhost::state::{DispatchOutcome, Options, Step};
+use event_hooks_testhost::state::{CtxValue, DispatchOutcome, Options, Origin, Step};
 use event_hooks_testhost::{Filter, Proxy, Request, Rules};
 
 /// Where things are in the test module's memory.
@@ -916,22 +916,10 @@ fn kong_nginx_version_is_readable_in_a_request_only() {
     proxy.request(&Request::get("/"));
     assert!(!proxy.log_text().contains("1."));
     // The root context: the "outside of a request" error.
-    let filter = module(Callbacks {
-        configure: "(call $property)",
-        property: "ngx\0nginx_version",
-        ..Default::default()
-    });
-    for (version, what) in [("3.9.1", "ngx"), ("3.10.0", "scoped")] {
-        let proxy = start(&filter, kong(version));
-        assert_eq!(
-            proxy.host_errors(),
-            vec![format!(
-                "+0ms [error] (host) [wasm] cannot get {what} properties outside of a request"
-            )],
-            "Kong {version}"
-        );
-        assert!(proxy.traps().is_empty());
-    }
+    refused_outside_a_request(
+        "ngx\0nginx_version",
+        &[("3.9.1", "ngx"), ("3.10.0", "scoped")],
+    );
 }
 
 #[test]
@@ -1149,4 +1137,98 @@ fn kong_crashes_reading_request_state_from_the_root_context() {
     let proxy = start(&filter, kong("3.10.0"));
     assert!(proxy.traps().is_empty());
     assert!(proxy.host_errors()[0].contains("cannot get scoped properties outside of a request"));
+}
+
+/// What the filter logged (its `$property` reads), "end of stream" notes left out.
+fn filter_lines(proxy: &Proxy) -> Vec<String> {
+    proxy
+        .state()
+        .logs
+        .iter()
+        .filter(|line| line.origin == Origin::Filter && line.message != "end of stream")
+        .map(|line| line.message.clone())
+        .collect()
+}
+
+#[test]
+fn kong_3_6_and_later_answer_kong_ctx_shared_with_tostring() {
+    let filter = module(Callbacks {
+        log: "(call $property)",
+        property: "kong\0ctx\0shared\0event_hooks",
+        ..Default::default()
+    });
+    let emitted = r#"{"payments.refund-issued":{"order_id":"42"}}"#;
+    let cases = [
+        (CtxValue::string(emitted), emitted),
+        (CtxValue::Number(300.0), "300"),
+        (CtxValue::Number(1.5), "1.5"),
+        (CtxValue::Boolean(false), "false"),
+        (CtxValue::Table, "table: 0x"),
+    ];
+    for version in KONG_PINS {
+        let rules = kong(version);
+        let answers = rules.kong_version().unwrap().has_kong_properties();
+        for (value, printed) in &cases {
+            let mut proxy = start(&filter, rules);
+            proxy.request(
+                &Request::get("/")
+                    .ctx_shared("authenticated_groups", CtxValue::Table)
+                    .ctx_shared("event_hooks", value.clone()),
+            );
+            let lines = filter_lines(&proxy);
+            if answers {
+                assert_eq!(lines.len(), 1, "Kong {version}: {lines:?}");
+                assert!(lines[0].starts_with(printed), "Kong {version}: {lines:?}");
+            } else {
+                // No `kong.*` namespace: not found, silently.
+                assert!(lines.is_empty(), "Kong {version}: {lines:?}");
+            }
+            assert!(proxy.host_errors().is_empty(), "Kong {version}");
+        }
+        // Nothing stored (another key only): not found. Stored twice: the last value holds.
+        let mut proxy = start(&filter, rules);
+        proxy.request(&Request::get("/").ctx_shared("event_hook", CtxValue::string("{}")));
+        proxy.request(
+            &Request::get("/")
+                .ctx_shared("event_hooks", CtxValue::string("first"))
+                .ctx_shared("event_hooks", CtxValue::string("last")),
+        );
+        let expected: Vec<String> = if answers {
+            vec!["last".to_string()]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(filter_lines(&proxy), expected, "Kong {version}");
+        assert!(proxy.host_errors().is_empty(), "Kong {version}");
+    }
+    // Envoy has no kong.ctx.shared.
+    let mut proxy = start(&filter, Rules::Envoy);
+    proxy.request(&Request::get("/").ctx_shared("event_hooks", CtxValue::string("{}")));
+    assert!(filter_lines(&proxy).is_empty());
+    // The root context: the "outside of a request" error, as for any `kong.*` property.
+    refused_outside_a_request(
+        "kong\0ctx\0shared\0event_hooks",
+        &[("3.6.1", "host"), ("3.10.0", "scoped")],
+    );
+}
+
+/// Read from the root context (`on_configure`), `property` makes each Kong version log its
+/// "cannot get <what> properties outside of a request" error, without a trap.
+fn refused_outside_a_request(property: &str, versions: &[(&str, &str)]) {
+    let filter = module(Callbacks {
+        configure: "(call $property)",
+        property,
+        ..Default::default()
+    });
+    for (version, what) in versions {
+        let proxy = start(&filter, kong(version));
+        assert_eq!(
+            proxy.host_errors(),
+            vec![format!(
+                "+0ms [error] (host) [wasm] cannot get {what} properties outside of a request"
+            )],
+            "Kong {version}"
+        );
+        assert!(proxy.traps().is_empty(), "Kong {version}");
+    }
 }

@@ -8,7 +8,7 @@
 // Tests stop at the first surprise: unwrapping is how they say so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use crate::common::{body, filter, kong, start, start_with};
+use crate::common::{assert_clean, body, filter, kong, start, start_with, status};
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -42,32 +42,6 @@ fn two_hooks(delivery: Value) -> Value {
         "delivery": delivery,
         "admin": {"token": "t0ken"}
     })
-}
-
-/// No trap, no crash, no error the host logged itself, no leaked connection slot.
-fn assert_clean(proxy: &Proxy) {
-    assert!(
-        proxy.traps().is_empty(),
-        "{}: traps {:?}\n{}",
-        proxy.rules(),
-        proxy.traps(),
-        proxy.log_text()
-    );
-    assert!(
-        proxy.host_errors().is_empty(),
-        "{}: host errors {:?}",
-        proxy.rules(),
-        proxy.host_errors()
-    );
-    assert_eq!(proxy.leaked_slots(), 0, "{}: leaked slots", proxy.rules());
-}
-
-/// The admin status of this worker (its root context).
-fn status(proxy: &mut Proxy) -> Value {
-    let outcome =
-        proxy.request(&Request::get("/event-hooks/status").header("Authorization", "Bearer t0ken"));
-    assert_eq!(outcome.status, 200, "{}", proxy.log_text());
-    serde_json::from_slice(&outcome.local_response.unwrap().body).unwrap()
 }
 
 /// Most root-context calls ever in flight at once, when the receiver answers every call

@@ -3,11 +3,13 @@
 //! compilations of the filter (`make hosts` times in the root `Cargo.toml`, profile `hosts`).
 //!
 //! * `scenarios`: every `tests/scenarios/*.json` on each runner.
+//! * `emitted`: events a Kong Lua plugin emits through `kong.ctx.shared`.
 //! * `filter`: the real filter per host.
 //! * `kong`: the real filter under every Kong pin's rules, and the Kong soak.
 //! * `host_rules`: the host's own rules, with small deliberately wrong filters in WAT.
 
 mod common;
+mod emitted;
 mod filter;
 mod host_rules;
 mod kong;
