@@ -102,8 +102,12 @@ pub struct Needs {
     pub then: Props,
     pub request_headers: bool,
     pub response_headers: bool,
-    /// Read the emission channel in the log phase ([`crate::runtime::Runtime::observe_emitted`]).
+    /// Read the emission channel in the log phase ([`crate::runtime::Runtime::observe_emitted`]):
+    /// Envoy's dynamic metadata, Kong's `kong.ctx.shared`.
     pub emitted: bool,
+    /// Read Envoy's filter state too, where another wasm filter's `set_property` puts events
+    /// (a published source's `"channel": "filter_state"`; on Kong the same `kong.ctx.shared`).
+    pub emitted_filter_state: bool,
 }
 
 impl Needs {
@@ -115,6 +119,7 @@ impl Needs {
         request_headers: true,
         response_headers: true,
         emitted: false,
+        emitted_filter_state: false,
     };
 
     fn props(props: &[Prop]) -> Needs {
@@ -152,6 +157,14 @@ impl Needs {
         }
     }
 
+    /// The same needs, and the events other wasm filters left in Envoy's filter state.
+    pub fn with_emitted_filter_state(self) -> Needs {
+        Needs {
+            emitted_filter_state: true,
+            ..self
+        }
+    }
+
     pub fn union(self, other: Needs) -> Needs {
         Needs {
             first: self.first.union(other.first),
@@ -159,6 +172,7 @@ impl Needs {
             request_headers: self.request_headers || other.request_headers,
             response_headers: self.response_headers || other.response_headers,
             emitted: self.emitted || other.emitted,
+            emitted_filter_state: self.emitted_filter_state || other.emitted_filter_state,
         }
     }
 

@@ -63,6 +63,39 @@ pub const KONG_CTX_SHARED_SINCE: (u32, u32) = (3, 6);
 /// JSON text a Lua plugin put in `kong.ctx.shared.event_hooks`.
 pub const ENVOY_EMITTED: &[&str] = &["metadata"];
 pub const KONG_EMITTED: &[&str] = &["kong", "ctx", "shared", "event_hooks"];
+/// Envoy's filter state under the key another wasm filter's `set_property(["event_hooks"])`
+/// writes (Envoy stores it as `wasm.event_hooks`): JSON text, as on Kong.
+pub const ENVOY_EMITTED_FILTER_STATE: &[&str] = &["filter_state", "wasm.event_hooks"];
+
+/// A place where other filters leave events for this one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// Envoy's dynamic metadata (Lua, native filters): protobuf.
+    EnvoyMetadata,
+    /// Envoy's filter state (another wasm filter): JSON text.
+    EnvoyFilterState,
+    /// Kong's `kong.ctx.shared` (Lua plugins; a wasm filter's `set_property` too): JSON text.
+    KongCtxShared,
+}
+
+impl Channel {
+    /// The property it is read from.
+    pub fn path(self) -> &'static [&'static str] {
+        match self {
+            Channel::EnvoyMetadata => ENVOY_EMITTED,
+            Channel::EnvoyFilterState => ENVOY_EMITTED_FILTER_STATE,
+            Channel::KongCtxShared => KONG_EMITTED,
+        }
+    }
+
+    /// The events in what it held.
+    pub fn decode(self, bytes: &[u8]) -> Result<Emitted, Reason> {
+        match self {
+            Channel::EnvoyMetadata => emitted::from_metadata(bytes),
+            Channel::EnvoyFilterState | Channel::KongCtxShared => emitted::from_json(bytes),
+        }
+    }
+}
 /// The filter's name in Kong's filter chain (`event_hooks` unless the file was renamed).
 pub const PLUGIN_NAME: &[&str] = &["plugin_name"];
 /// Kong stores a metric as `pw:<filter name>:<name>` and traps when that is longer than
@@ -119,12 +152,20 @@ impl Known {
         self.call_bodies.get().unwrap_or(false)
     }
 
-    /// Where this host has the events other filters emitted, if it has them.
-    pub fn emitted_channel(&self) -> Option<&'static [&'static str]> {
+    /// Where this host has the events other filters emitted, for published sources whose
+    /// emitters use `metadata` and `filter_state` (each channel read once; on Kong both are
+    /// `kong.ctx.shared`, never read before 3.6).
+    pub fn emitted_channels(&self, metadata: bool, filter_state: bool) -> [Option<Channel>; 2] {
         match (self.host.get(), self.emitted.get()) {
-            (Some(Host::Envoy), _) => Some(ENVOY_EMITTED),
-            (Some(Host::Kong), Some(true)) => Some(KONG_EMITTED),
-            _ => None,
+            (Some(Host::Envoy), _) => [
+                metadata.then_some(Channel::EnvoyMetadata),
+                filter_state.then_some(Channel::EnvoyFilterState),
+            ],
+            (Some(Host::Kong), Some(true)) => [
+                (metadata || filter_state).then_some(Channel::KongCtxShared),
+                None,
+            ],
+            _ => [None, None],
         }
     }
 
@@ -239,15 +280,6 @@ impl Known {
             };
             self.emitted.set(Some(emitted));
         }
-    }
-}
-
-/// The events other filters emitted, as `host` hands them over (`bytes` read from
-/// [`Known::emitted_channel`]).
-pub fn emitted(host: Host, bytes: &[u8]) -> Result<Emitted, Reason> {
-    match host {
-        Host::Envoy => emitted::from_metadata(bytes),
-        Host::Kong => emitted::from_json(bytes),
     }
 }
 

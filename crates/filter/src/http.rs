@@ -297,11 +297,12 @@ impl HttpContext for Http {
         runtime.observe_with(&self.capture, &rest, &clock);
         // Events other filters emitted: one read, and only when a hook listens to a published
         // source.
-        if self.needs.emitted
-            && let Some(channel) = self.known.emitted_channel()
-        {
-            let decoded = match HostProperties.property(channel) {
-                Some(bytes) => differences::emitted(host, &bytes),
+        let channels = self
+            .known
+            .emitted_channels(self.needs.emitted, self.needs.emitted_filter_state);
+        for channel in channels.into_iter().flatten() {
+            let decoded = match HostProperties.property(channel.path()) {
+                Some(bytes) => channel.decode(&bytes),
                 None => Ok(Emitted::default()),
             };
             runtime.observe_emitted(&self.capture, &rest, &decoded, &clock);

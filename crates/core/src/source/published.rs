@@ -40,7 +40,11 @@ pub const MAX_FIELDS: usize = 64;
 /// The longest description, in bytes.
 pub const MAX_DESCRIPTION_LEN: usize = 1024;
 /// The keys of a published source.
-pub const SOURCE_KEYS: &[&str] = &["description", "with_request", "events"];
+pub const SOURCE_KEYS: &[&str] = &["description", "with_request", "channel", "events"];
+/// Where a published source's emitter leaves its events: `metadata` (Envoy's dynamic metadata,
+/// from Lua or a native filter; Kong's `kong.ctx.shared`) or `filter_state` (Envoy's filter
+/// state, from another wasm filter's `set_property`; on Kong the same `kong.ctx.shared`).
+pub const CHANNELS: &[&str] = &["metadata", "filter_state"];
 /// The keys of a published event.
 pub const EVENT_KEYS: &[&str] = &["description", "fields", "unique"];
 /// The traffic sections `with_request` adds to an emitted event's data.
@@ -54,6 +58,8 @@ pub struct Published {
     pub description: String,
     /// Its events' data also gets the request's traffic fields ([`REQUEST_SECTIONS`]).
     pub with_request: bool,
+    /// Its emitter uses Envoy's filter state rather than dynamic metadata ([`CHANNELS`]).
+    pub filter_state: bool,
     /// In the configuration's (key) order; never empty.
     pub events: Vec<PublishedEvent>,
 }
@@ -93,7 +99,11 @@ impl Published {
         } else {
             Needs::default()
         };
-        needs.with_emitted()
+        if self.filter_state {
+            needs.with_emitted_filter_state()
+        } else {
+            needs.with_emitted()
+        }
     }
 }
 
@@ -158,6 +168,18 @@ fn read_source(name: &str, value: &Value, path: &str, problems: &Problems) -> Op
     let source = Object::new(value, path, SOURCE_KEYS, problems)?;
     let description = description(&source);
     let with_request = source.optional_bool("with_request", false);
+    let filter_state = match source.get("channel") {
+        None => false,
+        Some(Value::String(channel)) if channel == "metadata" => false,
+        Some(Value::String(channel)) if channel == "filter_state" => true,
+        Some(_) => {
+            problems.add(
+                &source.path_of("channel"),
+                format!("expected one of: {}", CHANNELS.join(", ")),
+            );
+            false
+        }
+    };
     let events_path = source.path_of("events");
     let events = match source.required("events")? {
         Value::Object(events) if events.is_empty() => {
@@ -190,6 +212,7 @@ fn read_source(name: &str, value: &Value, path: &str, problems: &Problems) -> Op
         name: name.to_string(),
         description,
         with_request,
+        filter_state,
         events,
     })
 }
@@ -308,6 +331,7 @@ pub fn schema(parts: &Parts) -> Value {
         vec![
             ("description", text),
             ("with_request", json!({"type": "boolean"})),
+            ("channel", json!({"enum": CHANNELS})),
             (
                 "events",
                 json!({

@@ -447,21 +447,23 @@ fn kong_without_an_upstream_port_keeps_the_address() {
     assert_eq!(log.upstream_address.as_deref(), Some("10.0.0.7"));
 }
 
-/// Other filters' events: Envoy's dynamic metadata, whole; Kong's `kong.ctx.shared`, from 3.6
-/// (the namespace does not exist before: never read there); each decoded as its host gives it.
+/// Other filters' events: Envoy's dynamic metadata, whole, and its filter state (another wasm
+/// filter's); Kong's `kong.ctx.shared`, from 3.6 (the namespace does not exist before: never
+/// read there); each decoded as its host gives it.
 #[test]
 fn emitted_events_are_read_where_each_host_has_them() {
+    let kong = Some(Channel::KongCtxShared);
     for (version, expected) in [
-        ("3.4.2", None),
-        ("3.5.0", None),
-        ("3.6.1", Some(KONG_EMITTED)),
-        ("3.10.0.2", Some(KONG_EMITTED)),
-        ("next", None),
+        ("3.4.2", [None, None]),
+        ("3.5.0", [None, None]),
+        ("3.6.1", [kong, None]),
+        ("3.10.0.2", [kong, None]),
+        ("next", [None, None]),
     ] {
         let known = Known::default();
         let props = PropertyMap::new(&[("ngx.pid", b"1"), ("kong.version", version.as_bytes())]);
         known.learn(&props);
-        assert_eq!(known.emitted_channel(), expected, "{version}");
+        assert_eq!(known.emitted_channels(true, true), expected, "{version}");
         assert_eq!(
             props
                 .asked
@@ -474,24 +476,51 @@ fn emitted_events_are_read_where_each_host_has_them() {
         );
     }
     let known = Known::default();
+    known.learn(&PropertyMap::new(&[
+        ("ngx.pid", b"1"),
+        ("kong.version", b"3.6.0"),
+    ]));
+    assert_eq!(
+        known.emitted_channels(false, true),
+        [kong, None],
+        "one property on Kong"
+    );
+    assert_eq!(known.emitted_channels(false, false), [None, None]);
+    let known = Known::default();
     known.learn(&envoy());
-    assert_eq!(known.emitted_channel(), Some(ENVOY_EMITTED));
+    assert_eq!(
+        known.emitted_channels(true, true),
+        [
+            Some(Channel::EnvoyMetadata),
+            Some(Channel::EnvoyFilterState)
+        ]
+    );
+    assert_eq!(
+        known.emitted_channels(true, false),
+        [Some(Channel::EnvoyMetadata), None]
+    );
     let known = Known::default();
     known.configure(Some(Host::Envoy));
-    assert_eq!(known.emitted_channel(), Some(ENVOY_EMITTED));
-
-    let kong = emitted(
-        Host::Kong,
-        br#"{"payments.refund-issued": {"order_id": "42", "amount": 300}}"#,
-    )
-    .expect("Kong's JSON text");
-    assert_eq!(kong.emissions.len(), 1);
-    assert_eq!(kong.emissions[0].source, "payments");
-    assert_eq!(kong.emissions[0].event, "refund-issued");
     assert_eq!(
-        serde_json::Value::Object(kong.emissions[0].data.clone()),
-        serde_json::json!({"order_id": "42", "amount": 300})
+        known.emitted_channels(false, true),
+        [None, Some(Channel::EnvoyFilterState)]
     );
-    // Envoy gives protobuf: JSON text there is malformed, refused whole.
-    assert!(emitted(Host::Envoy, br#"{"payments.refund-issued": {}}"#).is_err());
+    assert_eq!(
+        Channel::EnvoyFilterState.path(),
+        ["filter_state", "wasm.event_hooks"]
+    );
+
+    let text = br#"{"payments.refund-issued": {"order_id": "42", "amount": 300}}"#;
+    for channel in [Channel::KongCtxShared, Channel::EnvoyFilterState] {
+        let decoded = channel.decode(text).expect("JSON text");
+        assert_eq!(decoded.emissions.len(), 1);
+        assert_eq!(decoded.emissions[0].source, "payments");
+        assert_eq!(decoded.emissions[0].event, "refund-issued");
+        assert_eq!(
+            serde_json::Value::Object(decoded.emissions[0].data.clone()),
+            serde_json::json!({"order_id": "42", "amount": 300})
+        );
+    }
+    // Envoy's metadata is protobuf: JSON text there is malformed, refused whole.
+    assert!(Channel::EnvoyMetadata.decode(text).is_err());
 }

@@ -487,6 +487,19 @@ fn the_adapter_reads_emissions_only_for_hooks_on_published_sources() {
     let enriched = needs(json!({"publish": publish(), "hooks": [webhook("a", "audit", None)]}));
     assert!(enriched.emitted && enriched.request_headers && enriched.response_headers);
     assert_eq!((enriched.first, enriched.then), (Props::NONE, Props::ALL));
+    // A source another wasm filter emits: Envoy's filter state instead of dynamic metadata.
+    let mut published = publish();
+    published["payments"]["channel"] = json!("filter_state");
+    let state =
+        needs(json!({"publish": published.clone(), "hooks": [webhook("p", "payments", None)]}));
+    assert_eq!(state, Needs::default().with_emitted_filter_state());
+    let both = needs(
+        json!({"publish": published, "hooks": [webhook("p", "payments", None), webhook("a", "audit", None)]}),
+    );
+    assert!(
+        both.emitted && both.emitted_filter_state,
+        "one channel per source"
+    );
     let setup = setup(json!({"publish": publish(), "hooks": [webhook("p", "payments", None)]}));
     assert!(setup.runtime.observes_requests());
 }

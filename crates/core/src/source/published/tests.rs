@@ -61,6 +61,7 @@ fn the_issue_s_example_publishes_a_source_that_hooks_name() {
             name: "payments".into(),
             description: "Events the payments filter emits".into(),
             with_request: false,
+            filter_state: false,
             events: vec![PublishedEvent {
                 name: "refund-issued".into(),
                 description: "A refund was issued".into(),
@@ -109,6 +110,10 @@ fn defaults_and_a_source_without_fields() {
         .published(sources.from_name("jobs").unwrap())
         .unwrap();
     assert_eq!((jobs.description.as_str(), jobs.with_request), ("", false));
+    assert!(
+        !jobs.filter_state,
+        "dynamic metadata unless the source says otherwise"
+    );
     assert_eq!(jobs.events[0].fields, Vec::<String>::new());
     let audit = sources
         .published(sources.from_name("audit").unwrap())
@@ -125,7 +130,7 @@ fn every_publish_error_names_its_json_path() {
             "empty": {"events": {}},
             "noevents": {},
             "listed": {"events": []},
-            "payments": {"description": 7, "with_request": "yes", "extra": 1, "events": {
+            "payments": {"description": 7, "with_request": "yes", "channel": "kafka", "extra": 1, "events": {
                 "refund issued": {},
                 "refund-issued": {"fields": ["order_id", "order_id", ""], "unique": ["amount"], "other": true}
             }}
@@ -135,9 +140,10 @@ fn every_publish_error_names_its_json_path() {
             "publish.listed.events: expected an object of events, found an array",
             "publish.noevents.events: missing required field",
             "publish.pay.ments: a published source's name must be 1 to 128 characters of A-Z a-z 0-9 _ - (no `.`: emitters name events <source>.<event>)",
-            "publish.payments.extra: unknown field; expected one of: description, with_request, events",
+            "publish.payments.extra: unknown field; expected one of: description, with_request, channel, events",
             "publish.payments.description: expected a string, found a number",
             "publish.payments.with_request: expected true or false, found a string",
+            "publish.payments.channel: expected one of: metadata, filter_state",
             "publish.payments.events.refund issued: an event's name must be 1 to 128 characters of A-Z a-z 0-9 _ . -",
             "publish.payments.events.refund-issued.other: unknown field; expected one of: description, fields, unique",
             "publish.payments.events.refund-issued.fields[2]: expected a field name (1 to 128 bytes), found a string",
