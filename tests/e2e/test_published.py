@@ -7,8 +7,11 @@ field holds across two workers."""
 from __future__ import annotations
 
 import json
+import subprocess
 
-from conftest import envoy_config, http_get, stat, static_cluster, wait_until
+import pytest
+
+from conftest import ROOT, envoy_config, http_get, stat, static_cluster, wait_until, wasm_filter
 
 # The emitter: remembers the request in the request phase, emits in the response phase (as the
 # shipped example does: a refund is an event only once the upstream answered 201). Lua tables,
@@ -145,8 +148,6 @@ def test_the_shipped_envoy_example_sends_slack_a_block_kit_message(start_envoy, 
     (the test's upstream, answering ?status=201) and Slack (the test's receiver, plain HTTP)."""
     import yaml
 
-    from conftest import ROOT
-
     bootstrap = yaml.safe_load((ROOT / "envoy" / "envoy-emit.yaml").read_text())
     bootstrap["admin"]["address"]["socket_address"]["port_value"] = 0
     listeners = bootstrap["static_resources"]["listeners"]
@@ -171,3 +172,45 @@ def test_the_shipped_envoy_example_sends_slack_a_block_kit_message(start_envoy, 
     second = receiver.wait_for(lambda d: b"43" in d.body, what="the second order's message")
     assert second.json()["blocks"][1]["fields"][1]["text"] == "*Amount*\n12.5 EUR"
     assert len(receiver.deliveries) == 2, "the repeated order was snoozed"
+
+
+# --- from another wasm filter: filter state --------------------------------------------------
+
+EMITTER_CRATE = ROOT / "tests" / "e2e" / "emitter-filter"
+EMITTER_TARGET = ROOT / "target" / "e2e-emitter"
+
+
+@pytest.fixture(scope="module")
+def emitter_wasm():
+    """tests/e2e/emitter-filter built (a no-op once built): a wasm filter that puts the JSON of
+    a request's `x-emit` header in filter state with `set_property(["event_hooks"], ...)`."""
+    subprocess.run(["cargo", "build", "--quiet", "--release", "--target", "wasm32-wasip1", "--target-dir", str(EMITTER_TARGET)],
+                   cwd=EMITTER_CRATE, check=True, timeout=900)
+    return EMITTER_TARGET / "wasm32-wasip1" / "release" / "emitter_filter.wasm"
+
+
+def test_another_wasm_filter_emits_through_filter_state(start_envoy, receiver, upstream, emitter_wasm):
+    emitter = wasm_filter("{}")
+    emitter["name"] = "emitter"
+    vm = emitter["typed_config"]["config"]
+    vm.update({"name": "emitter", "root_id": "emitter"})
+    vm["vm_config"] = {**vm["vm_config"], "vm_id": "emitter", "code": {"local": {"filename": str(emitter_wasm)}}}
+    publish = {"orders": {"channel": "filter_state", "events": {"shipped": {"fields": ["order_id", "carrier"], "unique": ["order_id"]}}}}
+    configuration = {"publish": publish, "hooks": [hook("shipped", "orders", "shipped", "/shipped")],
+                     "delivery": {"flush_interval_ms": 20}}
+    routes = [{"name": "r", "match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]
+    clusters = [static_cluster("upstream", upstream.port), static_cluster("receiver", receiver.port)]
+    envoy = start_envoy(envoy_config(configuration, routes, clusters, before=[emitter]))
+    port = envoy.listener_port()
+    events = {"orders.shipped": {"order_id": "7", "carrier": "post", "parcels": [1, 2], "insured": False},
+              "orders.lost": {"order_id": "8"}}
+    assert http_get(port, "/ship", headers={"x-emit": json.dumps(events)})[0] == 200
+    shipped = receiver.wait_for(lambda d: d.path == "/shipped", what="the shipped event")
+    assert shipped.json() == {"source": "orders", "event": "shipped", "order_id": "7", "carrier": "post",
+                              "parcels": [1, 2], "insured": False}
+    wait_until(lambda: stat(envoy, "wasmcustom.event_hooks.emissions.dropped.unknown_event") == 1, what="the unpublished event counted")
+    # Not JSON: dropped whole, counted, the request unharmed.
+    assert http_get(port, "/ship", headers={"x-emit": "{not json"})[0] == 200
+    wait_until(lambda: stat(envoy, "wasmcustom.event_hooks.emissions.dropped.malformed") == 1, what="the malformed emission counted")
+    assert stat(envoy, "wasmcustom.event_hooks.emissions.accepted") == 1
+    assert len(receiver.deliveries) == 1
