@@ -181,6 +181,13 @@ pub trait PropertyReader {
     fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
 }
 
+/// A function of the path reads properties too (the fuzz targets' readers are closures).
+impl<F: Fn(&[&str]) -> Option<Vec<u8>>> PropertyReader for F {
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        self(path)
+    }
+}
+
 /// Properties from a map, by dotted path (`request.path`), that records every path asked for:
 /// the fake of [`PropertyReader`].
 #[derive(Debug, Default)]
