@@ -33,7 +33,7 @@ fn parse(bytes: &[u8]) -> Result<Config, Vec<Problem>> {
 fn summary(result: &Result<Config, Vec<Problem>>) -> Result<String, Vec<Problem>> {
     static FLOAT: OnceLock<regex::Regex> = OnceLock::new();
     let float = FLOAT.get_or_init(|| {
-        regex::Regex::new(r"Number\((-?[0-9]+\.[0-9]+(?:e-?[0-9]+)?|-?[0-9]+e-?[0-9]+)\)")
+        regex::Regex::new(r"Number\((-?[0-9]+\.[0-9]+(?:e[-+]?[0-9]+)?|-?[0-9]+e[-+]?[0-9]+)\)")
             .expect("a valid pattern")
     });
     match result {
