@@ -31,6 +31,8 @@ pub(super) fn draft(request: &Map, cluster: Option<&str>) -> Result<Call, String
     if method.is_empty() || method.len() > 32 || !method.bytes().all(endpoint::is_token_byte) {
         return Err("method must be an HTTP method such as POST".to_string());
     }
+    // Sent uppercase, as webhook-custom sends its method (found by fuzzing: `put` went as is).
+    let method = method.to_ascii_uppercase();
     let cluster = match text("cluster")? {
         Some(name) if name.is_empty() => return Err("cluster must not be empty".to_string()),
         Some(name) => name,

@@ -460,6 +460,10 @@ fn http_drafts_a_call_signed_with_the_hooks_secret() {
     let plain = self::lambda(&[r#"http(#{url: "http://Receiver-A:9000/"})"#]);
     let draft = drafts(run(&plain, &traffic())).remove(0);
     assert_eq!(draft.destination.cluster, "Receiver-A");
+
+    // The method is sent uppercase, whatever case the function wrote (as webhook-custom's).
+    let lower = self::lambda(&[r#"http(#{url: "http://receiver/", method: "put"})"#]);
+    assert_eq!(drafts(run(&lower, &traffic())).remove(0).method, "PUT");
 }
 
 #[test]
