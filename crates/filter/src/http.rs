@@ -305,7 +305,7 @@ impl HttpContext for Http {
                 Some(bytes) => channel.decode(&bytes),
                 None => Ok(Emitted::default()),
             };
-            runtime.observe_emitted(&self.capture, &rest, &decoded, &clock);
+            runtime.observe_emitted(&self.capture, &rest, decoded, &clock);
         }
     }
 }

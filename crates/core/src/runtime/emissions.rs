@@ -181,7 +181,7 @@ impl Runtime {
         &self,
         capture: &Capture,
         rest: &dyn Fn(&mut Properties),
-        decoded: &Result<Emitted, Reason>,
+        decoded: Result<Emitted, Reason>,
         clock: &dyn Clock,
     ) {
         let ports = self.ports(clock);
@@ -189,7 +189,7 @@ impl Runtime {
             Ok(emitted) if emitted.is_empty() => return,
             Ok(emitted) => emitted,
             Err(reason) => {
-                self.drop_emission(Dropped::Decoder(*reason), None, &ports);
+                self.drop_emission(Dropped::Decoder(reason), None, &ports);
                 return;
             }
         };
@@ -202,8 +202,8 @@ impl Runtime {
         }
         let traffic = OnceCell::new();
         let now_ns = clock.now_ns();
-        for emission in &emitted.emissions {
-            let (source, published) = match self.published_of(emission) {
+        for emission in emitted.emissions {
+            let (source, published) = match self.published_of(&emission) {
                 Ok(found) => found,
                 Err(dropped) => {
                     let key = format!("{}.{}", emission.source, emission.event);
@@ -211,7 +211,7 @@ impl Runtime {
                     continue;
                 }
             };
-            let mut data = emission.data.clone();
+            let mut data = emission.data;
             if published.with_request {
                 let traffic = traffic.get_or_init(|| self.traffic_event(capture, rest, now_ns));
                 with_request(&mut data, traffic);

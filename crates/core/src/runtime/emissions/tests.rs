@@ -96,7 +96,7 @@ fn observe(setup: &Setup, events: Value, at_ms: u64) {
     setup.runtime.observe_emitted(
         &request(),
         &|_| {},
-        &emitted(events),
+        emitted(events),
         &ManualClock::at_ms(at_ms),
     );
 }
@@ -342,7 +342,7 @@ fn drops_are_counted_by_reason_and_logged_at_most_once_per_interval() {
     let clock = ManualClock::at_ms(1_000);
     setup
         .runtime
-        .observe_emitted(&request(), &|_| {}, &Ok(every.clone()), &clock);
+        .observe_emitted(&request(), &|_| {}, Ok(every.clone()), &clock);
     let counters = setup.runtime.counters();
     assert_eq!(counters.emissions_dropped, [1; Dropped::COUNT]);
     assert_eq!(counters.emissions_accepted, 0);
@@ -373,13 +373,13 @@ fn drops_are_counted_by_reason_and_logged_at_most_once_per_interval() {
     setup.runtime.observe_emitted(
         &request(),
         &|_| {},
-        &Ok(every.clone()),
+        Ok(every.clone()),
         &ManualClock::at_ms(5_000),
     );
     setup.runtime.observe_emitted(
         &request(),
         &|_| {},
-        &Err(Reason::Malformed),
+        Err(Reason::Malformed),
         &ManualClock::at_ms(6_000),
     );
     let counters = setup.runtime.counters();
@@ -450,7 +450,7 @@ fn nothing_emitted_costs_nothing() {
     setup.runtime.observe_emitted(
         &request(),
         &|_| panic!("no property read"),
-        &Ok(Emitted::default()),
+        Ok(Emitted::default()),
         &ManualClock::at_ms(1),
     );
     assert_eq!(setup.runtime.counters().emissions_accepted, 0);
@@ -459,7 +459,7 @@ fn nothing_emitted_costs_nothing() {
     setup.runtime.observe_emitted(
         &request(),
         &|_| panic!("no property read"),
-        &emitted(json!({"payments.charge-failed": {}})),
+        emitted(json!({"payments.charge-failed": {}})),
         &ManualClock::at_ms(1),
     );
     assert_eq!(setup.runtime.counters().emissions_accepted, 1);
