@@ -27,7 +27,7 @@ use serde_json::{Map, Value, json};
 
 pub use crate::config::admin::{KEYS, Settings, shown};
 use crate::delivery::Call;
-use crate::event::{Bodies, Event};
+use crate::event::{Bodies, Event, Stamp};
 use crate::handler::Output;
 use crate::hooks::{Hook, HookSet};
 use crate::source::{Source, Sources};
@@ -168,10 +168,11 @@ pub fn event_for(hook: &Hook, data: serde_json::Map<String, Value>) -> Event {
     Event::of_source(hook.source, hook.source_name(), name, data)
 }
 
-/// What the hook's handler makes of a test event.
-pub fn run(hook: &Hook, event: &Event) -> Vec<Output> {
-    hook.handler
-        .prepare(&mut Bodies::new(event), &hook.redaction)
+/// What the hook's handler makes of a test event, for the delivery `stamp` names.
+pub fn run(hook: &Hook, event: &Event, stamp: Stamp) -> Vec<Output> {
+    let mut bodies = Bodies::new(event);
+    bodies.stamp(stamp);
+    hook.handler.prepare(&mut bodies, &hook.redaction)
 }
 
 /// Kong's ping: `{"source": "kong:event_hooks", "event": "ping", "event_hooks": <the hook>}`,

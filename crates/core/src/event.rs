@@ -324,10 +324,20 @@ impl Event {
 }
 
 /// The Kong-shaped bodies of one event, serialized once per distinct redaction and shared by
-/// every hook that sends the same bytes.
+/// every hook that sends the same bytes; and the [`Stamp`] of the hook whose handler runs.
 pub struct Bodies<'e> {
     event: &'e Event,
     built: Vec<(Redaction, Rc<[u8]>)>,
+    stamp: Stamp,
+}
+
+/// What one hook's delivery of an event is known by: the hook, the delivery's id (its
+/// `webhook-id` when sent alone, its CloudEvents `id`) and when the event was routed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stamp {
+    pub hook: Rc<str>,
+    pub id: String,
+    pub time_ms: u64,
 }
 
 impl<'e> Bodies<'e> {
@@ -335,11 +345,26 @@ impl<'e> Bodies<'e> {
         Bodies {
             event,
             built: Vec::new(),
+            stamp: Stamp::default(),
         }
     }
 
     pub fn event(&self) -> &'e Event {
         self.event
+    }
+
+    /// The hook whose handler runs next, and its delivery's id and time.
+    pub fn stamp(&mut self, stamp: Stamp) {
+        self.stamp = stamp;
+    }
+
+    pub fn stamped(&self) -> &Stamp {
+        &self.stamp
+    }
+
+    /// The stamped id, for the first call the handler made (later ones get their own).
+    pub fn take_id(&mut self) -> Option<String> {
+        Some(std::mem::take(&mut self.stamp.id)).filter(|id| !id.is_empty())
     }
 
     /// Kong's body (the event data plus `source` and `event`) as JSON bytes.

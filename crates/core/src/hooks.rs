@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use crate::control;
 use crate::delivery::{Delivery, Policy};
-use crate::event::{Bodies, Event, Fields, Redaction};
+use crate::event::{Bodies, Event, Fields, Redaction, Stamp};
 use crate::filter::Filter;
 use crate::handler::{Handler, Output};
 use crate::id::IdGen;
@@ -149,11 +149,10 @@ impl HookSet {
             .iter()
             .map(|hook| {
                 let signing = hook.handler.signing().clone();
-                Rc::new(Policy::new(
-                    &hook.name,
-                    signing,
-                    hook.handler.retry().copied(),
-                ))
+                Rc::new(
+                    Policy::new(&hook.name, signing, hook.handler.retry().copied())
+                        .batching(hook.handler.batching()),
+                )
             })
             .collect();
         HookSet {
@@ -342,12 +341,17 @@ impl HookSet {
             )),
         }
         actions.push(Action::Matched(index));
+        bodies.stamp(Stamp {
+            hook: Rc::clone(&policy.name),
+            id: ids.next(now_ms),
+            time_ms: now_ms,
+        });
         for output in hook.handler.prepare(bodies, &hook.redaction) {
             actions.push(match output {
                 Output::Call(call) => Action::Deliver(Delivery::new(
                     index,
                     Rc::clone(policy),
-                    ids.next(now_ms),
+                    bodies.take_id().unwrap_or_else(|| ids.next(now_ms)),
                     Rc::new(call),
                     now_ms,
                 )),

@@ -504,11 +504,20 @@ impl Runtime {
         }
     }
 
-    /// Deliveries queued or in flight.
+    /// Deliveries queued or in flight, and events waiting in open batches.
     pub fn outstanding(&self) -> usize {
-        self.delivery
-            .try_borrow()
-            .map_or(0, |delivery| delivery.depth() + delivery.in_flight())
+        self.delivery.try_borrow().map_or(0, |delivery| {
+            delivery.depth() + delivery.in_flight() + delivery.batching()
+        })
+    }
+
+    /// Closes every open batch now, for the next sending round: the configuration is going
+    /// away (a reload, or the host stopping the filter) and what it batched should not wait.
+    pub fn close_batches(&self, clock: &dyn Clock) {
+        let ports = self.ports(clock);
+        if let Ok(mut delivery) = self.delivery.try_borrow_mut() {
+            delivery.close_batches(&ports);
+        }
     }
 
     /// How long to keep delivering after the host asks the filter to stop: twice the call

@@ -230,6 +230,10 @@ impl Context for Root {
         if outstanding == 0 {
             return true;
         }
+        let clock = HostClock::read();
+        for runtime in self.runtimes() {
+            runtime.close_batches(&clock);
+        }
         if self.known.host() == Some(Host::Kong) {
             // ngx_wasm_module has no `proxy_done`: a root context cannot ask to wait.
             abi::log(
@@ -251,7 +255,7 @@ impl Context for Root {
                 "delivering {outstanding} outstanding deliveries before stopping (up to {drain_ms} ms)"
             ),
         );
-        self.draining_until = Some(HostClock::read().now_ms().saturating_add(drain_ms));
+        self.draining_until = Some(clock.now_ms().saturating_add(drain_ms));
         false
     }
 }
@@ -327,6 +331,7 @@ impl RootContext for Root {
                     "configuration reloaded repeatedly: the oldest configuration's undelivered events were dropped",
                 );
             }
+            previous.close_batches(&HostClock::read());
             self.retiring.push(previous);
             self.prune_retiring();
         }

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::{Reply, Route, TEST_DATA_HEADER};
 use crate::delivery::Attempt;
+use crate::event::Stamp;
 use crate::handler::Output;
 use crate::ports::Clock;
 use crate::runtime::Runtime;
@@ -61,7 +62,10 @@ pub fn start(
             None => Step::Reply(super::body_not_readable()),
         },
         Route::Ping { hook } => match runtime.hooks().get(hook).and_then(super::ping) {
-            Some(draft) => call(runtime, hook, &draft, Value::Null, clock),
+            Some(draft) => {
+                let id = runtime.next_id(clock.now_ms());
+                call(runtime, hook, &draft, &id, Value::Null, clock)
+            }
             None => Step::Reply(super::failed_call("not a webhook hook")),
         },
     }
@@ -98,8 +102,14 @@ fn test(runtime: &Runtime, hook: usize, body: &[u8], clock: &dyn Clock) -> Step 
         Ok(event) => event,
         Err(reply) => return Step::Reply(reply),
     };
+    let stamp = Stamp {
+        hook: config.name.as_str().into(),
+        id: runtime.next_id(clock.now_ms()),
+        time_ms: clock.now_ms(),
+    };
+    let id = stamp.id.clone();
     let mut drafts = Vec::new();
-    for output in super::run(config, &event) {
+    for output in super::run(config, &event, stamp) {
         match output {
             Output::Call(draft) => drafts.push(draft),
             Output::Log(level, line) => runtime.log().log(level, &line),
@@ -111,22 +121,22 @@ fn test(runtime: &Runtime, hook: usize, body: &[u8], clock: &dyn Clock) -> Step 
     }
     let first = drafts.remove(0);
     runtime.enqueue(hook, drafts, clock);
-    call(runtime, hook, &first, data, clock)
+    call(runtime, hook, &first, &id, data, clock)
 }
 
-/// The call of `test` or `ping`, signed like a delivery.
+/// The call of `test` or `ping` (webhook id `id`), signed like a delivery.
 fn call(
     runtime: &Runtime,
     hook: usize,
     draft: &crate::delivery::Call,
+    id: &str,
     data: Value,
     clock: &dyn Clock,
 ) -> Step {
     let Some(config) = runtime.hooks().get(hook) else {
         return Step::Reply(super::failed_call("the hook is gone"));
     };
-    let id = runtime.next_id(clock.now_ms());
-    let request = draft.attempt(&id, clock.now_ms() / 1_000, config.handler.signing());
+    let request = draft.attempt(id, clock.now_ms() / 1_000, config.handler.signing());
     Step::Call {
         request,
         timeout_ms: runtime.timeout_ms(),

@@ -132,7 +132,7 @@ fn test_and_ping_payloads() {
         (event.source, event.name.as_str()),
         (Source::TRAFFIC, "request")
     );
-    let outputs = run(slack, &event);
+    let outputs = run(slack, &event, crate::event::Stamp::default());
     let Some(Output::Call(draft)) = outputs.first() else {
         panic!("no draft")
     };

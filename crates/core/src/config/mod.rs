@@ -11,7 +11,7 @@ pub mod schema;
 use serde_json::Value;
 
 use crate::catalog::Catalog;
-use crate::delivery::{Settings, breaker, retry};
+use crate::delivery::{Settings, batch, breaker, retry};
 use crate::event::Redaction;
 use crate::filter::Filter;
 use crate::handler::HandlerKind;
@@ -51,6 +51,7 @@ pub const DELIVERY_KEYS: &[&str] = &[
     "retry",
     "breaker",
     "dead_letter",
+    "batch",
 ];
 
 /// The whole-number keys of `delivery`, with the numbers each takes.
@@ -410,6 +411,14 @@ fn read_delivery(value: &Value, path: &str, problems: &Problems) -> Option<Setti
         Some(value) => breaker::Settings::parse(value, &delivery.path_of("breaker"), problems)?,
         None => defaults.breaker,
     };
+    let batch = match delivery.get("batch") {
+        Some(value) => Some(batch::Settings::parse(
+            value,
+            &delivery.path_of("batch"),
+            problems,
+        )?),
+        None => None,
+    };
     Some(Settings {
         queue_size: size(n::QUEUE_SIZE, defaults.queue_size),
         max_queue_bytes: size(n::MAX_QUEUE_BYTES_KEY, defaults.max_queue_bytes),
@@ -424,6 +433,7 @@ fn read_delivery(value: &Value, path: &str, problems: &Problems) -> Option<Setti
         retry,
         breaker,
         dead_letter: delivery.optional_str("dead_letter").map(str::to_string),
+        batch,
     })
 }
 

@@ -133,7 +133,7 @@ fn every_problem_is_reported_with_its_path() {
             "hooks[1].on_change: expected true or false, found a string",
             "hooks[2]: expected an object, found a string",
             "hooks[4].name: duplicate name \"dup\", also used by hooks[3]",
-            "delivery.retries: unknown field; expected one of: queue_size, max_queue_bytes, max_in_flight, max_in_flight_per_destination, max_pending_retries, timeout_ms, flush_interval_ms, retry, breaker, dead_letter",
+            "delivery.retries: unknown field; expected one of: queue_size, max_queue_bytes, max_in_flight, max_in_flight_per_destination, max_pending_retries, timeout_ms, flush_interval_ms, retry, breaker, dead_letter, batch",
             "delivery.queue_size: must be between 1 and 1000000",
             "delivery.max_queue_bytes: must be between 65536 and 268435456",
             "delivery.max_in_flight: expected a whole number between 1 and 10000, found a fractional number",

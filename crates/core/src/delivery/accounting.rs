@@ -1,9 +1,9 @@
 //! Accounting: the per-hook counters, the drops by reason, the byte budget's use, the counter
 //! metrics of each step, and the gauges.
 //!
-//! Per hook, at any moment: `accepted = delivered + failed + dropped + pending`. Each
-//! delivery is counted once as accepted and once as it ends ([`Ending`]); `pending` is the
-//! difference. Gauges are moved by differences from what this VM reported (every VM adds to
+//! Per hook, at any moment: `accepted = delivered + failed + dropped + pending`, in events.
+//! Each event is counted once as accepted and once as its delivery (alone or in a batch)
+//! ends ([`Ending`]); `pending` is the difference. Gauges are moved by differences from what this VM reported (every VM adds to
 //! the same gauge), and all the way back to zero when its configuration retires.
 
 use super::unit::Delivery;
@@ -19,8 +19,10 @@ pub struct HookStats {
     pub pending: u64,
     /// Retries scheduled.
     pub retries: u64,
-    /// Dead letters made of this hook's deliveries.
+    /// Dead letters made of this hook's deliveries (one per batch given up or dropped).
     pub dead_letters: u64,
+    /// Batches closed (each one call, whatever its retries).
+    pub batches: u64,
 }
 
 impl HookStats {
@@ -30,7 +32,7 @@ impl HookStats {
             "accepted": self.accepted, "delivered": self.delivered,
             "failed": self.failed, "dropped": self.dropped,
             "pending": self.pending, "retries": self.retries,
-            "dead_letters": self.dead_letters,
+            "dead_letters": self.dead_letters, "batches": self.batches,
         })
     }
 }
@@ -163,31 +165,42 @@ impl Accounts {
         metrics.count(&metrics::name(&["hook", name, "retries"]), 1);
     }
 
-    /// A delivery ended: no longer pending, its bytes freed.
+    /// A delivery ended: its events no longer pending, its bytes freed.
     pub fn ended(&mut self, delivery: &Delivery, ending: Ending, metrics: &dyn Metrics) {
         self.bytes = self.bytes.saturating_sub(delivery.size());
+        let events = u64::from(delivery.events);
         if let Some(stat) = self.stat(delivery.hook) {
-            stat.pending = stat.pending.saturating_sub(1);
+            stat.pending = stat.pending.saturating_sub(events);
             let count = match ending {
                 Ending::Delivered => &mut stat.delivered,
                 Ending::Failed => &mut stat.failed,
                 Ending::Dropped => &mut stat.dropped,
             };
-            *count = count.saturating_add(1);
+            *count = count.saturating_add(events);
         }
-        metrics.count(&metrics::name(&["deliveries", ending.name()]), 1);
+        metrics.count(&metrics::name(&["deliveries", ending.name()]), events);
     }
 
-    /// A drop, by reason (the delivery's end is counted by [`Accounts::ended`]).
-    pub fn dropped(&mut self, reason: DropReason, metrics: &dyn Metrics) {
+    /// A batch closed, of `events` events.
+    pub fn batched(&mut self, hook: usize, events: u32, metrics: &dyn Metrics) {
+        if let Some(stat) = self.stat(hook) {
+            stat.batches = stat.batches.saturating_add(1);
+        }
+        metrics.count(&metrics::name(&["batches"]), 1);
+        metrics.count(&metrics::name(&["batches", "events"]), u64::from(events));
+    }
+
+    /// A drop of `delivery`'s events, by reason (its end is counted by [`Accounts::ended`]).
+    pub fn dropped(&mut self, delivery: &Delivery, reason: DropReason, metrics: &dyn Metrics) {
+        let events = u64::from(delivery.events);
         if let Some(count) = DropReason::ALL
             .iter()
             .position(|candidate| *candidate == reason)
             .and_then(|index| self.drops.get_mut(index))
         {
-            *count = count.saturating_add(1);
+            *count = count.saturating_add(events);
         }
-        metrics.count(&metrics::name(&["drops", reason.name()]), 1);
+        metrics.count(&metrics::name(&["drops", reason.name()]), events);
     }
 
     /// A dead letter made of `delivery`.

@@ -1,31 +1,308 @@
-//! The batch stage, between acceptance and the queue: a pass-through for now (one event, one
-//! call, one delivery).
+//! The batch stage, between acceptance and the queue: a hook that batches (`config.batch`, or
+//! `delivery.batch` for every `webhook` hook without its own) keeps its accepted deliveries
+//! in one open batch, sent as one call whose body is a JSON array of the bodies the events
+//! would have had alone (Kong HTTP Log's batch shape).
 //!
-//! The seam, for batched delivery (several events per call):
+//! * A batch closes on whichever comes first: `max_size` events, `max_bytes` of body (an
+//!   event that would take it past `max_bytes` closes it and opens the next; an event larger
+//!   than `max_bytes` alone goes alone), or `max_delay_ms` after its first event was accepted
+//!   (checked on every sending round: `Pipeline::pump`).
+//! * A closed batch is one [`Delivery`]: one call, one new webhook id, attempted, retried,
+//!   held by its breaker, given up and dead-lettered as a unit. It counts as the events it
+//!   holds ([`Delivery::events`]) and holds the bytes they held ([`Delivery::held`]), so the
+//!   accounting stays per event: `accepted = delivered + failed + dropped + pending`.
+//! * Bounded: one open batch per hook, each within its limits; its events passed the queue's
+//!   admission (gone hook, `queue_size`, byte budget) when they were accepted.
+//! * A batching hook always sends an array, even of one event; a hook that does not batch
+//!   (or whose handler cannot: only `webhook` does) passes straight through.
 //!
-//! * [`Batches::add`] is where an accepted delivery goes once it passed the queue's admission
-//!   (gone hook, `queue_size`, byte budget). A batching hook would keep it in an open batch
-//!   of its own (bounded in events and bytes, and in open batches per VM) and answer `None`;
-//!   a batch that fills up would come out here as one delivery whose call carries every
-//!   event's body.
-//! * A batch whose wait is over would come out on the round (`Pipeline::pump`, before the
-//!   due retries go to the front of the queue); a 410 would take the hook's open batches
-//!   along with its queued and waiting deliveries (`Pipeline::end_hook`).
-//! * From the queue on, a batch is one delivery: one call, one webhook id, attempted,
-//!   retried, held by its breaker, given up and dead-lettered as a unit. Only accounting
-//!   would count it per event (a delivery would carry how many events it holds), so that
-//!   `accepted = delivered + failed + dropped + pending` stays a count of events.
+//! Tested through the pipeline, with its fake clock: `delivery/tests/batches.rs`.
+
+use std::rc::Rc;
+
+use serde_json::Value;
 
 use super::unit::Delivery;
+use crate::id::IdGen;
+#[cfg(feature = "schema")]
+use crate::reader::schema::{Parts, whole_entry};
+use crate::reader::{Object, Problems, Whole};
 
-/// The open batches of one VM: none yet.
-#[derive(Debug, Default)]
-pub struct Batches;
+pub const KEYS: &[&str] = &["max_size", "max_delay_ms", "max_bytes"];
+pub const MAX_SIZE: Whole = Whole::new("max_size", 1, 10_000);
+pub const MAX_DELAY_MS: Whole = Whole::new("max_delay_ms", 0, 60_000);
+pub const MAX_BYTES: Whole = Whole::new("max_bytes", 1_024, 16 * 1024 * 1024);
+
+/// A batch's limits (`config.batch`, `delivery.batch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Events per call.
+    pub max_size: usize,
+    /// How long the first event of a batch may wait for the others.
+    pub max_delay_ms: u64,
+    /// The most bytes of body a batch grows to.
+    pub max_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_size: 100,
+            max_delay_ms: 1_000,
+            max_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl Settings {
+    /// Reads a `batch` object at `path`; absent keys take the defaults.
+    pub fn parse(value: &Value, path: &str, problems: &Problems) -> Option<Settings> {
+        let object = Object::new(value, path, KEYS, problems)?;
+        let defaults = Settings::default();
+        let size = |spec: Whole, default: usize| {
+            usize::try_from(object.whole(spec, default as u64)).unwrap_or(default)
+        };
+        Some(Settings {
+            max_size: size(MAX_SIZE, defaults.max_size),
+            max_delay_ms: object.whole(MAX_DELAY_MS, defaults.max_delay_ms),
+            max_bytes: size(MAX_BYTES, defaults.max_bytes),
+        })
+    }
+}
+
+#[cfg(feature = "schema")]
+/// The JSON Schema of a `batch` object at `at`.
+pub fn schema(parts: &Parts, at: &str) -> Value {
+    Value::Object(parts.object(
+        at,
+        &[KEYS],
+        vec![
+            whole_entry(MAX_SIZE),
+            whole_entry(MAX_DELAY_MS),
+            whole_entry(MAX_BYTES),
+        ],
+    ))
+}
+
+/// Whether and how a hook batches, as its handler asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// One event per call, whatever `delivery.batch` says.
+    Never,
+    /// As `delivery.batch` says (one event per call when it is not set).
+    Default,
+    /// Its own limits.
+    Own(Settings),
+}
+
+/// A hook's batching: its [`Choice`] and the `content-type` its batches are sent with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    pub choice: Choice,
+    pub content_type: &'static str,
+}
+
+impl Batching {
+    /// A hook that never batches.
+    pub const NEVER: Batching = Batching {
+        choice: Choice::Never,
+        content_type: "application/json",
+    };
+}
+
+/// What the batch stage hands on to the queue.
+#[derive(Debug)]
+pub enum Ready {
+    /// A delivery of a hook that does not batch.
+    Alone(Delivery),
+    /// A closed batch.
+    Batch(Delivery),
+}
+
+/// The open batch of one hook.
+#[derive(Debug)]
+struct Open {
+    /// The first event's delivery: its call is every member's but for the body (one hook's
+    /// `webhook` calls differ only in their bodies), its acceptance the batch's.
+    first: Delivery,
+    bodies: Vec<Rc<[u8]>>,
+    /// The array's length so far: `[`, the bodies, the commas, `]`.
+    body_bytes: usize,
+    /// What the members hold, as the byte budget counted them.
+    held: usize,
+    settings: Settings,
+}
+
+impl Open {
+    fn new(delivery: Delivery, settings: Settings) -> Self {
+        let body = Rc::clone(&delivery.call.body);
+        Open {
+            body_bytes: body.len().saturating_add(2),
+            held: delivery.held,
+            bodies: vec![body],
+            first: delivery,
+            settings,
+        }
+    }
+
+    /// Whether `delivery` would take the batch past `max_bytes`.
+    fn overflows(&self, delivery: &Delivery) -> bool {
+        let grown = self
+            .body_bytes
+            .saturating_add(delivery.call.body.len())
+            .saturating_add(1);
+        grown > self.settings.max_bytes
+    }
+
+    fn push(&mut self, delivery: Delivery) {
+        self.body_bytes = self
+            .body_bytes
+            .saturating_add(delivery.call.body.len())
+            .saturating_add(1);
+        self.held = self.held.saturating_add(delivery.held);
+        self.bodies.push(Rc::clone(&delivery.call.body));
+    }
+
+    fn is_full(&self) -> bool {
+        self.bodies.len() >= self.settings.max_size || self.body_bytes >= self.settings.max_bytes
+    }
+
+    fn is_due(&self, now_ms: u64) -> bool {
+        now_ms
+            >= self
+                .first
+                .accepted_ms
+                .saturating_add(self.settings.max_delay_ms)
+    }
+
+    /// The batch as one delivery: the JSON array of its bodies, a new webhook id.
+    fn close(self, ids: &mut IdGen) -> Delivery {
+        let mut body = Vec::with_capacity(self.body_bytes);
+        body.push(b'[');
+        for (index, member) in self.bodies.iter().enumerate() {
+            if index > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(member);
+        }
+        body.push(b']');
+        let mut delivery = self.first;
+        let mut call = (*delivery.call).clone();
+        call.body = body.into();
+        let content_type = delivery.policy.batching.content_type;
+        match call
+            .headers
+            .iter_mut()
+            .find(|(name, _)| name == "content-type")
+        {
+            Some((_, value)) => content_type.clone_into(value),
+            None => call
+                .headers
+                .push(("content-type".into(), content_type.into())),
+        }
+        delivery.call = Rc::new(call);
+        delivery.webhook_id = ids.next(delivery.accepted_ms);
+        delivery.events = u32::try_from(self.bodies.len()).unwrap_or(u32::MAX);
+        delivery.held = self.held;
+        delivery
+    }
+}
+
+/// The open batches of one VM, one per hook at most.
+pub struct Batches {
+    /// `delivery.batch`: the limits of hooks that batch by default.
+    default: Option<Settings>,
+    open: Vec<Option<Open>>,
+    /// Batches' own webhook ids.
+    ids: IdGen,
+    /// Events in open batches.
+    events: usize,
+}
+
+impl std::fmt::Debug for Batches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batches")
+            .field("default", &self.default)
+            .field("open", &self.open)
+            .field("events", &self.events)
+            .finish()
+    }
+}
 
 impl Batches {
-    /// Takes an accepted delivery; gives back what is ready for the queue now. Today: the
-    /// delivery itself.
-    pub fn add(&mut self, delivery: Delivery) -> Option<Delivery> {
-        Some(delivery)
+    pub fn new(default: Option<Settings>, hooks: usize, seed: u64) -> Self {
+        Batches {
+            default,
+            open: (0..hooks).map(|_| None).collect(),
+            ids: IdGen::new(seed),
+            events: 0,
+        }
+    }
+
+    /// Events waiting in open batches.
+    pub fn events(&self) -> usize {
+        self.events
+    }
+
+    /// The limits `delivery`'s hook batches with, if it does.
+    fn settings_of(&self, delivery: &Delivery) -> Option<Settings> {
+        match delivery.policy.batching.choice {
+            Choice::Never => None,
+            Choice::Default => self.default,
+            Choice::Own(settings) => Some(settings),
+        }
+    }
+
+    /// Takes an accepted delivery: into its hook's open batch when the hook batches, else
+    /// straight to `ready`. Every batch it closes (full, or making room) goes to `ready`.
+    pub fn add(&mut self, delivery: Delivery, ready: &mut dyn FnMut(Ready)) {
+        let settings = self.settings_of(&delivery);
+        let (Some(settings), Some(slot)) = (settings, self.open.get_mut(delivery.hook)) else {
+            ready(Ready::Alone(delivery));
+            return;
+        };
+        if slot.as_ref().is_some_and(|open| open.overflows(&delivery)) {
+            if let Some(open) = slot.take() {
+                self.events = self.events.saturating_sub(open.bodies.len());
+                ready(Ready::Batch(open.close(&mut self.ids)));
+            }
+        }
+        self.events = self.events.saturating_add(1);
+        let open = match slot.take() {
+            Some(mut open) => {
+                open.push(delivery);
+                open
+            }
+            None => Open::new(delivery, settings),
+        };
+        if open.is_full() {
+            self.events = self.events.saturating_sub(open.bodies.len());
+            ready(Ready::Batch(open.close(&mut self.ids)));
+        } else {
+            *slot = Some(open);
+        }
+    }
+
+    /// Closes every batch whose first event has waited `max_delay_ms` by `now_ms` (every
+    /// batch when `now_ms` is `u64::MAX`).
+    pub fn close_due(&mut self, now_ms: u64, ready: &mut dyn FnMut(Ready)) {
+        if self.events == 0 {
+            return;
+        }
+        for slot in &mut self.open {
+            if slot.as_ref().is_some_and(|open| open.is_due(now_ms)) {
+                if let Some(open) = slot.take() {
+                    self.events = self.events.saturating_sub(open.bodies.len());
+                    ready(Ready::Batch(open.close(&mut self.ids)));
+                }
+            }
+        }
+    }
+
+    /// Takes hook `hook`'s open batch, closed (its endpoint is gone).
+    pub fn take_hook(&mut self, hook: usize) -> Option<Delivery> {
+        let open = self.open.get_mut(hook)?.take()?;
+        self.events = self.events.saturating_sub(open.bodies.len());
+        Some(open.close(&mut self.ids))
     }
 }

@@ -18,8 +18,10 @@ pub struct DeadLetter {
     pub attempts: u32,
     pub last_status: Option<u16>,
     pub last_error: String,
-    /// The body the delivery carried (the event, for a webhook).
+    /// The body the delivery carried (the event, for a webhook; a batch's array).
     pub body: Rc<[u8]>,
+    /// The events it carried: 1, or a batch's.
+    pub events: u32,
 }
 
 impl DeadLetter {
@@ -31,6 +33,7 @@ impl DeadLetter {
             last_status: delivery.last_status,
             last_error: delivery.last_error.unwrap_or_default(),
             body: Rc::clone(&delivery.call.body),
+            events: delivery.events,
         }
     }
 }

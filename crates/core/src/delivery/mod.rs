@@ -4,11 +4,12 @@
 //! ## The words
 //!
 //! * A [`Call`] is the HTTP call a handler prepared for one event and one hook: destination,
-//!   method, path, headers, body. It never changes.
+//!   method, path, headers, body. It never changes (a batch is a new call, its members'
+//!   bodies in a JSON array).
 //! * A [`Delivery`] carries one call for one hook from its acceptance to its end (delivered,
 //!   given up or dropped): its webhook id, its attempts, its last answer, and the hook's
-//!   [`Policy`] (name, signing, retry), so that no stage needs the hooks. The per-hook
-//!   counters count deliveries.
+//!   [`Policy`] (name, signing, retry, batching), so that no stage needs the hooks. The
+//!   per-hook counters count the events it carries (one, or a batch's).
 //! * An [`Attempt`] is one try of a delivery's call, exactly as the host sends it: the call's
 //!   headers, then `user-agent`, `webhook-id`, `webhook-timestamp` and the signatures of that
 //!   moment ([`Call::attempt`]).
@@ -29,8 +30,9 @@
 //!
 //! * [`call`] holds the call, the attempt and the host's [`Transport`]; [`unit`](mod@unit) the delivery
 //!   and its policy. Every stage below moves deliveries.
-//! * [`batch`]: between acceptance and the queue; a pass-through for now (the seam for
-//!   batched delivery is documented there).
+//! * [`batch`]: between acceptance and the queue: a hook that batches keeps its events in
+//!   one open batch, closed on size, bytes or delay into one delivery (one call, one webhook
+//!   id) that counts as the events it holds; other hooks' deliveries pass straight through.
 //! * [`queue`]: deliveries ready to send, in order, at most `queue_size` new ones.
 //! * [`in_flight`]: the calls under way, by the host's token, at most `max_in_flight` (and
 //!   what [`Transport::has_room`] allows) and `max_in_flight_per_destination`, each with a
@@ -64,7 +66,7 @@
 //! ([`dead_letter::MAX_DEAD_LETTERS`]). When one is full, the newest delivery is dropped,
 //! counted by reason, and (but after a 410) made a dead letter.
 //!
-//! Per hook, at any moment: `accepted = delivered + failed + dropped + pending`.
+//! Per hook, at any moment, in events: `accepted = delivered + failed + dropped + pending`.
 
 pub mod accounting;
 pub mod batch;
@@ -85,7 +87,7 @@ use crate::log::Level;
 use crate::metrics::Metrics;
 use crate::ports::Ports;
 use accounting::{Accounts, Ending, Levels};
-use batch::Batches;
+use batch::{Batches, Ready};
 use breaker::Breakers;
 use dead_letter::DeadLetters;
 use in_flight::InFlight;
@@ -122,6 +124,8 @@ pub struct Settings {
     pub breaker: breaker::Settings,
     /// The hook dead letters go to.
     pub dead_letter: Option<String>,
+    /// `delivery.batch`: how `webhook` hooks without their own `config.batch` batch.
+    pub batch: Option<batch::Settings>,
 }
 
 impl Default for Settings {
@@ -137,6 +141,20 @@ impl Default for Settings {
             retry: retry::Settings::default(),
             breaker: breaker::Settings::default(),
             dead_letter: None,
+            batch: None,
+        }
+    }
+}
+
+impl Ready {
+    /// The delivery to queue, a batch counted as one.
+    fn counted(self, accounts: &mut Accounts, metrics: &dyn Metrics) -> Delivery {
+        match self {
+            Ready::Alone(delivery) => delivery,
+            Ready::Batch(batch) => {
+                accounts.batched(batch.hook, batch.events, metrics);
+                batch
+            }
         }
     }
 }
@@ -162,7 +180,7 @@ pub struct Pipeline {
 impl Pipeline {
     pub fn new(settings: Settings, hooks: usize, seed: u64) -> Self {
         Pipeline {
-            batches: Batches,
+            batches: Batches::new(settings.batch, hooks, seed.rotate_left(29) ^ 0x5eed_ba7c),
             queue: Queue::new(settings.queue_size),
             schedule: Schedule::new(settings.max_pending_retries, seed),
             in_flight: InFlight::new(
@@ -186,6 +204,11 @@ impl Pipeline {
     /// Deliveries waiting to be sent now.
     pub fn depth(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Events waiting in open batches.
+    pub fn batching(&self) -> usize {
+        self.batches.events()
     }
 
     /// Deliveries waiting for their next attempt.
@@ -240,7 +263,7 @@ impl Pipeline {
             })
             .collect();
         serde_json::json!({
-            "depth": self.depth(), "in_flight": self.in_flight(),
+            "depth": self.depth(), "batching": self.batching(), "in_flight": self.in_flight(),
             "bytes": self.bytes(), "retries_pending": self.pending_retries(),
             "drops": drops, "breakers": breakers,
         })
@@ -268,10 +291,25 @@ impl Pipeline {
             self.drop_delivery(delivery, reason, ports);
             return false;
         }
-        if let Some(ready) = self.batches.add(delivery) {
-            self.queue.push(ready);
-        }
+        let (queue, accounts) = (&mut self.queue, &mut self.accounts);
+        self.batches.add(delivery, &mut |ready| {
+            queue.push(ready.counted(accounts, ports.metrics));
+        });
         true
+    }
+
+    /// Closes every open batch now (the host is stopping the filter: what is batched is sent
+    /// while it drains).
+    pub fn close_batches(&mut self, ports: &Ports<'_>) {
+        self.close_due(u64::MAX, ports);
+    }
+
+    /// Queues the batches whose wait is over at `now_ms`.
+    fn close_due(&mut self, now_ms: u64, ports: &Ports<'_>) {
+        let (queue, accounts) = (&mut self.queue, &mut self.accounts);
+        self.batches.close_due(now_ms, &mut |ready| {
+            queue.push(ready.counted(accounts, ports.metrics));
+        });
     }
 
     /// Sends queued deliveries, in order, while fewer than `max_in_flight` calls are under way
@@ -280,6 +318,7 @@ impl Pipeline {
     /// overloaded) is skipped for the rest of this round; its deliveries keep their place.
     pub fn pump(&mut self, ports: &Ports<'_>, transport: &mut dyn Transport) {
         let now_ms = ports.now_ms();
+        self.close_due(now_ms, ports);
         self.queue.put_back(self.schedule.take_due(now_ms));
         self.expire_calls(ports);
         let mut held: Vec<Delivery> = Vec::new();
@@ -455,7 +494,8 @@ impl Pipeline {
         }
         let queued = self.queue.take_hook(hook);
         let waiting = self.schedule.take_hook(hook);
-        for delivery in queued.into_iter().chain(waiting) {
+        let open = self.batches.take_hook(hook);
+        for delivery in queued.into_iter().chain(waiting).chain(open) {
             self.drop_delivery(delivery, DropReason::Gone, ports);
         }
     }
@@ -477,7 +517,7 @@ impl Pipeline {
     fn drop_delivery(&mut self, mut delivery: Delivery, reason: DropReason, ports: &Ports<'_>) {
         self.accounts
             .ended(&delivery, Ending::Dropped, ports.metrics);
-        self.accounts.dropped(reason, ports.metrics);
+        self.accounts.dropped(&delivery, reason, ports.metrics);
         if reason == DropReason::Gone {
             return;
         }

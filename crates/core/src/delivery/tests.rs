@@ -69,6 +69,9 @@ fn settings(delivery: &Value) -> Settings {
             .get("dead_letter")
             .and_then(Value::as_str)
             .map(str::to_string),
+        batch: delivery
+            .get("batch")
+            .map(|batch| batch::Settings::parse(batch, "delivery.batch", &problems).unwrap()),
     };
     assert!(problems.is_empty(), "{:?}", problems.messages());
     settings
@@ -667,3 +670,5 @@ fn the_host_room_caps_calls_in_flight_whatever_max_in_flight_says() {
     assert_eq!(h.header(0, "webhook-id"), "id-0");
     assert_eq!(h.header(4, "webhook-id"), "id-4", "in order");
 }
+
+mod batches;

@@ -3,6 +3,7 @@
 
 use std::rc::Rc;
 
+use super::batch::Batching;
 use super::call::Call;
 use super::retry;
 use crate::signing::Signing;
@@ -17,6 +18,8 @@ pub struct Policy {
     pub signing: Signing,
     /// The hook's `config.retry`, applied over `delivery.retry`.
     pub retry: Option<retry::Overrides>,
+    /// Whether and how its deliveries are batched.
+    pub batching: Batching,
 }
 
 impl Policy {
@@ -25,7 +28,13 @@ impl Policy {
             name: name.into(),
             signing,
             retry,
+            batching: Batching::NEVER,
         }
+    }
+
+    /// This policy, batching as `batching` says.
+    pub fn batching(self, batching: Batching) -> Self {
+        Policy { batching, ..self }
     }
 
     /// The retry policy: the hook's overrides over `base` (`delivery.retry`).
@@ -35,7 +44,8 @@ impl Policy {
 }
 
 /// One call to deliver for one hook, from its acceptance to its end (delivered, given up or
-/// dropped), through every attempt. The per-hook counters count deliveries.
+/// dropped), through every attempt: one event's, or a batch's. The per-hook counters count
+/// the events it carries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
     /// Index of the hook in the configuration.
@@ -56,6 +66,11 @@ pub struct Delivery {
     pub last_error: Option<String>,
     /// A dead letter's own delivery: never makes another dead letter.
     pub dead_letter: bool,
+    /// The events it carries: 1, or a batch's.
+    pub events: u32,
+    /// The bytes the byte budget counts it for: its call's size when it was accepted, or its
+    /// members' for a batch.
+    pub held: usize,
 }
 
 impl Delivery {
@@ -70,18 +85,20 @@ impl Delivery {
             hook,
             policy,
             webhook_id,
+            held: call.size(),
             call,
             accepted_ms,
             attempts: 0,
             last_status: None,
             last_error: None,
             dead_letter: false,
+            events: 1,
         }
     }
 
     /// The memory the delivery holds, as the byte budget counts it.
     pub fn size(&self) -> usize {
-        self.call.size()
+        self.held
     }
 
     /// The hook's name, for log lines and metric names.

@@ -5,6 +5,7 @@
 //! A handler turns an event into [`Output`]s: drafts of HTTP calls, which the delivery queue
 //! sends (signed, per attempt), and log lines, written at once.
 
+pub mod cloudevents;
 pub mod endpoint;
 #[cfg(feature = "lambda")]
 pub mod lambda;
@@ -23,6 +24,7 @@ use serde_json::Map;
 use serde_json::Value;
 
 use crate::delivery::Call;
+use crate::delivery::batch::Batching;
 use crate::delivery::retry::Overrides;
 use crate::event::{Bodies, Redaction};
 use crate::log::Level;
@@ -63,6 +65,11 @@ pub trait Handler: fmt::Debug {
     /// The hook's `config.retry`, if it has one.
     fn retry(&self) -> Option<&Overrides> {
         None
+    }
+
+    /// Whether and how its calls are batched (the default: never).
+    fn batching(&self) -> Batching {
+        Batching::NEVER
     }
 
     /// The field paths of the event it reads; `None`: the whole event (the default).

@@ -1,8 +1,10 @@
 //! The `webhook` handler (Kong's): `POST` the event to `url` as JSON.
 //!
 //! Body: the event data's keys plus `"source"` and `"event"` at the top level, exactly Kong's
-//! shape. Headers: the configured ones and `content-type: application/json`; each attempt adds
-//! `user-agent`, `webhook-id`, `webhook-timestamp` and, with a secret, `x-kong-signature`.
+//! shape; or a CloudEvent (`format`, see [`cloudevents`](super::cloudevents)). Headers: the
+//! configured ones and `content-type: application/json`; each attempt adds `user-agent`,
+//! `webhook-id`, `webhook-timestamp` and, with a secret, `x-kong-signature`. With `batch`
+//! (or `delivery.batch`), the events go several to a call, in a JSON array.
 
 use std::any::Any;
 use std::rc::Rc;
@@ -11,17 +13,27 @@ use std::rc::Rc;
 use serde_json::Map;
 use serde_json::{Value, json};
 
+use super::cloudevents::{self, CloudEvents, Format, HEADER_PREFIX};
 use super::endpoint::{self, Endpoint};
 use super::{Handler, HandlerKind, Output};
 use crate::delivery::Call;
+use crate::delivery::batch::{self, Batching, Choice};
 use crate::delivery::retry::Overrides;
 use crate::event::{Bodies, Redaction};
 #[cfg(feature = "schema")]
 use crate::reader::schema::{Parts, endpoint_types, exclusive};
-use crate::reader::{Object, Problems};
+use crate::reader::{Object, Problems, child, kind};
 use crate::signing::Signing;
 
-pub const KEYS: &[&str] = &["url", "headers", "ssl_verify", "cluster"];
+pub const KEYS: &[&str] = &[
+    "url",
+    "headers",
+    "ssl_verify",
+    "cluster",
+    "format",
+    "cloudevents",
+    "batch",
+];
 
 /// The `webhook` handler kind.
 pub struct Kind;
@@ -35,10 +47,20 @@ impl HandlerKind for Kind {
 
     #[cfg(feature = "schema")]
     fn config_schema(&self, schema: &Parts, at: &str) -> Map<String, Value> {
+        let batch = json!({"oneOf": [
+            batch::schema(schema, &format!("{at}.batch")),
+            {"const": false},
+        ]});
         let mut config = schema.object(
             at,
             &[KEYS, endpoint::CALL_KEYS],
-            [endpoint_types(), endpoint::call_types(schema)].concat(),
+            [
+                endpoint_types(),
+                endpoint::call_types(schema),
+                cloudevents::schema_entries(schema, at),
+                vec![("batch", batch)],
+            ]
+            .concat(),
         );
         config.insert("required".into(), json!(["url"]));
         exclusive(config, &[["secret", "secret_env"]])
@@ -60,6 +82,13 @@ impl Handler for Webhook {
 
     fn retry(&self) -> Option<&Overrides> {
         self.retry.as_ref()
+    }
+
+    fn batching(&self) -> Batching {
+        Batching {
+            choice: self.batch,
+            content_type: self.format.content_types().1,
+        }
     }
 
     fn note(&self, hook: &str) -> Option<String> {
@@ -84,6 +113,12 @@ pub struct Webhook {
     pub signing: Signing,
     /// `config.retry`: what this hook changes of the global retry policy.
     pub retry: Option<crate::delivery::retry::Overrides>,
+    /// `config.format`: Kong's body or a CloudEvent.
+    pub format: Format,
+    /// `config.cloudevents`.
+    pub cloudevents: CloudEvents,
+    /// `config.batch`: its own limits, none (`false`), or `delivery.batch`'s.
+    pub batch: Choice,
 }
 
 impl Webhook {
@@ -91,14 +126,31 @@ impl Webhook {
     pub fn parse(value: &Value, path: &str, problems: &Problems) -> Option<Webhook> {
         let config = Object::new_in(value, path, &[KEYS, super::endpoint::CALL_KEYS], problems)?;
         let endpoint = Endpoint::parse(&config, problems);
+        let format = Format::parse(&config, problems);
         let headers = endpoint::parse_headers(&config, problems);
+        if format == Format::Binary {
+            for (name, _) in headers
+                .iter()
+                .filter(|(name, _)| name.starts_with(HEADER_PREFIX))
+            {
+                problems.add(
+                    &child(&config.path_of("headers"), name),
+                    "ce-* headers are set by format cloudevents-binary",
+                );
+            }
+        }
         let signing = Signing::parse(&config, problems);
         let retry = endpoint::parse_retry(&config, problems);
+        let cloudevents = cloudevents::parse_for(format, &config, problems);
+        let batch = parse_batch(&config, format, problems);
         Some(Webhook {
             endpoint: endpoint?,
             headers,
             signing,
             retry,
+            format,
+            cloudevents: cloudevents?,
+            batch: batch?,
         })
     }
 
@@ -118,17 +170,55 @@ impl Webhook {
         }
     }
 
-    /// The call for one event: `POST url` with Kong's body.
+    /// The call for one event: `POST url` with its body in the hook's format.
     pub fn draft(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Call {
         let mut headers = self.headers.clone();
-        headers.push(("content-type".to_string(), "application/json".to_string()));
+        let body = match self.format {
+            Format::Kong => bodies.kong(redaction),
+            Format::Structured => self.cloudevents.structured(bodies, redaction).into(),
+            Format::Binary => {
+                let (attributes, data) = self.cloudevents.binary(bodies, redaction);
+                headers.extend(attributes);
+                data.into()
+            }
+        };
+        let content_type = self.format.content_types().0;
+        headers.push(("content-type".to_string(), content_type.to_string()));
         Call {
             destination: self.endpoint.destination(),
             method: "POST".to_string(),
             path: self.endpoint.url.path.clone(),
             authority: self.endpoint.url.authority(),
             headers,
-            body: bodies.kong(redaction),
+            body,
+        }
+    }
+}
+
+/// Reads `config.batch`: an object (its own limits), `false` (never), or absent (as
+/// `delivery.batch` says). A binary-mode CloudEvent is one event per call: never batched.
+fn parse_batch(config: &Object<'_, '_>, format: Format, problems: &Problems) -> Option<Choice> {
+    let path = config.path_of("batch");
+    match config.get("batch") {
+        None | Some(Value::Bool(false)) if format == Format::Binary => Some(Choice::Never),
+        None => Some(Choice::Default),
+        Some(Value::Bool(false)) => Some(Choice::Never),
+        Some(_) if format == Format::Binary => {
+            problems.add(
+                &path,
+                "format cloudevents-binary sends one event per call; remove batch, or use format cloudevents",
+            );
+            None
+        }
+        Some(value @ Value::Object(_)) => {
+            batch::Settings::parse(value, &path, problems).map(Choice::Own)
+        }
+        Some(other) => {
+            problems.add(
+                &path,
+                format!("expected an object or false, found {}", kind(other)),
+            );
+            None
         }
     }
 }
@@ -231,7 +321,7 @@ mod tests {
         assert_eq!(
             errors,
             vec![
-                "config.retries: unknown field; expected one of: url, headers, ssl_verify, cluster, secret, secrets, secret_env, secrets_env, signature, retry",
+                "config.retries: unknown field; expected one of: url, headers, ssl_verify, cluster, format, cloudevents, batch, secret, secrets, secret_env, secrets_env, signature, retry",
                 "config.url: missing required field",
                 "config.ssl_verify: expected true or false, found a string",
                 "config.headers.Content-Type: is set by the handler and cannot be configured",

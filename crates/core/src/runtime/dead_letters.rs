@@ -38,7 +38,8 @@ impl Runtime {
 }
 
 /// A dead letter as the dead-letter hook sees it: `hook`, `webhook_id`, `attempts`,
-/// `last_status`, `last_error`, and `event` (the body the delivery carried: JSON when it was).
+/// `last_status`, `last_error`, `event` (the body the delivery carried: JSON when it was; a
+/// batch's array) and `events` (how many it carried).
 fn dead_letter_event(hooks: &HookSet, letter: &DeadLetter) -> Event {
     let body = serde_json::from_slice::<serde_json::Value>(&letter.body).unwrap_or_else(|_| {
         serde_json::Value::String(String::from_utf8_lossy(&letter.body).into_owned())
@@ -55,5 +56,6 @@ fn dead_letter_event(hooks: &HookSet, letter: &DeadLetter) -> Event {
     );
     data.insert("last_error".into(), letter.last_error.clone().into());
     data.insert("event".into(), body);
+    data.insert("events".into(), letter.events.into());
     Event::new(Source::EVENT_HOOKS, "dead_letter", data)
 }

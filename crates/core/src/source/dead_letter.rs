@@ -14,6 +14,7 @@ pub const EVENTS: &[EventSpec] = &[EventSpec {
         "last_status",
         "last_error",
         "event",
+        "events",
     ],
     unique: &[],
     description: "A delivery was given up or dropped (an operational webhook).",
