@@ -8,6 +8,7 @@
 //! * `kong`: the real filter under every Kong pin's rules, and the Kong soak.
 //! * `host_rules`: the host's own rules, with small deliberately wrong filters in WAT.
 
+mod batches;
 mod common;
 mod emitted;
 mod filter;
