@@ -16,6 +16,7 @@ use std::cell::{OnceCell, RefCell};
 use crate::config::Config;
 use crate::config::admin;
 use crate::delivery::{Call, Delivery, Pipeline, Response, Transport};
+use crate::emitted::{Emitted, Reason};
 use crate::event::{Event, Fields, Redaction};
 use crate::hooks::{Action, HookSet};
 use crate::id::IdGen;
@@ -319,10 +320,24 @@ impl Runtime {
         rest: &dyn Fn(&mut Properties),
         clock: &dyn Clock,
     ) {
+        self.observe_request(capture, rest, Vec::new(), clock);
+    }
+
+    /// The log phase's one entry point: [`Runtime::observe_with`], then the events other
+    /// filters emitted during the request (`emitted`: each channel's decoding, see
+    /// [`Runtime::observe_emitted`]). The request's traffic event is built at most once for
+    /// both, and `rest` reads the host at most once.
+    pub fn observe_request(
+        &self,
+        capture: &Capture,
+        rest: &dyn Fn(&mut Properties),
+        emitted: Vec<Result<Emitted, Reason>>,
+        clock: &dyn Clock,
+    ) {
         let now_ns = clock.now_ns();
-        let view = traffic::View::new(capture, now_ns);
         let built = OnceCell::new();
         let traffic = || built.get_or_init(|| self.traffic_event(capture, rest, now_ns));
+        let view = traffic::View::new(capture, now_ns);
         let request = source::Request {
             capture,
             view: &view,
@@ -334,14 +349,16 @@ impl Runtime {
             runtime: self,
             ports: self.ports(clock),
         };
-        let Ok(mut states) = self.states.try_borrow_mut() else {
-            return;
-        };
-        for source in &self.observers {
-            let state = states
-                .get_mut(source.index())
-                .and_then(|state| state.as_deref_mut());
-            source.kind().observe(&request, state, &emit);
+        if let Ok(mut states) = self.states.try_borrow_mut() {
+            for source in &self.observers {
+                let state = states
+                    .get_mut(source.index())
+                    .and_then(|state| state.as_deref_mut());
+                source.kind().observe(&request, state, &emit);
+            }
+        }
+        for decoded in emitted {
+            self.route_emitted(decoded, &traffic, clock);
         }
     }
 

@@ -294,18 +294,19 @@ impl HttpContext for Http {
             *properties =
                 differences::log_properties(host, headers_seen, earlier, &HostProperties, then);
         };
-        runtime.observe_with(&self.capture, &rest, &clock);
-        // Events other filters emitted: one read, and only when a hook listens to a published
-        // source.
+        // Events other filters emitted: one read per channel, and only when a hook listens to
+        // a published source.
         let channels = self
             .known
             .emitted_channels(self.needs.emitted, self.needs.emitted_filter_state);
-        for channel in channels.into_iter().flatten() {
-            let decoded = match HostProperties.property(channel.path()) {
+        let emitted = channels
+            .into_iter()
+            .flatten()
+            .map(|channel| match HostProperties.property(channel.path()) {
                 Some(bytes) => channel.decode(&bytes),
                 None => Ok(Emitted::default()),
-            };
-            runtime.observe_emitted(&self.capture, &rest, decoded, &clock);
-        }
+            })
+            .collect();
+        runtime.observe_request(&self.capture, &rest, emitted, &clock);
     }
 }

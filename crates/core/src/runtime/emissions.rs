@@ -184,6 +184,20 @@ impl Runtime {
         decoded: Result<Emitted, Reason>,
         clock: &dyn Clock,
     ) {
+        let now_ns = clock.now_ns();
+        let built = OnceCell::new();
+        let traffic = || built.get_or_init(|| self.traffic_event(capture, rest, now_ns));
+        self.route_emitted(decoded, &traffic, clock);
+    }
+
+    /// [`Runtime::observe_emitted`] with the request's traffic event built by `traffic` (at
+    /// most once, shared with the request's own sources).
+    pub(super) fn route_emitted<'e>(
+        &self,
+        decoded: Result<Emitted, Reason>,
+        traffic: &dyn Fn() -> &'e Event,
+        clock: &dyn Clock,
+    ) {
         let ports = self.ports(clock);
         let emitted = match decoded {
             Ok(emitted) if emitted.is_empty() => return,
@@ -200,8 +214,6 @@ impl Runtime {
                 &ports,
             );
         }
-        let traffic = OnceCell::new();
-        let now_ns = clock.now_ns();
         for emission in emitted.emissions {
             let (source, published) = match self.published_of(&emission) {
                 Ok(found) => found,
@@ -213,8 +225,7 @@ impl Runtime {
             };
             let mut data = emission.data;
             if published.with_request {
-                let traffic = traffic.get_or_init(|| self.traffic_event(capture, rest, now_ns));
-                with_request(&mut data, traffic);
+                with_request(&mut data, traffic());
             }
             self.count(|c| c.emissions_accepted = c.emissions_accepted.saturating_add(1));
             self.emissions.count(&ports, 0);

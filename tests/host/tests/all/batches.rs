@@ -93,7 +93,12 @@ fn a_thousand_events_arrive_in_ten_signed_batches_on_every_host() {
         proxy.advance(1_000);
         let hook = &status(&mut proxy)["hooks"]["log"];
         assert_eq!(
-            (&hook["accepted"], &hook["delivered"], &hook["pending"], &hook["batches"]),
+            (
+                &hook["accepted"],
+                &hook["delivered"],
+                &hook["pending"],
+                &hook["batches"]
+            ),
             (&json!(1_000), &json!(1_000), &json!(0), &json!(10)),
             "{rules}"
         );
@@ -145,7 +150,10 @@ fn on_kong_batches_multiply_what_one_root_context_delivers() {
         println!(
             "Kong {version}: {one:.0} events/s one per call, {hundred:.0} events/s in batches of 100"
         );
-        assert!(hundred >= 50.0 * one, "Kong {version}: {one:.0} -> {hundred:.0}");
+        assert!(
+            hundred >= 50.0 * one,
+            "Kong {version}: {one:.0} -> {hundred:.0}"
+        );
     }
 }
 

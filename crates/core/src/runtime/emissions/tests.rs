@@ -539,3 +539,28 @@ fn metrics_exist_from_the_start_for_what_is_published() {
             .any(|name| name.contains("emissions"))
     );
 }
+
+#[test]
+fn one_request_builds_its_traffic_event_once_for_its_sources_and_its_emissions() {
+    let setup = setup(json!({"publish": publish(), "hooks": [
+        webhook("all", "traffic", None),
+        webhook("audit", "audit", Some("access"))
+    ]}));
+    assert!(
+        !setup.runtime.needs().then.is_empty(),
+        "the traffic event reads properties once it is built"
+    );
+    let reads = std::cell::Cell::new(0);
+    let rest = |_: &mut Properties| reads.set(reads.get() + 1);
+    setup.runtime.observe_request(
+        &request(),
+        &rest,
+        vec![emitted(json!({"audit.access": {"user": "ana"}}))],
+        &ManualClock::at_ms(1_000),
+    );
+    assert_eq!(reads.get(), 1, "the host's properties are read once");
+    let sent = sent(&setup, 1_100);
+    let paths: Vec<&str> = sent.iter().map(|(path, _)| path.as_str()).collect();
+    assert_eq!(paths, ["/all", "/audit"]);
+    assert_eq!(sent[0].1["request"], sent[1].1["request"]);
+}
