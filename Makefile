@@ -89,6 +89,9 @@ lint: wasm-target
 	cargo clippy --target $(WASM_TARGET) -p event-hooks -p event-hooks-core --lib --no-default-features -- -D warnings
 	cargo fmt --check -p event-hooks-testhost
 	$(CLIPPY_BUILD) cargo build -p event-hooks-testhost --profile hosts --all-targets
+	# The fuzz targets compile against today's core (stable, no sanitizer: ~50 s cold; a change
+	# of the core's API once broke them unnoticed). `make fuzz-check` also runs their corpora.
+	RUSTFLAGS="--cfg fuzzing" cargo check --manifest-path fuzz/Cargo.toml --bins --target-dir target/fuzz-check
 
 # The test host is linted by clippy building it: RUSTC_WORKSPACE_WRAPPER is how `cargo clippy`
 # puts clippy in rustc's place for the workspace's own crates, and `cargo clippy` would then only

@@ -138,7 +138,12 @@ fn check(bytes: &[u8], rest: &mut Unstructured<'_>) {
             continue;
         }
         let event = event_hooks_core::admin::event_for(hook, data.clone());
-        for output in event_hooks_core::admin::run(hook, &event) {
+        let stamp = event_hooks_core::event::Stamp {
+            hook: hook.name.as_str().into(),
+            id: "0190a5b2-7c3d-7e4f-8a1b-2c3d4e5f6a7b".into(),
+            time_ms: 1_700_000_000_000,
+        };
+        for output in event_hooks_core::admin::run(hook, &event, stamp) {
             match output {
                 Output::Log(_, line) => {
                     assert!(

@@ -20,7 +20,7 @@
 use arbitrary::Unstructured;
 use event_hooks_core::emitted::{
     self, Emission, Emitted, MAX_DATA_BYTES, MAX_DEPTH, MAX_EMISSIONS, MAX_INPUT_BYTES,
-    MAX_KEY_BYTES,
+    MAX_KEY_BYTES, writer,
 };
 use event_hooks_fuzz::{chance, count, pick, string, value};
 use libfuzzer_sys::fuzz_target;
@@ -217,65 +217,16 @@ fn as_doubles(value: &mut Value) {
 
 // --- protobuf, as Envoy writes it ----------------------------------------------------------
 
-fn varint(mut value: u64, out: &mut Vec<u8>) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn len_field(number: u64, bytes: &[u8], out: &mut Vec<u8>) {
-    varint((number << 3) | 2, out);
-    varint(bytes.len() as u64, out);
-    out.extend_from_slice(bytes);
-}
-
-fn entry(key: &str, value: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    len_field(1, key.as_bytes(), &mut out);
-    len_field(2, value, &mut out);
-    out
-}
-
-/// A `google.protobuf.Struct` of `(key, value)`.
-fn pb_struct<'a>(fields: impl Iterator<Item = (&'a String, &'a Value)>) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (key, value) in fields {
-        len_field(1, &entry(key, &pb_value(value)), &mut out);
-    }
-    out
-}
-
-/// A `google.protobuf.Value`.
-fn pb_value(value: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    match value {
-        Value::Null => out.extend([0x08, 0x00]),
-        Value::Bool(flag) => out.extend([0x20, u8::from(*flag)]),
-        Value::Number(number) => {
-            out.push(0x11);
-            out.extend(number.as_f64().unwrap_or(0.0).to_le_bytes());
-        }
-        Value::String(text) => len_field(3, text.as_bytes(), &mut out),
-        Value::Object(object) => len_field(5, &pb_struct(object.iter()), &mut out),
-        Value::Array(items) => {
-            let mut list = Vec::new();
-            for item in items {
-                len_field(1, &pb_value(item), &mut list);
-            }
-            len_field(6, &list, &mut out);
-        }
-    }
-    out
-}
-
-/// `Metadata` with namespace `event_hooks` holding `entries`, after another namespace.
+/// `Metadata` with namespace `event_hooks` holding `entries` (a repeated key written each
+/// time), after another namespace.
 fn pb_metadata(entries: &[(String, Value)]) -> Vec<u8> {
+    let other = writer::pb_struct(&[(b"x", writer::pb_string(b"y"))]);
     let mut out = Vec::new();
-    let other = pb_struct([(&"x".to_string(), &Value::String("y".into()))].into_iter());
-    len_field(1, &entry("someone_else", &other), &mut out);
-    let namespace = pb_struct(entries.iter().map(|(key, value)| (key, value)));
-    len_field(1, &entry(emitted::NAMESPACE, &namespace), &mut out);
+    writer::len_field(1, &writer::entry(b"someone_else", &other), &mut out);
+    let fields: Vec<(&[u8], Vec<u8>)> = entries
+        .iter()
+        .map(|(key, value)| (key.as_bytes(), writer::pb_value(value)))
+        .collect();
+    out.extend(writer::pb_metadata(&fields));
     out
 }

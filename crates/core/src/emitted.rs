@@ -567,5 +567,8 @@ fn decode_value(bytes: &[u8], depth: usize) -> Result<Value, Reason> {
     })
 }
 
+#[cfg(any(test, fuzzing))]
+pub mod writer;
+
 #[cfg(test)]
 mod tests;

@@ -92,71 +92,11 @@ fn rejected(key: &str, reason: Reason) -> Rejected {
     }
 }
 
-// A protobuf encoder for the cases Lua cannot make.
-fn tag(number: u64, wire: u64, out: &mut Vec<u8>) {
-    varint((number << 3) | wire, out);
-}
-fn varint(mut value: u64, out: &mut Vec<u8>) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-fn len_field(number: u64, bytes: &[u8], out: &mut Vec<u8>) {
-    tag(number, 2, out);
-    varint(bytes.len() as u64, out);
-    out.extend_from_slice(bytes);
-}
-fn entry(key: &[u8], value: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    len_field(1, key, &mut out);
-    len_field(2, value, &mut out);
-    out
-}
-/// A Struct of `(key, Value bytes)`.
-fn pb_struct(fields: &[(&[u8], Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (key, value) in fields {
-        len_field(1, &entry(key, value), &mut out);
-    }
-    out
-}
-fn pb_number(float: f64) -> Vec<u8> {
-    let mut out = Vec::new();
-    tag(2, 1, &mut out);
-    out.extend_from_slice(&float.to_le_bytes());
-    out
-}
-fn pb_string(text: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    len_field(3, text, &mut out);
-    out
-}
-fn pb_object(fields: &[(&[u8], Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    len_field(5, &pb_struct(fields), &mut out);
-    out
-}
-fn pb_list(items: &[Vec<u8>]) -> Vec<u8> {
-    let mut list = Vec::new();
-    for item in items {
-        len_field(1, item, &mut list);
-    }
-    let mut out = Vec::new();
-    len_field(6, &list, &mut out);
-    out
-}
-/// Metadata with namespace `event_hooks` = Struct of `fields`.
-fn pb_metadata(fields: &[(&[u8], Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    len_field(
-        1,
-        &entry(NAMESPACE.as_bytes(), &pb_struct(fields)),
-        &mut out,
-    );
-    out
-}
+// The protobuf writer, for the cases Lua cannot make.
+use super::writer::{
+    entry, len_field, pb_list, pb_metadata, pb_number, pb_object, pb_string, pb_struct, tag, varint,
+};
+
 /// Value bytes nesting `levels` objects: {"a": {"a": ... {}}}.
 fn nested_objects(levels: usize) -> Vec<u8> {
     let mut value = pb_object(&[]);

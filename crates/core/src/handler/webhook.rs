@@ -49,7 +49,7 @@ impl HandlerKind for Kind {
     fn config_schema(&self, schema: &Parts, at: &str) -> Map<String, Value> {
         let batch = json!({"oneOf": [
             batch::schema(schema, &format!("{at}.batch")),
-            {"const": false},
+            {"enum": [false]},
         ]});
         let mut config = schema.object(
             at,
