@@ -336,6 +336,15 @@ pub fn env(name: &str) -> Option<String> {
 }
 
 /// A whole number near the edges of the ranges the configuration takes, or anything else.
+/// A `batch`: limits at the edges of their ranges, or `false`, or not an object.
+fn batch(u: &mut Unstructured<'_>) -> Value {
+    match count(u, 6) {
+        0 => json!(false),
+        1 => json!(true),
+        _ => object_of(u, event_hooks_core::delivery::batch::KEYS, &mut |u, _| setting(u)),
+    }
+}
+
 fn setting(u: &mut Unstructured<'_>) -> Value {
     const EDGES: &[i64] = &[
         0,
@@ -445,6 +454,7 @@ pub fn config_document(u: &mut Unstructured<'_>) -> Value {
                 "retry" => retry(u),
                 "breaker" => object_of(u, &["failures", "cooldown_ms"], &mut |u, _| setting(u)),
                 "dead_letter" => json!(pick(u, &["hook-0", "hook-1", "dead", "nope"])),
+                "batch" => batch(u),
                 _ => setting(u),
             },
         );
@@ -584,7 +594,15 @@ fn handler_config(u: &mut Unstructured<'_>, handler: &str) -> Value {
     // Signing and retries: the keys of every handler that makes calls.
     let mut keys: Vec<&str> = event_hooks_core::handler::endpoint::CALL_KEYS.to_vec();
     match handler {
-        "webhook" => keys.extend(["url", "cluster", "headers", "ssl_verify"]),
+        "webhook" => keys.extend([
+            "url",
+            "cluster",
+            "headers",
+            "ssl_verify",
+            "format",
+            "cloudevents",
+            "batch",
+        ]),
         "webhook-custom" => keys.extend([
             "url",
             "cluster",
@@ -675,6 +693,34 @@ fn handler_config(u: &mut Unstructured<'_>, handler: &str) -> Value {
             Value::Object(payload)
         }
         "functions" => Value::Array((0..count(u, 3)).map(|_| json!(pick(u, SCRIPTS))).collect()),
+        "format" => json!(pick(
+            u,
+            &["kong", "cloudevents", "cloudevents-binary", "xml", ""]
+        )),
+        "cloudevents" => object_of(u, event_hooks_core::handler::cloudevents::KEYS, &mut |u, key| {
+            match key {
+                "extensions" => {
+                    let mut extensions = Map::new();
+                    for _ in 0..count(u, 3) {
+                        let name = pick(u, &["tenant", "partitionkey", "Tenant", "time", "", "x"]);
+                        let value = pick(
+                            u,
+                            &[
+                                "{{ request.headers.authorization }}",
+                                "{{ request.headers.x-team }}",
+                                "{* request *}",
+                                "a \"b\" 100%",
+                                "{{",
+                            ],
+                        );
+                        extensions.insert(name.to_string(), json!(value));
+                    }
+                    Value::Object(extensions)
+                }
+                _ => json!(pick(u, &["//gateway.example.com/eu", "/x", "has space", "", "com.example"])),
+            }
+        }),
+        "batch" => batch(u),
         "ssl_verify" | "headers_format" | "body_format" | "payload_format" => {
             Value::Bool(u.arbitrary().unwrap_or(false))
         }

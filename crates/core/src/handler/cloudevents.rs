@@ -268,11 +268,13 @@ pub fn parse_for(
 #[cfg(feature = "schema")]
 /// The JSON Schema of `config.format` and `config.cloudevents` (at `at`, the hook's config).
 pub fn schema_entries(parts: &Parts, at: &str) -> Vec<(&'static str, Value)> {
+    // Draft 4 (Kong's validator) has no propertyNames: names by pattern, the attribute names
+    // the filter sets are refused by the parser only.
     let extensions = json!({
         "type": "object",
         "maxProperties": MAX_EXTENSIONS,
-        "propertyNames": {"pattern": "^[a-z0-9]{1,20}$", "not": {"enum": RESERVED}},
-        "additionalProperties": {"type": "string"},
+        "patternProperties": {"^[a-z0-9]{1,20}$": {"type": "string"}},
+        "additionalProperties": false,
     });
     let attribute = json!({"type": "string", "pattern": "^[^\\s]+$"});
     let cloudevents = parts.object(
