@@ -25,6 +25,8 @@ pub const COUNTERS: &[&[&str]] = &[
     &["drops", "queue_bytes"],
     &["drops", "retry_queue_full"],
     &["drops", "gone"],
+    &["batches"],
+    &["batches", "events"],
 ];
 
 /// The gauges that exist from the start (at zero).
@@ -33,6 +35,7 @@ pub const GAUGES: &[&[&str]] = &[
     &["queue", "bytes"],
     &["retries", "pending"],
     &["in_flight"],
+    &["queue", "batching"],
 ];
 
 /// Defines every fixed metric (adding zero), so that they show before anything happens.

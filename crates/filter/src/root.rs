@@ -69,7 +69,7 @@ impl Root {
             abi::log(
                 Level::Warn,
                 &format!(
-                    "stopping with {outstanding} deliveries undelivered (queued or in flight)"
+                    "stopping with {outstanding} undelivered (calls queued or in flight, events in open batches)"
                 ),
             );
         }
@@ -239,7 +239,7 @@ impl Context for Root {
             abi::log(
                 Level::Warn,
                 &format!(
-                    "stopping with {outstanding} deliveries undelivered (queued or in flight)"
+                    "stopping with {outstanding} undelivered (calls queued or in flight, events in open batches)"
                 ),
             );
             return true;

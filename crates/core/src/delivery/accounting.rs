@@ -92,6 +92,8 @@ pub struct Levels {
     pub retries: usize,
     /// Calls in flight.
     pub in_flight: usize,
+    /// Events waiting in open batches.
+    pub batching: usize,
 }
 
 /// Gauge values last reported, to report differences.
@@ -101,6 +103,7 @@ struct Reported {
     bytes: i64,
     retries: i64,
     in_flight: i64,
+    batching: i64,
 }
 
 /// The accounts of one VM.
@@ -181,12 +184,13 @@ impl Accounts {
         metrics.count(&metrics::name(&["deliveries", ending.name()]), events);
     }
 
-    /// A batch closed, of `events` events.
-    pub fn batched(&mut self, hook: usize, events: u32, metrics: &dyn Metrics) {
+    /// A batch of hook `hook` (called `name`) closed, of `events` events.
+    pub fn batched(&mut self, hook: usize, name: &str, events: u32, metrics: &dyn Metrics) {
         if let Some(stat) = self.stat(hook) {
             stat.batches = stat.batches.saturating_add(1);
         }
         metrics.count(&metrics::name(&["batches"]), 1);
+        metrics.count(&metrics::name(&["hook", name, "batches"]), 1);
         metrics.count(&metrics::name(&["batches", "events"]), u64::from(events));
     }
 
@@ -230,6 +234,7 @@ impl Accounts {
             bytes: size(self.bytes),
             retries: size(levels.retries),
             in_flight: size(levels.in_flight),
+            batching: size(levels.batching),
         };
         for (parts, now, before) in [
             (&["queue", "depth"][..], current.depth, self.reported.depth),
@@ -243,6 +248,11 @@ impl Accounts {
                 &["in_flight"][..],
                 current.in_flight,
                 self.reported.in_flight,
+            ),
+            (
+                &["queue", "batching"][..],
+                current.batching,
+                self.reported.batching,
             ),
         ] {
             if now != before {

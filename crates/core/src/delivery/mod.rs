@@ -152,7 +152,7 @@ impl Ready {
         match self {
             Ready::Alone(delivery) => delivery,
             Ready::Batch(batch) => {
-                accounts.batched(batch.hook, batch.events, metrics);
+                accounts.batched(batch.hook, batch.name(), batch.events, metrics);
                 batch
             }
         }
@@ -566,6 +566,7 @@ impl Pipeline {
             depth: self.queue.len(),
             retries: self.schedule.len(),
             in_flight: self.in_flight.len(),
+            batching: self.batches.events(),
         };
         self.accounts.report(levels, metrics, retiring);
         if retiring {

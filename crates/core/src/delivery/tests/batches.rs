@@ -40,7 +40,8 @@ fn a_batch_closes_on_size_and_is_one_signed_call_holding_every_event() {
         assert!(h.accept(h.event(n, 0)));
     }
     assert_eq!((h.delivery.depth(), h.delivery.batching()), (2, 1));
-    h.pump();
+    h.tick();
+    assert_eq!(h.metrics.value("event_hooks.queue.batching"), 1, "gauge");
     assert_eq!(h.sent(), 2);
     assert_eq!(h.body(0), r#"[{"n":0},{"n":1},{"n":2}]"#);
     assert_eq!(h.body(1), r#"[{"n":3},{"n":4},{"n":5}]"#);
@@ -62,6 +63,7 @@ fn a_batch_closes_on_size_and_is_one_signed_call_holding_every_event() {
     assert_eq!(h.metrics.value("event_hooks.deliveries.delivered"), 6);
     assert_eq!(h.metrics.value("event_hooks.batches"), 2);
     assert_eq!(h.metrics.value("event_hooks.batches.events"), 6);
+    assert_eq!(h.metrics.value("event_hooks.hook.a.batches"), 2);
 }
 
 #[test]
