@@ -148,16 +148,13 @@ pub fn split_key(key: &str) -> Result<(&str, &str), Reason> {
 /// skipped unread. Empty bytes (what Envoy gives when no metadata was set) carry nothing.
 pub fn from_metadata(bytes: &[u8]) -> Result<Emitted, Reason> {
     let mut namespace = None;
-    let mut fields = Reader(bytes);
-    while let Some((number, field)) = fields.next()? {
-        // filter_metadata: map<string, google.protobuf.Struct>, one entry per field.
-        if number == 1 {
-            let (key, value) = map_entry(field.bytes()?)?;
-            if key == NAMESPACE.as_bytes() {
-                namespace = Some(value);
-            }
+    // filter_metadata: map<string, google.protobuf.Struct>.
+    for_each_entry(bytes, |key, value| {
+        if key == NAMESPACE.as_bytes() {
+            namespace = Some(value);
         }
-    }
+        Ok(())
+    })?;
     match namespace {
         Some(value) => from_struct(value),
         None => Ok(Emitted::default()),
@@ -172,13 +169,10 @@ pub fn from_struct(bytes: &[u8]) -> Result<Emitted, Reason> {
     }
     // Last entry wins for a repeated key, as protobuf maps have it; BTreeMap: key order.
     let mut entries = BTreeMap::new();
-    let mut fields = Reader(bytes);
-    while let Some((number, field)) = fields.next()? {
-        if number == 1 {
-            let (key, value) = map_entry(field.bytes()?)?;
-            entries.insert(key, value);
-        }
-    }
+    for_each_entry(bytes, |key, value| {
+        entries.insert(key, value);
+        Ok(())
+    })?;
     let mut emitted = Emitted::default();
     for (key, value) in entries {
         let key = String::from_utf8_lossy(key);
@@ -479,6 +473,22 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Calls `each` with the key and value of every entry of the protobuf map in field 1 of
+/// `bytes` (a `Struct`'s fields, `Metadata`'s filter_metadata), in the order written.
+fn for_each_entry<'a>(
+    bytes: &'a [u8],
+    mut each: impl FnMut(&'a [u8], &'a [u8]) -> Result<(), Reason>,
+) -> Result<(), Reason> {
+    let mut fields = Reader(bytes);
+    while let Some((number, field)) = fields.next()? {
+        if number == 1 {
+            let (key, value) = map_entry(field.bytes()?)?;
+            each(key, value)?;
+        }
+    }
+    Ok(())
+}
+
 /// A map entry of a string key (field 1) and a message value (field 2); either may be absent
 /// (then empty).
 fn map_entry(bytes: &[u8]) -> Result<(&[u8], &[u8]), Reason> {
@@ -528,14 +538,11 @@ fn decode_struct(bytes: &[u8], depth: usize) -> Result<Map<String, Value>, Reaso
         return Err(Reason::TooDeep);
     }
     let mut object = Map::new();
-    let mut fields = Reader(bytes);
-    while let Some((number, field)) = fields.next()? {
-        if number == 1 {
-            let (key, value) = map_entry(field.bytes()?)?;
-            let key = std::str::from_utf8(key).map_err(|_| Reason::Malformed)?;
-            object.insert(key.to_owned(), decode_value(value, depth)?);
-        }
-    }
+    for_each_entry(bytes, |key, value| {
+        let key = std::str::from_utf8(key).map_err(|_| Reason::Malformed)?;
+        object.insert(key.to_owned(), decode_value(value, depth)?);
+        Ok(())
+    })?;
     Ok(object)
 }
 
