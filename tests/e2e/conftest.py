@@ -468,6 +468,14 @@ def receiver():
 
 
 @pytest.fixture
+def chaos():
+    """A Chaos receiver answering 200 until the test sets its `script`."""
+    server = Chaos()
+    yield server
+    server.close()
+
+
+@pytest.fixture
 def upstream():
     server = Upstream()
     yield server

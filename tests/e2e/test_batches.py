@@ -13,7 +13,7 @@ from collections import Counter
 
 from standardwebhooks.webhooks import Webhook as ReferenceVerifier
 
-from conftest import Chaos, accounting, envoy_config, get_many, prometheus, settled, stat, static_cluster
+from conftest import accounting, envoy_config, get_many, prometheus, settled, stat, static_cluster
 
 TOKEN = "admin-token-for-batch-tests"
 SECRET = "whsec_" + base64.b64encode(b"a key for the batch tests").decode()
@@ -27,14 +27,14 @@ def hook(name: str, **config) -> dict:
                        "signature": "standard-webhooks", "secret": SECRET, **config}}
 
 
-def setup(receiver, upstream, hooks: list[dict], delivery=None) -> dict:
+def setup(chaos, upstream, hooks: list[dict], delivery=None) -> dict:
     configuration = {
         "hooks": hooks,
         "delivery": {"flush_interval_ms": 20, "retry": FAST, **(delivery or {})},
         "admin": {"token": TOKEN},
     }
     routes = [{"name": "r", "match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]
-    clusters = [static_cluster("upstream", upstream.port), static_cluster("receiver", receiver.port)]
+    clusters = [static_cluster("upstream", upstream.port), static_cluster("receiver", chaos.port)]
     return envoy_config(configuration, routes, clusters)
 
 
@@ -51,122 +51,104 @@ def verified(attempt) -> bool:
     return True
 
 
-def events_at(receiver, path: str) -> int:
-    return sum(len(json.loads(a.body)) for a in receiver.attempts if a.path == path)
+def events_at(chaos, path: str) -> int:
+    return sum(len(json.loads(a.body)) for a in chaos.attempts if a.path == path)
 
 
-def test_a_thousand_requests_arrive_as_a_few_signed_batches_holding_every_event_once(start_envoy, upstream):
-    receiver = Chaos()
-    try:
-        envoy = start_envoy(setup(receiver, upstream, [hook("audit", batch={"max_size": 100, "max_delay_ms": 1000})]))
-        sent = [f"/items/{n}" for n in range(1000)]
-        get_many(envoy.listener_port(), sent)
-        receiver.wait(lambda attempts: sum(len(paths_in(a)) for a in attempts) >= 1000, what="1,000 events")
-        calls = receiver.attempts
-        assert len(calls) <= 15, [len(paths_in(a)) for a in calls]
-        received = Counter(path for call in calls for path in paths_in(call))
-        assert received == Counter(sent)  # every event, exactly once
-        assert all(len(paths_in(call)) <= 100 for call in calls)
-        assert len({call.id for call in calls}) == len(calls)  # one webhook-id per batch
-        for call in calls:
-            assert call.path == "/audit"
-            assert call.headers["content-type"] == "application/json"
-            assert verified(call)
-        counts = settled(envoy, TOKEN, "audit")
-        assert (counts["accepted"], counts["delivered"], counts["batches"]) == (1000, 1000, len(calls))
-    finally:
-        receiver.close()
+def test_a_thousand_requests_arrive_as_a_few_signed_batches_holding_every_event_once(start_envoy, upstream, chaos):
+    envoy = start_envoy(setup(chaos, upstream, [hook("audit", batch={"max_size": 100, "max_delay_ms": 1000})]))
+    sent = [f"/items/{n}" for n in range(1000)]
+    get_many(envoy.listener_port(), sent)
+    chaos.wait(lambda attempts: sum(len(paths_in(a)) for a in attempts) >= 1000, what="1,000 events")
+    counts = settled(envoy, TOKEN, "audit")
+    calls = list(chaos.attempts)
+    assert len(calls) <= 15, [len(paths_in(a)) for a in calls]
+    assert stat(envoy, "wasmcustom.event_hooks.attempts") == len(calls)  # no call the receiver missed
+    received = Counter(path for call in calls for path in paths_in(call))
+    assert received == Counter(sent)  # every event, exactly once
+    assert all(len(paths_in(call)) <= 100 for call in calls)
+    assert len({call.id for call in calls}) == len(calls)  # one webhook-id per batch
+    for call in calls:
+        assert call.path == "/audit"
+        assert call.headers["content-type"] == "application/json"
+        assert verified(call)
+    assert (counts["accepted"], counts["delivered"], counts["batches"]) == (1000, 1000, len(calls))
 
 
-def test_a_batch_answered_500_then_200_is_sent_twice_with_one_id_and_counted_per_event(start_envoy, upstream):
+def test_a_batch_answered_500_then_200_is_sent_twice_with_one_id_and_counted_per_event(start_envoy, upstream, chaos):
     # Batches close on size only (the delay is longer than the test): 150 events, 3 batches.
-    receiver = Chaos(lambda attempt, n: 500 if n == 0 else 200)
-    try:
-        envoy = start_envoy(setup(receiver, upstream, [hook("audit", batch={"max_size": 50, "max_delay_ms": 60_000})]))
-        sent = [f"/retried/{n}" for n in range(150)]
-        get_many(envoy.listener_port(), sent)
-        receiver.wait(lambda attempts: len(attempts) == 6, what="two attempts of each of three batches")
-        by_id: dict[str, list] = {}
-        for attempt in receiver.attempts:
-            by_id.setdefault(attempt.id, []).append(attempt)
-        assert len(by_id) == 3
-        for first, second in by_id.values():
-            assert first.body == second.body
-            assert len(paths_in(first)) == 50
-            assert verified(first) and verified(second)
-        assert Counter(path for first, _ in by_id.values() for path in paths_in(first)) == Counter(sent)
-        counts = settled(envoy, TOKEN, "audit")
-        assert counts == {"accepted": 150, "delivered": 150, "failed": 0, "dropped": 0, "pending": 0,
-                          "retries": 3, "dead_letters": 0, "batches": 3}
-    finally:
-        receiver.close()
+    chaos.script = lambda attempt, n: 500 if n == 0 else 200
+    envoy = start_envoy(setup(chaos, upstream, [hook("audit", batch={"max_size": 50, "max_delay_ms": 60_000})]))
+    sent = [f"/retried/{n}" for n in range(150)]
+    get_many(envoy.listener_port(), sent)
+    chaos.wait(lambda attempts: len(attempts) == 6, what="two attempts of each of three batches")
+    by_id: dict[str, list] = {}
+    for attempt in chaos.attempts:
+        by_id.setdefault(attempt.id, []).append(attempt)
+    assert len(by_id) == 3
+    for first, second in by_id.values():
+        assert first.body == second.body
+        assert len(paths_in(first)) == 50
+        assert verified(first) and verified(second)
+    assert Counter(path for first, _ in by_id.values() for path in paths_in(first)) == Counter(sent)
+    counts = settled(envoy, TOKEN, "audit")
+    assert counts == {"accepted": 150, "delivered": 150, "failed": 0, "dropped": 0, "pending": 0,
+                      "retries": 3, "dead_letters": 0, "batches": 3}
 
 
-def test_a_batch_that_does_not_fill_waits_max_delay_ms_and_no_less(start_envoy, upstream):
-    receiver = Chaos()
+def test_a_batch_that_does_not_fill_waits_max_delay_ms_and_no_less(start_envoy, upstream, chaos):
     delay = 1.0
-    try:
-        envoy = start_envoy(setup(receiver, upstream, [hook("audit", batch={"max_size": 100, "max_delay_ms": int(delay * 1000)})]))
-        port = envoy.listener_port()
-        sent = [f"/few/{n}" for n in range(5)]
-        started = time.monotonic()  # no event can have been accepted before this
-        get_many(port, sent)
-        answered = time.monotonic()
-        receiver.wait(lambda attempts: len(attempts) >= 1, what="the batch")
-        [call] = receiver.attempts
-        assert paths_in(call) == sent
-        assert call.at - started >= delay - 0.05, call.at - started
-        # About max_delay_ms after the last event at most: the sending rounds are 20 ms apart.
-        assert call.at - answered < delay + 1.0, call.at - answered
-        assert accounting(envoy, TOKEN)["audit"]["batches"] == 1
-    finally:
-        receiver.close()
+    envoy = start_envoy(setup(chaos, upstream, [hook("audit", batch={"max_size": 100, "max_delay_ms": int(delay * 1000)})]))
+    port = envoy.listener_port()
+    sent = [f"/few/{n}" for n in range(5)]
+    started = time.monotonic()  # no event can have been accepted before this
+    get_many(port, sent)
+    answered = time.monotonic()
+    chaos.wait(lambda attempts: len(attempts) >= 1, what="the batch")
+    assert settled(envoy, TOKEN, "audit")["batches"] == 1
+    [call] = chaos.attempts
+    assert paths_in(call) == sent
+    assert call.at - started >= delay - 0.05, call.at - started
+    # About max_delay_ms after the last event at most: the sending rounds are 20 ms apart.
+    assert call.at - answered < delay + 1.0, call.at - answered
 
 
-def test_delivery_batch_is_the_default_and_a_hook_opts_out_with_false(start_envoy, upstream):
-    receiver = Chaos()
-    try:
-        hooks = [hook("default"), hook("single", batch=False), hook("own", batch={"max_size": 5, "max_delay_ms": 60_000})]
-        delivery = {"batch": {"max_size": 10, "max_delay_ms": 60_000}}
-        envoy = start_envoy(setup(receiver, upstream, hooks, delivery))
-        sent = [f"/mixed/{n}" for n in range(10)]
-        get_many(envoy.listener_port(), sent)
-        receiver.wait(lambda attempts: len(attempts) == 1 + 10 + 2, what="every call")
-        default = [a for a in receiver.attempts if a.path == "/default"]
-        single = [a for a in receiver.attempts if a.path == "/single"]
-        own = [a for a in receiver.attempts if a.path == "/own"]
-        assert [paths_in(a) for a in default] == [sent]
-        # Calls go side by side: the two batches may arrive in either order.
-        assert sorted(paths_in(a) for a in own) == [sent[:5], sent[5:]]
-        # Opted out: one JSON object per call, each its own webhook-id.
-        objects = [json.loads(a.body) for a in single]
-        assert all(isinstance(event, dict) for event in objects)
-        assert sorted(event["request"]["path"] for event in objects) == sorted(sent)
-        assert len({a.id for a in single}) == 10
-        assert all(verified(a) for a in receiver.attempts)
-        counts = accounting(envoy, TOKEN)
-        assert {name: counts[name]["batches"] for name in counts} == {"default": 1, "single": 0, "own": 2}
-    finally:
-        receiver.close()
+def test_delivery_batch_is_the_default_and_a_hook_opts_out_with_false(start_envoy, upstream, chaos):
+    hooks = [hook("default"), hook("single", batch=False), hook("own", batch={"max_size": 5, "max_delay_ms": 60_000})]
+    delivery = {"batch": {"max_size": 10, "max_delay_ms": 60_000}}
+    envoy = start_envoy(setup(chaos, upstream, hooks, delivery))
+    sent = [f"/mixed/{n}" for n in range(10)]
+    get_many(envoy.listener_port(), sent)
+    chaos.wait(lambda attempts: len(attempts) == 1 + 10 + 2, what="every call")
+    default = [a for a in chaos.attempts if a.path == "/default"]
+    single = [a for a in chaos.attempts if a.path == "/single"]
+    own = [a for a in chaos.attempts if a.path == "/own"]
+    assert [paths_in(a) for a in default] == [sent]
+    # Calls go side by side: the two batches may arrive in either order.
+    assert sorted(paths_in(a) for a in own) == [sent[:5], sent[5:]]
+    # Opted out: one JSON object per call, each its own webhook-id.
+    objects = [json.loads(a.body) for a in single]
+    assert all(isinstance(event, dict) for event in objects)
+    assert sorted(event["request"]["path"] for event in objects) == sorted(sent)
+    assert len({a.id for a in single}) == 10
+    assert all(verified(a) for a in chaos.attempts)
+    counts = accounting(envoy, TOKEN)
+    assert {name: counts[name]["batches"] for name in counts} == {"default": 1, "single": 0, "own": 2}
 
 
-def test_envoy_stats_count_the_batches_and_the_events_in_them(start_envoy, upstream):
-    receiver = Chaos()
-    try:
-        hooks = [hook("audit", batch={"max_size": 10, "max_delay_ms": 200}), hook("single", batch=False)]
-        envoy = start_envoy(setup(receiver, upstream, hooks))
-        get_many(envoy.listener_port(), [f"/counted/{n}" for n in range(25)])
-        # 10, 10, then 5 when their wait is over; and 25 calls to the hook that does not batch.
-        receiver.wait(lambda attempts: events_at(receiver, "/audit") == 25 and len(attempts) == 3 + 25, what="every call")
-        settled(envoy, TOKEN, "audit")
-        settled(envoy, TOKEN, "single")
-        assert stat(envoy, "wasmcustom.event_hooks.batches") == 3
-        assert stat(envoy, "wasmcustom.event_hooks.batches.events") == 25
-        # Calls are counted as calls, deliveries as events.
-        assert stat(envoy, "wasmcustom.event_hooks.attempts") == 3 + 25
-        assert stat(envoy, "wasmcustom.event_hooks.deliveries.delivered") == 50
-        values = prometheus(envoy)
-        assert (values["event_hooks_batches"], values["event_hooks_batches_events"]) == (3, 25)
-        assert "# TYPE event_hooks_batches counter" in envoy.get_admin("/stats/prometheus")
-    finally:
-        receiver.close()
+def test_envoy_stats_count_the_batches_and_the_events_in_them(start_envoy, upstream, chaos):
+    hooks = [hook("audit", batch={"max_size": 10, "max_delay_ms": 200}), hook("single", batch=False)]
+    envoy = start_envoy(setup(chaos, upstream, hooks))
+    get_many(envoy.listener_port(), [f"/counted/{n}" for n in range(25)])
+    # 10, 10, then 5 when their wait is over; and 25 calls to the hook that does not batch.
+    chaos.wait(lambda attempts: events_at(chaos, "/audit") == 25 and len(attempts) == 3 + 25, what="every call")
+    settled(envoy, TOKEN, "audit")
+    settled(envoy, TOKEN, "single")
+    assert stat(envoy, "wasmcustom.event_hooks.batches") == 3
+    assert stat(envoy, "wasmcustom.event_hooks.batches.events") == 25
+    # Calls are counted as calls, deliveries as events.
+    assert stat(envoy, "wasmcustom.event_hooks.attempts") == 3 + 25
+    assert stat(envoy, "wasmcustom.event_hooks.deliveries.delivered") == 50
+    values = prometheus(envoy)
+    assert (values["event_hooks_batches"], values["event_hooks_batches_events"]) == (3, 25)
+    assert "# TYPE event_hooks_batches counter" in envoy.get_admin("/stats/prometheus")
