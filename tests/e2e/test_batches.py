@@ -1,8 +1,9 @@
 """Batched deliveries through the real Envoy (`config.batch`, `delivery.batch`): a thousand
 requests arrive as a few signed calls holding every event once; a batch is retried whole, with
 one webhook-id and the same bytes, and counted per event; a batch that does not fill waits
-`max_delay_ms` and no less; a hook opts out of `delivery.batch`; and Envoy's /stats count the
-batches and the events in them."""
+`max_delay_ms` and no less; a hook opts out of `delivery.batch`; Envoy's /stats count the
+batches and the events in them; a batch given up is one dead letter; and a configuration change
+sends the open batch at once."""
 
 from __future__ import annotations
 
@@ -13,11 +14,25 @@ from collections import Counter
 
 from standardwebhooks.webhooks import Webhook as ReferenceVerifier
 
-from conftest import accounting, envoy_config, get_many, prometheus, settled, stat, static_cluster
+from conftest import (
+    accounting,
+    admin_status,
+    envoy_config,
+    get_many,
+    lds_config,
+    listener,
+    prometheus,
+    settled,
+    stat,
+    static_cluster,
+    wait_until,
+    write_lds,
+)
 
 TOKEN = "admin-token-for-batch-tests"
 SECRET = "whsec_" + base64.b64encode(b"a key for the batch tests").decode()
 FAST = {"max_attempts": 5, "backoff_ms": 100, "max_backoff_ms": 200, "max_age_ms": 60_000}
+ROUTES = [{"name": "r", "match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]
 
 
 def hook(name: str, **config) -> dict:
@@ -27,15 +42,20 @@ def hook(name: str, **config) -> dict:
                        "signature": "standard-webhooks", "secret": SECRET, **config}}
 
 
-def setup(chaos, upstream, hooks: list[dict], delivery=None) -> dict:
-    configuration = {
+def configuration(hooks: list[dict], delivery=None) -> dict:
+    return {
         "hooks": hooks,
         "delivery": {"flush_interval_ms": 20, "retry": FAST, **(delivery or {})},
         "admin": {"token": TOKEN},
     }
-    routes = [{"name": "r", "match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]
-    clusters = [static_cluster("upstream", upstream.port), static_cluster("receiver", chaos.port)]
-    return envoy_config(configuration, routes, clusters)
+
+
+def clusters(chaos, upstream) -> list[dict]:
+    return [static_cluster("upstream", upstream.port), static_cluster("receiver", chaos.port)]
+
+
+def setup(chaos, upstream, hooks: list[dict], delivery=None) -> dict:
+    return envoy_config(configuration(hooks, delivery), ROUTES, clusters(chaos, upstream))
 
 
 def paths_in(attempt) -> list[str]:
@@ -51,8 +71,12 @@ def verified(attempt) -> bool:
     return True
 
 
+def at(chaos, path: str) -> list:
+    return [attempt for attempt in chaos.attempts if attempt.path == path]
+
+
 def events_at(chaos, path: str) -> int:
-    return sum(len(json.loads(a.body)) for a in chaos.attempts if a.path == path)
+    return sum(len(json.loads(a.body)) for a in at(chaos, path))
 
 
 def test_a_thousand_requests_arrive_as_a_few_signed_batches_holding_every_event_once(start_envoy, upstream, chaos):
@@ -73,6 +97,8 @@ def test_a_thousand_requests_arrive_as_a_few_signed_batches_holding_every_event_
         assert call.headers["content-type"] == "application/json"
         assert verified(call)
     assert (counts["accepted"], counts["delivered"], counts["batches"]) == (1000, 1000, len(calls))
+    queue = admin_status(envoy, TOKEN)["queue"]
+    assert (queue["batching"], queue["depth"], queue["bytes"], sum(queue["drops"].values())) == (0, 0, 0, 0), queue
 
 
 def test_a_batch_answered_500_then_200_is_sent_twice_with_one_id_and_counted_per_event(start_envoy, upstream, chaos):
@@ -110,7 +136,7 @@ def test_a_batch_that_does_not_fill_waits_max_delay_ms_and_no_less(start_envoy, 
     assert paths_in(call) == sent
     assert call.at - started >= delay - 0.05, call.at - started
     # About max_delay_ms after the last event at most: the sending rounds are 20 ms apart.
-    assert call.at - answered < delay + 1.0, call.at - answered
+    assert call.at - answered < delay + 1.5, call.at - answered
 
 
 def test_delivery_batch_is_the_default_and_a_hook_opts_out_with_false(start_envoy, upstream, chaos):
@@ -120,9 +146,7 @@ def test_delivery_batch_is_the_default_and_a_hook_opts_out_with_false(start_envo
     sent = [f"/mixed/{n}" for n in range(10)]
     get_many(envoy.listener_port(), sent)
     chaos.wait(lambda attempts: len(attempts) == 1 + 10 + 2, what="every call")
-    default = [a for a in chaos.attempts if a.path == "/default"]
-    single = [a for a in chaos.attempts if a.path == "/single"]
-    own = [a for a in chaos.attempts if a.path == "/own"]
+    default, single, own = at(chaos, "/default"), at(chaos, "/single"), at(chaos, "/own")
     assert [paths_in(a) for a in default] == [sent]
     # Calls go side by side: the two batches may arrive in either order.
     assert sorted(paths_in(a) for a in own) == [sent[:5], sent[5:]]
@@ -152,3 +176,43 @@ def test_envoy_stats_count_the_batches_and_the_events_in_them(start_envoy, upstr
     values = prometheus(envoy)
     assert (values["event_hooks_batches"], values["event_hooks_batches_events"]) == (3, 25)
     assert "# TYPE event_hooks_batches counter" in envoy.get_admin("/stats/prometheus")
+
+
+def test_a_batch_given_up_is_one_dead_letter_holding_its_events(start_envoy, upstream, chaos):
+    chaos.script = lambda attempt, n: 400 if attempt.path == "/audit" else 200
+    hooks = [hook("audit", batch={"max_size": 4, "max_delay_ms": 60_000}),
+             {**hook("dead"), "source": "event_hooks", "event": "dead_letter"}]
+    envoy = start_envoy(setup(chaos, upstream, hooks, {"dead_letter": "dead"}))
+    get_many(envoy.listener_port(), [f"/refused/{n}" for n in range(4)])
+    chaos.wait(lambda attempts: at(chaos, "/dead"), what="the dead letter")
+    counts = settled(envoy, TOKEN, "audit")
+    assert (counts["failed"], counts["delivered"], counts["batches"], counts["dead_letters"]) == (4, 0, 1, 1)
+    settled(envoy, TOKEN, "dead")
+    [batch], [dead] = at(chaos, "/audit"), at(chaos, "/dead")
+    letter = json.loads(dead.body)
+    assert (letter["hook"], letter["webhook_id"], letter["attempts"], letter["last_status"]) == ("audit", batch.id, 1, 400)
+    assert (letter["events"], letter["event"]) == (4, json.loads(batch.body))
+
+
+def test_a_configuration_change_sends_the_open_batch_at_once(tmp_path, start_envoy, upstream, chaos):
+    lds = tmp_path / "lds.json"
+    waiting = {"max_size": 100, "max_delay_ms": 60_000}  # longer than the test may take
+
+    def proxy(name: str) -> dict:
+        return listener(configuration([hook(name, batch=waiting)]), ROUTES)
+
+    write_lds(lds, [proxy("before")])
+    envoy = start_envoy(lds_config(lds, clusters(chaos, upstream)), extra=("--drain-time-s", "1"))
+    port = wait_until(lambda: envoy.listener_port(), what="the listener")
+    sent = [f"/before/{n}" for n in range(3)]
+    get_many(port, sent)
+    # The status shows the events waiting in the open batch, pending.
+    state = wait_until(lambda: (state := admin_status(envoy, TOKEN))["queue"]["batching"] == 3 and state, what="the open batch")
+    assert (state["hooks"]["before"]["pending"], state["hooks"]["before"]["batches"], state["queue"]["depth"]) == (3, 0, 0)
+    changed = time.monotonic()
+    write_lds(lds, [proxy("after")])
+    chaos.wait(lambda attempts: len(attempts) >= 1, timeout=30, what="the open batch")
+    [call] = chaos.attempts
+    assert (call.path, paths_in(call)) == ("/before", sent)
+    assert verified(call)
+    assert call.at - changed < 15, call.at - changed  # at once, not after max_delay_ms
