@@ -190,6 +190,11 @@ class Chaos(BackgroundServer):
 
         super().__init__(Handler, port)
 
+    def at(self, path: str) -> list[Attempt]:
+        """The attempts made to `path`, in the order they came."""
+        with self.lock:
+            return [attempt for attempt in self.attempts if attempt.path == path]
+
     def wait(self, predicate, timeout: float = 30, what: str = "attempts"):
         deadline = time.monotonic() + timeout
         with self.lock:

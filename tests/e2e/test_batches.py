@@ -71,12 +71,8 @@ def verified(attempt) -> bool:
     return True
 
 
-def at(chaos, path: str) -> list:
-    return [attempt for attempt in chaos.attempts if attempt.path == path]
-
-
 def events_at(chaos, path: str) -> int:
-    return sum(len(json.loads(a.body)) for a in at(chaos, path))
+    return sum(len(json.loads(a.body)) for a in chaos.at(path))
 
 
 def test_a_thousand_requests_arrive_as_a_few_signed_batches_holding_every_event_once(start_envoy, upstream, chaos):
@@ -146,7 +142,7 @@ def test_delivery_batch_is_the_default_and_a_hook_opts_out_with_false(start_envo
     sent = [f"/mixed/{n}" for n in range(10)]
     get_many(envoy.listener_port(), sent)
     chaos.wait(lambda attempts: len(attempts) == 1 + 10 + 2, what="every call")
-    default, single, own = at(chaos, "/default"), at(chaos, "/single"), at(chaos, "/own")
+    default, single, own = chaos.at("/default"), chaos.at("/single"), chaos.at("/own")
     assert [paths_in(a) for a in default] == [sent]
     # Calls go side by side: the two batches may arrive in either order.
     assert sorted(paths_in(a) for a in own) == [sent[:5], sent[5:]]
@@ -184,11 +180,11 @@ def test_a_batch_given_up_is_one_dead_letter_holding_its_events(start_envoy, ups
              {**hook("dead"), "source": "event_hooks", "event": "dead_letter"}]
     envoy = start_envoy(setup(chaos, upstream, hooks, {"dead_letter": "dead"}))
     get_many(envoy.listener_port(), [f"/refused/{n}" for n in range(4)])
-    chaos.wait(lambda attempts: at(chaos, "/dead"), what="the dead letter")
+    chaos.wait(lambda attempts: chaos.at("/dead"), what="the dead letter")
     counts = settled(envoy, TOKEN, "audit")
     assert (counts["failed"], counts["delivered"], counts["batches"], counts["dead_letters"]) == (4, 0, 1, 1)
     settled(envoy, TOKEN, "dead")
-    [batch], [dead] = at(chaos, "/audit"), at(chaos, "/dead")
+    [batch], [dead] = chaos.at("/audit"), chaos.at("/dead")
     letter = json.loads(dead.body)
     assert (letter["hook"], letter["webhook_id"], letter["attempts"], letter["last_status"]) == ("audit", batch.id, 1, 400)
     assert (letter["events"], letter["event"]) == (4, json.loads(batch.body))

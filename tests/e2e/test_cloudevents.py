@@ -65,10 +65,6 @@ def kong_data(chaos) -> dict[str, dict]:
     return events
 
 
-def at(chaos, path: str) -> list:
-    return [attempt for attempt in chaos.attempts if attempt.path == path]
-
-
 def verified(attempt) -> bool:
     ReferenceVerifier(SECRET).verify(attempt.body, attempt.headers)
     return True
@@ -106,7 +102,7 @@ def test_structured_events_parse_with_the_sdk_and_carry_every_attribute(start_en
         ("structured", GATEWAY["source"], GATEWAY["type_prefix"], EXPECTED_EXTENSIONS),
         ("plain", "/event_hooks/plain", "event_hooks", {}),
     ]:
-        for attempt in at(chaos, f"/{name}"):
+        for attempt in chaos.at(f"/{name}"):
             assert attempt.headers["content-type"] == "application/cloudevents+json"
             assert verified(attempt)
             assert b"top-secret" not in attempt.body
@@ -122,8 +118,8 @@ def test_a_batch_of_structured_events_is_a_cloudevents_batch(start_envoy, upstre
     envoy = start_envoy(setup(chaos, upstream, [batched]))
     since = time.time()
     send(envoy, 3)
-    chaos.wait(lambda attempts: len(at(chaos, "/batched")) == 1 and len(at(chaos, "/kong")) == 3, what="the batch")
-    [call] = at(chaos, "/batched")
+    chaos.wait(lambda attempts: len(chaos.at("/batched")) == 1 and len(chaos.at("/kong")) == 3, what="the batch")
+    [call] = chaos.at("/batched")
     assert call.headers["content-type"] == "application/cloudevents-batch+json"
     assert verified(call)
     members = json.loads(call.body)
@@ -140,8 +136,8 @@ def test_a_batch_of_structured_events_is_a_cloudevents_batch(start_envoy, upstre
                       "x-event-data": json.dumps({"note": "hello"})}, method="POST")
     assert answer[0] == 200, answer
     assert json.loads(answer[1])["result"]["status"] == 200
-    chaos.wait(lambda attempts: len(at(chaos, "/batched")) == 2, what="the test call")
-    test_call = at(chaos, "/batched")[1]
+    chaos.wait(lambda attempts: len(chaos.at("/batched")) == 2, what="the test call")
+    test_call = chaos.at("/batched")[1]
     assert test_call.headers["content-type"] == "application/cloudevents+json"
     assert verified(test_call)
     event = from_http(test_call.headers, test_call.body)
@@ -160,9 +156,9 @@ def test_binary_events_carry_their_attributes_in_percent_encoded_headers(start_e
     envoy = start_envoy(setup(chaos, upstream, [binary], {"batch": {"max_size": 3, "max_delay_ms": 60_000}}))
     since = time.time()
     send(envoy, 3)
-    chaos.wait(lambda attempts: len(at(chaos, "/binary")) == 3 and len(at(chaos, "/kong")) == 3, what="the calls")
+    chaos.wait(lambda attempts: len(chaos.at("/binary")) == 3 and len(chaos.at("/kong")) == 3, what="the calls")
     kong = kong_data(chaos)
-    for attempt in at(chaos, "/binary"):
+    for attempt in chaos.at("/binary"):
         headers = attempt.headers
         assert headers["content-type"] == "application/json"
         assert verified(attempt)
