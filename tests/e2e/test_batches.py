@@ -135,6 +135,17 @@ def test_a_batch_that_does_not_fill_waits_max_delay_ms_and_no_less(start_envoy, 
     assert call.at - answered < delay + 1.5, call.at - answered
 
 
+def test_a_batch_that_waits_longer_than_max_age_ms_is_still_sent(start_envoy, upstream, chaos):
+    # Both in range; retry.max_age_ms counts from when the batch closes, not from its first event.
+    audit = hook("audit", batch={"max_size": 100, "max_delay_ms": 1500}, retry={"max_age_ms": 1000})
+    envoy = start_envoy(setup(chaos, upstream, [audit]))
+    sent = [f"/patient/{n}" for n in range(3)]
+    get_many(envoy.listener_port(), sent)
+    counts = settled(envoy, TOKEN, "audit")
+    assert (counts["delivered"], counts["failed"]) == (3, 0), counts
+    assert [paths_in(call) for call in chaos.attempts] == [sent]
+
+
 def test_delivery_batch_is_the_default_and_a_hook_opts_out_with_false(start_envoy, upstream, chaos):
     hooks = [hook("default"), hook("single", batch=False), hook("own", batch={"max_size": 5, "max_delay_ms": 60_000})]
     delivery = {"batch": {"max_size": 10, "max_delay_ms": 60_000}}
