@@ -1,9 +1,10 @@
 """Batched deliveries through the real Envoy (`config.batch`, `delivery.batch`): a thousand
 requests arrive as a few signed calls holding every event once; a batch is retried whole, with
 one webhook-id and the same bytes, and counted per event; a batch that does not fill waits
-`max_delay_ms` and no less; a hook opts out of `delivery.batch`; Envoy's /stats count the
-batches and the events in them; a batch given up is one dead letter; and a configuration change
-sends the open batch at once."""
+`max_delay_ms` and no less, and is sent even when that is longer than `retry.max_age_ms`;
+`max_bytes` closes a batch and a larger event goes alone; a hook opts out of `delivery.batch`;
+Envoy's /stats count the batches and the events in them; a batch given up is one dead letter;
+and a configuration change sends the open batch at once."""
 
 from __future__ import annotations
 
@@ -144,6 +145,24 @@ def test_a_batch_that_waits_longer_than_max_age_ms_is_still_sent(start_envoy, up
     counts = settled(envoy, TOKEN, "audit")
     assert (counts["delivered"], counts["failed"]) == (3, 0), counts
     assert [paths_in(call) for call in chaos.attempts] == [sent]
+
+
+def test_max_bytes_closes_a_batch_and_a_larger_event_goes_alone(start_envoy, upstream, chaos):
+    limit = 4096
+    envoy = start_envoy(setup(chaos, upstream, [hook("audit", batch={"max_bytes": limit, "max_delay_ms": 300})]))
+    port = envoy.listener_port()
+    small = [f"/small/{n}" for n in range(8)]
+    get_many(port, small[:5], {"x-pad": "p" * 800})
+    get_many(port, ["/large"], {"x-pad": "p" * (2 * limit)})
+    get_many(port, small[5:], {"x-pad": "p" * 800})
+    counts = settled(envoy, TOKEN, "audit")
+    calls = list(chaos.attempts)
+    assert Counter(path for call in calls for path in paths_in(call)) == Counter([*small, "/large"])
+    assert counts["batches"] == len(calls)
+    # Within max_bytes, several to a call; the event larger than max_bytes alone, in an array.
+    assert all(len(call.body) <= limit for call in calls if paths_in(call) != ["/large"])
+    assert [len(call.body) > limit for call in calls if "/large" in paths_in(call)] == [True]
+    assert max(len(paths_in(call)) for call in calls) >= 2
 
 
 def test_delivery_batch_is_the_default_and_a_hook_opts_out_with_false(start_envoy, upstream, chaos):
