@@ -8,9 +8,12 @@ for a fixed time: every wait is for a condition, with a deadline.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -127,6 +130,79 @@ class Receiver(BackgroundServer):
                 if remaining <= 0:
                     raise AssertionError(f"timed out after {timeout}s waiting for {what}; got {len(self.deliveries)} deliveries")
                 self._changed.wait(remaining)
+
+
+# --- a receiver that misbehaves on demand ----------------------------------------------
+
+
+@dataclass
+class Attempt:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float = field(default_factory=time.monotonic)
+
+    @property
+    def id(self) -> str:
+        return self.headers.get("webhook-id", "")
+
+
+class Chaos(BackgroundServer):
+    """Records every attempt; `script(attempt, n)` (n: how many attempts this webhook-id had
+    before) says what to do: a status (int), ("status", code, headers), ("sleep", seconds, code),
+    or "reset" (close the connection with a TCP reset)."""
+
+    def __init__(self, script=lambda attempt, n: 200, port: int = 0):
+        self.attempts: list[Attempt] = []
+        self.script = script
+        self.lock = threading.Condition()
+        chaos = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                attempt = Attempt(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                with chaos.lock:
+                    before = sum(1 for a in chaos.attempts if a.id == attempt.id)
+                    chaos.attempts.append(attempt)
+                    chaos.lock.notify_all()
+                action = chaos.script(attempt, before)
+                if action == "reset":
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    return
+                headers = {}
+                if isinstance(action, tuple) and action[0] == "sleep":
+                    time.sleep(action[1])  # slower than the filter's timeout, on purpose
+                    action = action[2]
+                if isinstance(action, tuple):
+                    _, action, headers = action
+                self.send_response(action)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        super().__init__(Handler, port)
+
+    def at(self, path: str) -> list[Attempt]:
+        """The attempts made to `path`, in the order they came."""
+        with self.lock:
+            return [attempt for attempt in self.attempts if attempt.path == path]
+
+    def wait(self, predicate, timeout: float = 30, what: str = "attempts"):
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while not predicate(self.attempts):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(f"timed out waiting for {what}; {len(self.attempts)} attempts")
+                self.lock.wait(remaining)
 
 
 # --- the stub upstream ------------------------------------------------------------------
@@ -334,6 +410,49 @@ def stat(envoy: "Envoy", name: str) -> int:
     return 0
 
 
+def get_many(port: int, paths: list[str], headers: dict[str, str] | None = None):
+    """GETs each path in turn on one kept-alive connection; every answer must be a 200."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        for path in paths:
+            connection.request("GET", path, headers=headers or {})
+            answer = connection.getresponse()
+            answer.read()
+            assert answer.status == 200, (path, answer.status)
+    finally:
+        connection.close()
+
+
+def admin_status(envoy: "Envoy", token: str, prefix: str = "/event-hooks") -> dict:
+    """The filter's admin status (this worker's), through the proxy listener."""
+    code, body = http_get(envoy.listener_port(), f"{prefix}/status", {"authorization": f"Bearer {token}"})
+    assert code == 200, body
+    return json.loads(body)
+
+
+def accounting(envoy: "Envoy", token: str) -> dict:
+    """Checks accepted = delivered + failed + dropped + pending for every hook; returns them."""
+    hooks = admin_status(envoy, token)["hooks"]
+    for name, counts in hooks.items():
+        assert counts["accepted"] == counts["delivered"] + counts["failed"] + counts["dropped"] + counts["pending"], (name, counts)
+    return hooks
+
+
+def settled(envoy: "Envoy", token: str, hook: str) -> dict:
+    """Waits until nothing of `hook` is pending; returns its counts."""
+    return wait_until(lambda: (counts := accounting(envoy, token)[hook])["pending"] == 0 and counts, what=f"nothing pending for {hook}")
+
+
+def prometheus(envoy: "Envoy") -> dict[str, float]:
+    """The filter's metrics as /stats/prometheus shows them, by name (labels left out)."""
+    values = {}
+    for line in envoy.get_admin("/stats/prometheus").splitlines():
+        if line.startswith("event_hooks_"):
+            name, _, value = line.partition(" ")
+            values[name.split("{")[0]] = float(value)
+    return values
+
+
 def http_get(port: int, path: str, headers: dict[str, str] | None = None, method: str = "GET", body: bytes | None = None) -> tuple[int, bytes]:
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {}, method=method, data=body)
     try:
@@ -349,6 +468,14 @@ def http_get(port: int, path: str, headers: dict[str, str] | None = None, method
 @pytest.fixture
 def receiver():
     server = Receiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def chaos():
+    """A Chaos receiver answering 200 until the test sets its `script`."""
+    server = Chaos()
     yield server
     server.close()
 

@@ -11,6 +11,10 @@
 //!   held by its breaker, given up and dead-lettered as a unit. It counts as the events it
 //!   holds ([`Delivery::events`]) and holds the bytes they held ([`Delivery::held`]), so the
 //!   accounting stays per event: `accepted = delivered + failed + dropped + pending`.
+//! * A batch is a delivery from when it closes ([`Delivery::accepted_ms`]): `retry.max_age_ms`
+//!   counts from then, as Kong's `max_retry_time` counts from a batch's first attempt. Counted
+//!   from its first event, a batch waiting `max_delay_ms` longer than `max_age_ms` (both in
+//!   range) would be given up unsent.
 //! * Bounded: one open batch per hook, each within its limits; its events passed the queue's
 //!   admission (gone hook, `queue_size`, byte budget) when they were accepted.
 //! * A batching hook always sends an array, even of one event; a hook that does not batch
@@ -175,8 +179,9 @@ impl Open {
                 .saturating_add(self.settings.max_delay_ms)
     }
 
-    /// The batch as one delivery: the JSON array of its bodies, a new webhook id.
-    fn close(self, ids: &mut IdGen) -> Delivery {
+    /// The batch as one delivery, accepted at `closed_ms`: the JSON array of its bodies, a
+    /// new webhook id.
+    fn close(self, ids: &mut IdGen, closed_ms: u64) -> Delivery {
         let mut body = Vec::with_capacity(self.body_bytes);
         body.push(b'[');
         for (index, member) in self.bodies.iter().enumerate() {
@@ -201,6 +206,7 @@ impl Open {
                 .push(("content-type".into(), content_type.into())),
         }
         delivery.call = Rc::new(call);
+        delivery.accepted_ms = closed_ms.max(delivery.accepted_ms);
         delivery.webhook_id = ids.next(delivery.accepted_ms);
         delivery.events = u32::try_from(self.bodies.len()).unwrap_or(u32::MAX);
         delivery.held = self.held;
@@ -261,10 +267,12 @@ impl Batches {
             ready(Ready::Alone(delivery));
             return;
         };
+        // A batch it closes closes now, when it is accepted.
+        let now_ms = delivery.accepted_ms;
         if slot.as_ref().is_some_and(|open| open.overflows(&delivery)) {
             if let Some(open) = slot.take() {
                 self.events = self.events.saturating_sub(open.bodies.len());
-                ready(Ready::Batch(open.close(&mut self.ids)));
+                ready(Ready::Batch(open.close(&mut self.ids, now_ms)));
             }
         }
         self.events = self.events.saturating_add(1);
@@ -277,32 +285,32 @@ impl Batches {
         };
         if open.is_full() {
             self.events = self.events.saturating_sub(open.bodies.len());
-            ready(Ready::Batch(open.close(&mut self.ids)));
+            ready(Ready::Batch(open.close(&mut self.ids, now_ms)));
         } else {
             *slot = Some(open);
         }
     }
 
-    /// Closes every batch whose first event has waited `max_delay_ms` by `now_ms` (every
-    /// batch when `now_ms` is `u64::MAX`).
-    pub fn close_due(&mut self, now_ms: u64, ready: &mut dyn FnMut(Ready)) {
+    /// Closes, at `now_ms`, every batch whose first event has waited `max_delay_ms` by then
+    /// (every batch, when `all`).
+    pub fn close_due(&mut self, now_ms: u64, all: bool, ready: &mut dyn FnMut(Ready)) {
         if self.events == 0 {
             return;
         }
         for slot in &mut self.open {
-            if slot.as_ref().is_some_and(|open| open.is_due(now_ms)) {
+            if slot.as_ref().is_some_and(|open| all || open.is_due(now_ms)) {
                 if let Some(open) = slot.take() {
                     self.events = self.events.saturating_sub(open.bodies.len());
-                    ready(Ready::Batch(open.close(&mut self.ids)));
+                    ready(Ready::Batch(open.close(&mut self.ids, now_ms)));
                 }
             }
         }
     }
 
-    /// Takes hook `hook`'s open batch, closed (its endpoint is gone).
-    pub fn take_hook(&mut self, hook: usize) -> Option<Delivery> {
+    /// Takes hook `hook`'s open batch, closed at `now_ms` (its endpoint is gone).
+    pub fn take_hook(&mut self, hook: usize, now_ms: u64) -> Option<Delivery> {
         let open = self.open.get_mut(hook)?.take()?;
         self.events = self.events.saturating_sub(open.bodies.len());
-        Some(open.close(&mut self.ids))
+        Some(open.close(&mut self.ids, now_ms))
     }
 }

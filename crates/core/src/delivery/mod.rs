@@ -301,13 +301,13 @@ impl Pipeline {
     /// Closes every open batch now (the host is stopping the filter: what is batched is sent
     /// while it drains).
     pub fn close_batches(&mut self, ports: &Ports<'_>) {
-        self.close_due(u64::MAX, ports);
+        self.close_due(ports.now_ms(), true, ports);
     }
 
-    /// Queues the batches whose wait is over at `now_ms`.
-    fn close_due(&mut self, now_ms: u64, ports: &Ports<'_>) {
+    /// Queues the batches whose wait is over at `now_ms` (every open batch, when `all`).
+    fn close_due(&mut self, now_ms: u64, all: bool, ports: &Ports<'_>) {
         let (queue, accounts) = (&mut self.queue, &mut self.accounts);
-        self.batches.close_due(now_ms, &mut |ready| {
+        self.batches.close_due(now_ms, all, &mut |ready| {
             queue.push(ready.counted(accounts, ports.metrics));
         });
     }
@@ -318,7 +318,7 @@ impl Pipeline {
     /// overloaded) is skipped for the rest of this round; its deliveries keep their place.
     pub fn pump(&mut self, ports: &Ports<'_>, transport: &mut dyn Transport) {
         let now_ms = ports.now_ms();
-        self.close_due(now_ms, ports);
+        self.close_due(now_ms, false, ports);
         self.queue.put_back(self.schedule.take_due(now_ms));
         self.expire_calls(ports);
         let mut held: Vec<Delivery> = Vec::new();
@@ -494,7 +494,7 @@ impl Pipeline {
         }
         let queued = self.queue.take_hook(hook);
         let waiting = self.schedule.take_hook(hook);
-        let open = self.batches.take_hook(hook);
+        let open = self.batches.take_hook(hook, ports.now_ms());
         for delivery in queued.into_iter().chain(waiting).chain(open) {
             self.drop_delivery(delivery, DropReason::Gone, ports);
         }

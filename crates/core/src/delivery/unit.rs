@@ -56,7 +56,7 @@ pub struct Delivery {
     pub webhook_id: String,
     /// The call, as the hook's handler prepared it for this event.
     pub call: Rc<Call>,
-    /// When the delivery was accepted, unix milliseconds.
+    /// When the delivery was accepted (a batch: when it closed), unix milliseconds.
     pub accepted_ms: u64,
     /// Attempts made so far.
     pub attempts: u32,

@@ -216,3 +216,35 @@ fn stopping_closes_every_open_batch_at_once() {
     assert_eq!(h.sent(), 1);
     assert_eq!(h.delivery.status()["batching"], json!(0));
 }
+
+#[test]
+fn max_age_ms_counts_from_when_a_batch_closes_not_from_its_first_event() {
+    // Both in range: a batch that waits longer than max_age_ms is still sent, and retried.
+    let mut h = Harness::new(
+        json!({"retry": {"max_age_ms": 1_000, "backoff_ms": 100, "max_backoff_ms": 100}}),
+    )
+    .batching(0, Some(json!({"max_size": 100, "max_delay_ms": 5_000})));
+    h.accept(h.event(0, 0));
+    h.clock.advance_ms(4_000);
+    h.accept(h.event(1, 0));
+    h.clock.advance_ms(1_000);
+    h.pump();
+    assert_eq!(h.sent(), 1, "the batch closed by its delay is sent");
+    assert_eq!(h.body(0), r#"[{"n":0},{"n":1}]"#);
+    h.answer(1, Response::Status(503));
+    h.clock.advance_ms(100);
+    h.tick();
+    assert_eq!(h.sent(), 2, "and retried within max_age_ms of its closing");
+    h.answer(2, Response::Status(200));
+    let stats = h.stats(0);
+    assert_eq!((stats.delivered, stats.failed, stats.pending), (2, 0, 0));
+    // Past max_age_ms from its closing, it is given up as before.
+    h.accept(h.event(2, 0));
+    h.clock.advance_ms(5_000);
+    h.pump();
+    h.answer(3, Response::Status(503));
+    h.clock.advance_ms(1_001);
+    h.tick();
+    assert_eq!(h.sent(), 3);
+    assert_eq!(h.stats(0).failed, 1);
+}
