@@ -341,7 +341,7 @@ fn batch(u: &mut Unstructured<'_>) -> Value {
     match count(u, 6) {
         0 => json!(false),
         1 => json!(true),
-        _ => object_of(u, event_hooks_core::delivery::batch::KEYS, &mut |u, _| setting(u)),
+        _ => object_of(u, event_hooks_core::delivery::batching::KEYS, &mut |u, _| setting(u)),
     }
 }
 

@@ -11,7 +11,7 @@ pub mod schema;
 use serde_json::Value;
 
 use crate::catalog::Catalog;
-use crate::delivery::{Settings, batch, breaker, retry};
+use crate::delivery::{Settings, batching, breaker, retry};
 use crate::event::Redaction;
 use crate::filter::Filter;
 use crate::handler::HandlerKind;
@@ -412,7 +412,7 @@ fn read_delivery(value: &Value, path: &str, problems: &Problems) -> Option<Setti
         None => defaults.breaker,
     };
     let batch = match delivery.get("batch") {
-        Some(value) => Some(batch::Settings::parse(
+        Some(value) => Some(batching::Settings::parse(
             value,
             &delivery.path_of("batch"),
             problems,

@@ -17,7 +17,7 @@ use super::{
     DELIVERY_KEYS, HOOK_KEYS, Host, MAX_HOOKS, MAX_NAME_LEN, SNOOZE, delivery_numbers, top_keys,
 };
 use crate::catalog::Catalog;
-use crate::delivery::{batch, breaker, retry};
+use crate::delivery::{batching, breaker, retry};
 use crate::handler::HandlerKind;
 use crate::source::{Source, published};
 
@@ -191,7 +191,7 @@ impl Builder {
                     )),
                 ),
                 ("dead_letter", json!({"type": "string"})),
-                ("batch", batch::schema(self, "delivery.batch")),
+                ("batch", batching::schema(self, "delivery.batch")),
             ],
         ))
     }

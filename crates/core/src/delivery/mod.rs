@@ -30,7 +30,7 @@
 //!
 //! * [`call`] holds the call, the attempt and the host's [`Transport`]; [`unit`](mod@unit) the delivery
 //!   and its policy. Every stage below moves deliveries.
-//! * [`batch`]: between acceptance and the queue: a hook that batches keeps its events in
+//! * [`batch`] (with [`batching`], the limits a hook batches with): between acceptance and the queue: a hook that batches keeps its events in
 //!   one open batch, closed on size, bytes or delay into one delivery (one call, one webhook
 //!   id) that counts as the events it holds; other hooks' deliveries pass straight through.
 //! * [`queue`]: deliveries ready to send, in order, at most `queue_size` new ones.
@@ -70,6 +70,7 @@
 
 pub mod accounting;
 pub mod batch;
+pub mod batching;
 pub mod breaker;
 pub mod call;
 pub mod dead_letter;
@@ -125,7 +126,7 @@ pub struct Settings {
     /// The hook dead letters go to.
     pub dead_letter: Option<String>,
     /// `delivery.batch`: how `webhook` hooks without their own `config.batch` batch.
-    pub batch: Option<batch::Settings>,
+    pub batch: Option<batching::Settings>,
 }
 
 impl Default for Settings {

@@ -71,7 +71,7 @@ fn settings(delivery: &Value) -> Settings {
             .map(str::to_string),
         batch: delivery
             .get("batch")
-            .map(|batch| batch::Settings::parse(batch, "delivery.batch", &problems).unwrap()),
+            .map(|batch| batching::Settings::parse(batch, "delivery.batch", &problems).unwrap()),
     };
     assert!(problems.is_empty(), "{:?}", problems.messages());
     settings

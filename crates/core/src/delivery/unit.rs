@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use super::batch::Batching;
+use super::batching::Batching;
 use super::call::Call;
 use super::retry;
 use crate::signing::Signing;

@@ -24,7 +24,7 @@ use serde_json::Map;
 use serde_json::Value;
 
 use crate::delivery::Call;
-use crate::delivery::batch::Batching;
+use crate::delivery::batching::Batching;
 use crate::delivery::retry::Overrides;
 use crate::event::{Bodies, Redaction};
 use crate::log::Level;

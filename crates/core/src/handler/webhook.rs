@@ -17,7 +17,7 @@ use super::cloudevents::{self, CloudEvents, Format, HEADER_PREFIX};
 use super::endpoint::{self, Endpoint};
 use super::{Handler, HandlerKind, Output};
 use crate::delivery::Call;
-use crate::delivery::batch::{self, Batching, Choice};
+use crate::delivery::batching::{self, Batching, Choice};
 use crate::delivery::retry::Overrides;
 use crate::event::{Bodies, Redaction};
 #[cfg(feature = "schema")]
@@ -48,7 +48,7 @@ impl HandlerKind for Kind {
     #[cfg(feature = "schema")]
     fn config_schema(&self, schema: &Parts, at: &str) -> Map<String, Value> {
         let batch = json!({"oneOf": [
-            batch::schema(schema, &format!("{at}.batch")),
+            batching::schema(schema, &format!("{at}.batch")),
             {"enum": [false]},
         ]});
         let mut config = schema.object(
@@ -211,7 +211,7 @@ fn parse_batch(config: &Object<'_, '_>, format: Format, problems: &Problems) -> 
             None
         }
         Some(value @ Value::Object(_)) => {
-            batch::Settings::parse(value, &path, problems).map(Choice::Own)
+            batching::Settings::parse(value, &path, problems).map(Choice::Own)
         }
         Some(other) => {
             problems.add(

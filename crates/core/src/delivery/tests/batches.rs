@@ -2,7 +2,7 @@
 //! carries, and the accounting per event through retries, drops and dead letters.
 
 use super::*;
-use crate::delivery::batch::{Batching, Choice};
+use crate::delivery::batching::{self, Batching, Choice};
 
 impl Harness {
     /// Hook `hook` batching with `limits` (its own `config.batch`), or as `delivery.batch`
@@ -10,7 +10,7 @@ impl Harness {
     fn batching(mut self, hook: usize, limits: Option<Value>) -> Self {
         let choice = match limits {
             Some(limits) => Choice::Own(
-                batch::Settings::parse(&limits, "config.batch", &Problems::default()).unwrap(),
+                batching::Settings::parse(&limits, "config.batch", &Problems::default()).unwrap(),
             ),
             None => Choice::Default,
         };

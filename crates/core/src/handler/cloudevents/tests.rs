@@ -1,5 +1,5 @@
 use super::*;
-use crate::delivery::batch::{self, Choice};
+use crate::delivery::batching::{self, Choice};
 use crate::event::{Bodies, Event, Stamp};
 use crate::handler::Handler;
 use crate::handler::webhook::Webhook;
@@ -139,9 +139,9 @@ fn a_hook_batches_with_its_own_limits_by_default_or_never() {
     );
     assert_eq!(
         choice(json!({"url": "http://r/", "batch": {"max_size": 10}})),
-        Choice::Own(batch::Settings {
+        Choice::Own(batching::Settings {
             max_size: 10,
-            ..batch::Settings::default()
+            ..batching::Settings::default()
         })
     );
     assert_eq!(
