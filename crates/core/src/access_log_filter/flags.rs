@@ -20,6 +20,15 @@ pub fn flags(condition: &Condition) -> Native {
     if condition.holds(None) || condition.holds(Some(&none)) {
         return Native::Every;
     }
+    match narrower(condition) {
+        // Holds only when some flag is set, whichever.
+        Native::Every => any_flag(),
+        native => native,
+    }
+}
+
+/// The flags a match of `condition` must have one of, where its operator says more than "any".
+fn narrower(condition: &Condition) -> Native {
     match condition {
         // Exactly these flags: one of them.
         Condition::Eq(Value::String(text)) => exact(text),
@@ -44,7 +53,7 @@ pub fn flags(condition: &Condition) -> Native {
         },
         Condition::Eq(_) | Condition::Contains(_) => Native::No,
         Condition::All(all) => and(all.iter().map(flags)),
-        _ => any_flag(),
+        _ => Native::Every,
     }
 }
 

@@ -36,6 +36,14 @@ pub enum Text<'a> {
 
 /// The filter for `condition` on the field `text` reads.
 pub fn text(field: Text<'_>, condition: &Condition) -> Native {
+    match of(field, condition) {
+        // Nothing narrower (`ne` beside `exists: true`, say), but the field must be there.
+        Native::Every if !condition.holds(None) => present(field),
+        native => native,
+    }
+}
+
+fn of(field: Text<'_>, condition: &Condition) -> Native {
     match condition {
         Condition::Eq(Value::String(operand)) => eq(field, operand),
         Condition::In(items) => or(items.iter().map(|item| match item {
@@ -53,10 +61,8 @@ pub fn text(field: Text<'_>, condition: &Condition) -> Native {
         | Condition::Lt(Value::Number(_))
         | Condition::Lte(Value::Number(_)) => Native::No,
         Condition::All(all) => and(all.iter().map(|inner| text(field, inner))),
-        // `exists`, `ne`, `not` and orders of strings: no native form, but a condition that
-        // fails on a missing field holds only where the header is.
-        _ if condition.holds(None) => Native::Every,
-        _ => present(field),
+        // `exists`, `ne`, `not` and orders of strings: no native form.
+        _ => Native::Every,
     }
 }
 
