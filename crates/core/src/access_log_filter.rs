@@ -41,6 +41,8 @@
 //! * Text is cut at 4096 bytes and marked `...[truncated]`: an operand that could reach into
 //!   the marker is not tested natively.
 //! * `request.path` is `:path` up to its first `?`: an operand holding `?` never matches.
+//! * The adapter reads bytes of a header that are not UTF-8 as U+FFFD: an operand holding that
+//!   character is not tested natively.
 //! * A header given several times: the event joins the values with `", "`, Envoy's
 //!   `header_filter` with `","`. An operand without `", "` matches as it is; one with it is
 //!   cut at each `", "` (either joint may be Envoy's `","`), its first piece a `prefix` (for

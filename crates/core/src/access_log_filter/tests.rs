@@ -231,6 +231,8 @@ fn text_that_may_be_cut_is_not_matched_past_the_cut() {
     assert_eq!(x_a(json!({"contains": "x..."})), present);
     assert_eq!(x_a(json!({"suffix": "ted]"})), present);
     assert_eq!(x_a(json!(long.clone())), header("x-a", "prefix", &long));
+    // What the filter reads of bytes that are not UTF-8.
+    assert_eq!(x_a(json!({"prefix": "a\u{FFFD}"})), present);
 }
 
 #[test]

@@ -16,7 +16,9 @@
 //!   a leading space may be the end of a separator and is dropped (`suffix`, `contains`);
 //!   and a value joined to exactly [`MAX_TEXT_BYTES`] takes no further values and no marker,
 //!   so a suffix is also let through when it is followed by `,` (`eq` of that length becomes a
-//!   prefix).
+//!   prefix);
+//! * bytes of a header that are not UTF-8 read as U+FFFD: an operand holding that character has
+//!   no native form (one without it can only be found in the valid stretches, as they are).
 
 use super::native::{Match, Native, and, header, or};
 use crate::filter::Condition;
@@ -45,14 +47,14 @@ pub fn text(field: Text<'_>, condition: &Condition) -> Native {
 
 fn of(field: Text<'_>, condition: &Condition) -> Native {
     match condition {
-        Condition::Eq(Value::String(operand)) => eq(field, operand),
+        Condition::Eq(Value::String(operand)) => string(field, operand, eq),
         Condition::In(items) => or(items.iter().map(|item| match item {
-            Value::String(operand) => eq(field, operand),
+            Value::String(operand) => string(field, operand, eq),
             _ => Native::No,
         })),
-        Condition::Prefix(operand) => prefix(field, operand),
-        Condition::Suffix(operand) => suffix(field, operand),
-        Condition::Contains(Value::String(operand)) => contains(field, operand),
+        Condition::Prefix(operand) => string(field, operand, prefix),
+        Condition::Suffix(operand) => string(field, operand, suffix),
+        Condition::Contains(Value::String(operand)) => string(field, operand, contains),
         // Text never equals, contains or orders against anything but a string.
         Condition::Eq(_)
         | Condition::Contains(_)
@@ -64,6 +66,15 @@ fn of(field: Text<'_>, condition: &Condition) -> Native {
         // `exists`, `ne`, `not` and orders of strings: no native form.
         _ => Native::Every,
     }
+}
+
+/// `translate` of a string operand, unless it holds U+FFFD: the filter reads bytes of a header
+/// that are not UTF-8 as that character, where Envoy matches the bytes themselves.
+fn string(field: Text<'_>, operand: &str, translate: fn(Text<'_>, &str) -> Native) -> Native {
+    if operand.contains(char::REPLACEMENT_CHARACTER) {
+        return present(field);
+    }
+    translate(field, operand)
 }
 
 /// A condition that holds on any value of the field, and only when there is one.
