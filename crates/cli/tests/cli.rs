@@ -153,6 +153,9 @@ fn bad_usage_prints_the_usage_and_exits_2() {
         &["validate", "--env", "HOOK_SECRET", "-"],
         &["validate", "a.json", "b.json"],
         &["schema", "--yaml"],
+        &["envoy-access-log-filter"],
+        &["envoy-access-log-filter", "--env", "A", "-"],
+        &["envoy-access-log-filter", "a.json", "b.json"],
     ] {
         let output = event_hooks(args, "");
         assert_eq!(output.status.code(), Some(2), "{args:?}");
@@ -185,4 +188,74 @@ fn schema_prints_a_draft_4_schema_and_kong_meta_wraps_it() {
     let output = event_hooks(&["schema", "--kong-meta"], "");
     let meta: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(meta, serde_json::json!({ "config_schema": schema }));
+}
+
+#[test]
+fn the_access_log_filter_is_yaml_to_paste_under_filter() {
+    let config = r#"{"hooks": [
+      {"name": "orders-5xx", "source": "traffic", "handler": "webhook",
+       "filter": {"response.status": {"gte": 500}, "request.path": {"prefix": "/orders"}},
+       "config": {"url": "http://receiver:9000/hooks", "secret_env": "HOOK_SECRET"}},
+      {"name": "slow", "source": "traffic", "handler": "log", "config": {},
+       "filter": {"latency_ms": {"gt": 1000}, "route": "api"}}
+    ]}"#;
+    let output = event_hooks(
+        &[
+            "envoy-access-log-filter",
+            "--env",
+            "HOOK_SECRET=s3cret",
+            "-",
+        ],
+        config,
+    );
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        stdout(&output),
+        r#"# event_hooks as an Envoy access logger, the native filter of standard input:
+# paste it under the access log entry's `filter:`.
+# note: hook slow: route {"eq":"api"} has no native form (the hook tests it)
+or_filter:
+  filters:
+  - and_filter:
+      filters:
+      - header_filter:
+          header:
+            name: ":path"
+            string_match:
+              prefix: /orders
+      - status_code_filter:
+          comparison:
+            op: GE
+            value:
+              default_value: 500
+  - duration_filter:
+      comparison:
+        op: GE
+        value:
+          default_value: 1001
+"#
+    );
+    assert!(!stderr(&output).contains("s3cret"));
+}
+
+#[test]
+fn no_access_log_filter_when_a_hook_needs_every_request() {
+    let config = r#"{"hooks": [
+      {"name": "5xx", "source": "traffic", "filter": {"response.status": {"gte": 500}}, "handler": "log", "config": {}},
+      {"name": "health", "source": "balancer", "handler": "log", "config": {}}
+    ]}"#;
+    let output = event_hooks(&["envoy-access-log-filter", "-"], config);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(
+        stdout(&output),
+        "# No access log filter for standard input: every request must reach event_hooks.\n\
+         # hook health listens to balancer: only traffic hooks have native conditions\n"
+    );
+    // A configuration the filter would refuse gets no filter, only its problems.
+    let output = event_hooks(&["envoy-access-log-filter", "-"], CONFIG);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output)
+            .starts_with("hooks[0].config.secret_env: environment variable HOOK_SECRET is not set")
+    );
 }

@@ -9,6 +9,7 @@
 //! Nothing outside tests may panic (see the clippy lints in `Cargo.toml`): a panic kills the VM
 //! and the proxy's traffic with it.
 
+pub mod access_log_filter;
 pub mod admin;
 pub mod catalog;
 pub mod config;

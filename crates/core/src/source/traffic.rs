@@ -77,7 +77,7 @@ pub const EVENTS: &[EventSpec] = &[EventSpec {
 
 /// Envoy's response flags, bit `i` being flag `i` of `StreamInfo::CoreResponseFlag`, by the
 /// short names of its access log's `%RESPONSE_FLAGS%`.
-const RESPONSE_FLAGS: &[&str] = &[
+pub(crate) const RESPONSE_FLAGS: &[&str] = &[
     "LH", "UH", "UT", "LR", "UR", "UF", "UC", "UO", "NR", "DI", "FI", "RL", "UAEX", "RLSE", "DC",
     "URX", "SI", "IH", "DPE", "UMSDR", "RFCF", "NFCF", "DT", "UPE", "NC", "OM", "DF", "DO", "DR",
     "UDO",
