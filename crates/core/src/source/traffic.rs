@@ -353,7 +353,9 @@ fn header_map(headers: &[(String, String)]) -> Map<String, Value> {
         let full = map.len() >= MAX_HEADERS;
         match map.get_mut(&name) {
             Some(Value::String(existing)) => {
-                if existing.len() < MAX_TEXT_BYTES {
+                // Not cut yet (a value of exactly MAX_TEXT_BYTES is whole): the next value
+                // joins it, and cutting marks what was lost.
+                if existing.len() <= MAX_TEXT_BYTES {
                     existing.push_str(", ");
                     existing.push_str(value);
                     *existing = capped(std::mem::take(existing));

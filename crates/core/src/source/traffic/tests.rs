@@ -353,3 +353,31 @@ fn uppercase_header_names_in_filters_are_refused() {
         "f.request.headers.X-Team: header names are lowercase in events: use request.headers.x-team"
     );
 }
+
+#[test]
+fn a_repeated_header_that_reaches_the_cap_exactly_is_cut_and_marked_not_silently_ended() {
+    let exact = "a".repeat(MAX_TEXT_BYTES);
+    let capture = Capture {
+        request_headers: Some(vec![
+            ("x-big".into(), exact.clone()),
+            ("x-big".into(), "more".into()),
+        ]),
+        ..Capture::default()
+    };
+    let data = event(&capture, 0).data;
+    let value = data["request"]["headers"]["x-big"].as_str().unwrap();
+    assert_eq!(
+        value,
+        format!("{exact}{TRUNCATED}"),
+        "the lost value is marked"
+    );
+    // One value of exactly the cap, alone, is whole.
+    let capture = Capture {
+        request_headers: Some(vec![("x-big".into(), exact.clone())]),
+        ..Capture::default()
+    };
+    assert_eq!(
+        event(&capture, 0).data["request"]["headers"]["x-big"],
+        exact.as_str()
+    );
+}
