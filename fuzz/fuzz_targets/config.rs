@@ -17,7 +17,9 @@ use arbitrary::Unstructured;
 use event_hooks_core::config::{self, Config};
 use event_hooks_core::handler::Output;
 use event_hooks_core::reader::Problem;
-use event_hooks_fuzz::{NEVER_SHOWN, config_document, env, event_data, schema};
+use event_hooks_fuzz::{
+    HEADER_MARK, NEVER_SHOWN, chance, config_document, env, event_data, schema,
+};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 use std::sync::OnceLock;
@@ -114,7 +116,8 @@ fn check(bytes: &[u8], rest: &mut Unstructured<'_>) {
     if let Some(why) = schema::violation(the_schema(), &document) {
         panic!("the parser accepts a configuration its JSON Schema refuses: {why}");
     }
-    let data = event_data(rest);
+    let mut data = event_data(rest);
+    mark_credentials(&mut data, rest);
     for (index, hook) in config.hooks.iter().enumerate() {
         let shown = hook.shown.to_string();
         if let Some(mark) = shows_a_secret(&shown).filter(|_| secrets_kept_secret) {
@@ -155,6 +158,36 @@ fn check(bytes: &[u8], rest: &mut Unstructured<'_>) {
                     }
                 }
                 Output::Call(draft) => check_draft(&draft, &secrets),
+            }
+        }
+    }
+}
+
+/// The event's header maps, `request.headers` and `response.headers`, where they are objects.
+fn header_maps(data: &mut Map<String, Value>) -> impl Iterator<Item = &mut Map<String, Value>> {
+    data.iter_mut()
+        .filter(|(side, _)| matches!(side.as_str(), "request" | "response"))
+        .filter_map(|(_, side)| match side.get_mut("headers") {
+            Some(Value::Object(headers)) => Some(headers),
+            _ => None,
+        })
+}
+
+/// Marks (about half the time each) the values of the event's credential headers with
+/// [`HEADER_MARK`], from the bytes after the event data: no output of a hook that redacts them
+/// may carry the mark. The generator gives these headers values without marks.
+fn mark_credentials(data: &mut Map<String, Value>, u: &mut Unstructured<'_>) {
+    const CREDENTIALS: &[&str] = &[
+        "authorization",
+        "cookie",
+        "proxy-authorization",
+        "set-cookie",
+        "x-api-key",
+    ];
+    for headers in header_maps(data) {
+        for (name, value) in headers.iter_mut() {
+            if CREDENTIALS.contains(&name.as_str()) && chance(u, 1, 2) {
+                *value = Value::String(format!("Bearer {HEADER_MARK}"));
             }
         }
     }
@@ -209,14 +242,11 @@ fn marks_seen(data: &Map<String, Value>, redacted: &[String]) -> Vec<&'static st
             _ => {}
         }
     }
-    let mut seen = Value::Object(data.clone());
-    for side in ["request", "response"] {
-        if let Some(Value::Object(headers)) =
-            seen.get_mut(side).and_then(|side| side.get_mut("headers"))
-        {
-            headers.retain(|name, _| !redacted.contains(name));
-        }
+    let mut seen = data.clone();
+    for headers in header_maps(&mut seen) {
+        headers.retain(|name, _| !redacted.contains(name));
     }
+    let seen = Value::Object(seen);
     let mut text = seen.to_string();
     strings(&seen, &mut text);
     NEVER_SHOWN
