@@ -65,22 +65,44 @@ fn shows_a_secret(text: &str) -> Option<&'static str> {
     NEVER_SHOWN.iter().copied().find(|mark| text.contains(mark))
 }
 
-/// The keys whose values are secret, or may be (a header value can be a credential).
-const SECRET_KEYS: &[&str] = &["secret", "secrets", "token", "headers"];
+/// The configured headers whose values are credentials, as the admin listing redacts them
+/// (`crates/core/src/config/admin.rs`; docs/src/admin.md: "credential headers such as
+/// `authorization`"). Any other header's value is shown as configured.
+const CREDENTIAL_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+];
 
-/// Whether a mark appears where the document is not secret: in a key, or in a value outside
-/// [`SECRET_KEYS`] (a mutated input can put one in a source's name, which a message may then
-/// quote as the name it is). Only marks kept to secret places must never be shown.
-fn marks_outside_secrets(value: &Value) -> bool {
-    match value {
-        Value::String(text) => shows_a_secret(text).is_some(),
-        Value::Array(items) => items.iter().any(marks_outside_secrets),
-        Value::Object(entries) => entries.iter().any(|(key, value)| {
-            shows_a_secret(key).is_some()
-                || (!SECRET_KEYS.contains(&key.as_str()) && marks_outside_secrets(value))
-        }),
-        _ => false,
+/// Whether a mark appears where the document does not keep it secret. Its secret places:
+/// `admin.token`, each hook's `config.secret` and `config.secrets`, and the values of its
+/// credential headers in `config.headers`. A mark anywhere else (a source's name, a
+/// non-credential header's value, a payload field named `token`) may be shown as what it is
+/// (a message may quote the name, the listing shows the header); only marks kept to secret
+/// places must never be.
+fn marks_outside_secrets(document: &Value) -> bool {
+    let mut rest = document.clone();
+    if let Some(Value::Object(admin)) = rest.get_mut("admin") {
+        admin.remove("token");
     }
+    if let Some(Value::Array(hooks)) = rest.get_mut("hooks") {
+        for config in hooks.iter_mut().filter_map(|hook| hook.get_mut("config")) {
+            let Value::Object(config) = config else {
+                continue;
+            };
+            config.remove("secret");
+            config.remove("secrets");
+            if let Some(Value::Object(headers)) = config.get_mut("headers") {
+                headers.retain(|name, _| {
+                    !CREDENTIAL_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+                });
+            }
+        }
+    }
+    shows_a_secret(&rest.to_string()).is_some()
 }
 
 fn check(bytes: &[u8], rest: &mut Unstructured<'_>) {
