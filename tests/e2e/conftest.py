@@ -257,25 +257,45 @@ def static_cluster(name: str, port: int, tls: dict | None = None) -> dict:
     return cluster
 
 
-def wasm_filter(configuration: dict | str) -> dict:
+def plugin_config(configuration: dict | str, root_id: str) -> dict:
+    """The proxy-wasm plugin `config` of event_hooks (HTTP filter or access logger)."""
     value = configuration if isinstance(configuration, str) else json.dumps(configuration)
+    return {
+        "name": "event_hooks",
+        "root_id": root_id,
+        "failure_policy": "FAIL_OPEN",
+        "vm_config": {
+            "vm_id": "event_hooks",
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": {"local": {"filename": str(WASM)}},
+        },
+        "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": value},
+    }
+
+
+def wasm_filter(configuration: dict | str) -> dict:
     return {
         "name": "event_hooks",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-            "config": {
-                "name": "event_hooks",
-                "root_id": "event_hooks",
-                "failure_policy": "FAIL_OPEN",
-                "vm_config": {
-                    "vm_id": "event_hooks",
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": str(WASM)}},
-                },
-                "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue", "value": value},
-            },
+            "config": plugin_config(configuration, "event_hooks"),
         },
     }
+
+
+def wasm_access_log(configuration: dict | str, root_id: str = "event_hooks_access_log", log_filter: dict | None = None) -> dict:
+    """event_hooks as Envoy's wasm access logger (the root context's `on_log` once per finished
+    request), with the native `log_filter` in front when given."""
+    entry = {
+        "name": "event_hooks",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.wasm.v3.WasmAccessLog",
+            "config": plugin_config(configuration, root_id),
+        },
+    }
+    if log_filter:
+        entry["filter"] = log_filter
+    return entry
 
 
 ROUTER = {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}

@@ -11,6 +11,7 @@
 
 pub mod access_log_filter;
 pub mod admin;
+pub mod attachment;
 pub mod catalog;
 pub mod config;
 pub mod control;

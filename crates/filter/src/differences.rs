@@ -98,6 +98,8 @@ impl Channel {
 }
 /// The filter's name in Kong's filter chain (`event_hooks` unless the file was renamed).
 pub const PLUGIN_NAME: &[&str] = &["plugin_name"];
+/// The plugin's `root_id` (read on Envoy only, in `on_configure`: it tells an access logger).
+pub const PLUGIN_ROOT_ID: &[&str] = &["plugin_root_id"];
 /// Kong stores a metric as `pw:<filter name>:<name>` and traps when that is longer than
 /// `max_metric_name_length` (256 unless configured lower).
 pub const KONG_METRIC_NAME_MAX: usize = 256;

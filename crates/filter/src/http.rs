@@ -16,13 +16,12 @@ use serde_json::Value;
 
 use super::abi::{self, CallAnswer, DISPATCH_STATUS, HostClock, HostProperties};
 use super::differences::{self, Known};
+use super::log_phase;
 use super::root::dispatch;
 use event_hooks_core::admin::session::{self, Step};
 use event_hooks_core::admin::{self, Reply};
-use event_hooks_core::emitted::Emitted;
 use event_hooks_core::log::Level;
 use event_hooks_core::needs::Needs;
-use event_hooks_core::ports::PropertyReader;
 use event_hooks_core::runtime::Runtime;
 use event_hooks_core::source::crud::{self, Body};
 use event_hooks_core::source::traffic::{Capture, Properties};
@@ -283,30 +282,7 @@ impl HttpContext for Http {
         else {
             return;
         };
-        self.known.learn(&HostProperties);
-        let headers_seen = self.capture.request_headers.is_some();
-        self.capture.properties = self.properties(headers_seen);
-        let clock = HostClock::read();
-        // The rest of the properties, read only if the request's traffic event is built.
-        let (host, then) = (self.known.host_or_envoy(), self.needs.then);
-        let rest = |properties: &mut Properties| {
-            let earlier = std::mem::take(properties);
-            *properties =
-                differences::log_properties(host, headers_seen, earlier, &HostProperties, then);
-        };
-        // Events other filters emitted: one read per channel, and only when a hook listens to
-        // a published source.
-        let channels = self
-            .known
-            .emitted_channels(self.needs.emitted, self.needs.emitted_filter_state);
-        let emitted = channels
-            .into_iter()
-            .flatten()
-            .map(|channel| match HostProperties.property(channel.path()) {
-                Some(bytes) => channel.decode(&bytes),
-                None => Ok(Emitted::default()),
-            })
-            .collect();
-        runtime.observe_request(&self.capture, &rest, emitted, &clock);
+        let capture = std::mem::take(&mut self.capture);
+        log_phase::observe(&runtime, &self.known, &self.needs, capture);
     }
 }

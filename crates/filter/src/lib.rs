@@ -12,7 +12,8 @@
 //! * `metrics` (wasm32 only): the core's metrics as the host's.
 //! * `root` and `http` (wasm32 only): the root context, which owns the per-VM queue and alone
 //!   dispatches calls, and the HTTP context, which captures a request and hands its event over
-//!   in `on_log`.
+//!   in `on_log`; `log_phase` (wasm32 only): that hand-over, shared with the root context's
+//!   own `on_log` when Envoy runs the filter as a wasm access logger.
 
 pub mod differences;
 pub mod wire;
@@ -21,6 +22,8 @@ pub mod wire;
 mod abi;
 #[cfg(target_arch = "wasm32")]
 mod http;
+#[cfg(target_arch = "wasm32")]
+mod log_phase;
 #[cfg(target_arch = "wasm32")]
 mod metrics;
 #[cfg(target_arch = "wasm32")]

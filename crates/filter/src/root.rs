@@ -15,12 +15,16 @@ use proxy_wasm::types::{BufferType, ContextType, Status};
 use super::abi::{self, CallAnswer, DISPATCH_STATUS, HostClock, HostLog};
 use super::differences::{self, Host, Known};
 use super::http::Http;
+use super::log_phase;
 use super::metrics::HostMetrics;
 use super::shared::HostShared;
+use super::wire;
+use event_hooks_core::attachment::{self, Attachment};
 use event_hooks_core::config;
 use event_hooks_core::delivery::{Attempt, EXCERPT_BYTES, Response, SendError, Transport};
 use event_hooks_core::log::Level;
 use event_hooks_core::ports::Clock;
+use event_hooks_core::reader::Problem;
 use event_hooks_core::runtime::Runtime;
 
 /// Runtimes of earlier configurations still delivering what they had accepted.
@@ -87,6 +91,18 @@ impl Root {
                 Level::Error,
                 &format!("the host refused proxy_done ({error})"),
             );
+        }
+    }
+
+    /// Where this root context runs: on Envoy, its plugin's `root_id` says (an access
+    /// logger's ends with `access_log`); elsewhere, or unreadable, an HTTP filter.
+    fn attachment(&self) -> Attachment {
+        if self.known.host() != Some(Host::Envoy) {
+            return Attachment::HttpFilter;
+        }
+        match abi::property(differences::PLUGIN_ROOT_ID) {
+            Ok(Some(root_id)) => Attachment::of_root_id(&wire::string(&root_id)),
+            _ => Attachment::HttpFilter,
         }
     }
 
@@ -184,6 +200,21 @@ impl Transport for HostTransport {
     }
 }
 
+/// Logs each of `problems` after `what`, then the refusal; `false`, for `on_configure`.
+fn refuse(problems: &[Problem], what: &str) -> bool {
+    for problem in problems {
+        abi::log(Level::Error, &format!("{what}: {problem}"));
+    }
+    abi::log(
+        Level::Error,
+        &format!(
+            "configuration refused: {} problem(s); the filter did not start",
+            problems.len()
+        ),
+    );
+    false
+}
+
 /// A seed for webhook ids from the host's randomness, mixed with the clock so that a host
 /// without `random_get` still gets distinct seeds per VM start.
 fn seed() -> u64 {
@@ -278,19 +309,7 @@ impl RootContext for Root {
         };
         let config = match config::parse(&bytes) {
             Ok(config) => config,
-            Err(problems) => {
-                for problem in &problems {
-                    abi::log(Level::Error, &format!("invalid configuration: {problem}"));
-                }
-                abi::log(
-                    Level::Error,
-                    &format!(
-                        "configuration refused: {} problem(s); the filter did not start",
-                        problems.len()
-                    ),
-                );
-                return false;
-            }
+            Err(problems) => return refuse(&problems, "invalid configuration"),
         };
         self.known.configure(config.host);
         if config.host.is_none() {
@@ -299,6 +318,11 @@ impl RootContext for Root {
             if let Some(host) = differences::host_by_buffer_offset(&bytes, &read_at) {
                 self.known.detected(host);
             }
+        }
+        let attachment = self.attachment();
+        let problems = attachment::check(&config, attachment);
+        if !problems.is_empty() {
+            return refuse(&problems, "invalid configuration for an access logger");
         }
         let runtime = Rc::new(Runtime::new(
             config,
@@ -318,7 +342,14 @@ impl RootContext for Root {
         };
         abi::log(
             Level::Info,
-            &format!("configured {} hook(s); {sending}", runtime.hooks().len()),
+            &format!(
+                "configured {} hook(s){}; {sending}",
+                runtime.hooks().len(),
+                match attachment {
+                    Attachment::AccessLogger => " as an Envoy access logger",
+                    Attachment::HttpFilter => "",
+                }
+            ),
         );
         for note in runtime.notes() {
             abi::log(Level::Info, &note);
@@ -348,6 +379,25 @@ impl RootContext for Root {
         }
         self.prune_retiring();
         self.finish_draining(clock.now_ms());
+    }
+
+    /// Envoy's wasm access logger: once per finished request, in this root context (an HTTP
+    /// filter's root context never gets here). Only on Envoy: Kong has no access logger, and
+    /// reading a request's headers from a root context crashes its worker.
+    fn on_log(&mut self) {
+        if self.known.host() != Some(Host::Envoy) {
+            return;
+        }
+        let Some(runtime) = self
+            .runtime
+            .clone()
+            .filter(|runtime| runtime.observes_requests())
+        else {
+            return;
+        };
+        let needs = runtime.needs();
+        let capture = log_phase::access_log_capture(&self.known, &needs);
+        log_phase::observe(&runtime, &self.known, &needs, capture);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -1,0 +1,113 @@
+"""The filter as Envoy's wasm access logger (`envoy.access_loggers.wasm`): the same
+event_hooks.wasm and JSON configuration, entered once per finished request in its root
+context, delivering through the same queue; behind the native pre-filter that
+`event-hooks envoy-access-log-filter` generates; and refusing what an access logger cannot do."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import subprocess
+
+import yaml
+
+from conftest import ROOT, Envoy, envoy_config, get_many, http_get, stat, static_cluster, wait_until, wasm_access_log
+
+SECRET = "hunter2"
+
+
+def hooks() -> list[dict]:
+    return [
+        {"name": "errors", "source": "traffic", "filter": {"response.status": {"gte": 500}, "request.path": {"prefix": "/orders"}},
+         "handler": "webhook", "config": {"url": "http://receiver/errors", "cluster": "receiver", "secret": SECRET}},
+        {"name": "teams", "source": "traffic", "filter": {"request.headers.x-team": "payments"},
+         "handler": "webhook", "config": {"url": "http://receiver/teams", "cluster": "receiver"}},
+    ]
+
+
+def access_logger_setup(receiver, upstream, configuration: dict, log_filter: dict | None = None, http_filter: dict | None = None) -> dict:
+    """Envoy with event_hooks as the listener's access logger (and no wasm HTTP filter unless
+    `http_filter` is given): routes answer as `upstream` does."""
+    routes = [{"name": "r", "match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]
+    clusters = [static_cluster("upstream", upstream.port), static_cluster("receiver", receiver.port)]
+    config = envoy_config(http_filter, routes, clusters)
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm["access_log"] = [wasm_access_log(configuration, log_filter=log_filter)]
+    return config
+
+
+def generated_filter(tmp_path, configuration: dict) -> dict | None:
+    """What `event-hooks envoy-access-log-filter` prints for `configuration`, parsed."""
+    path = tmp_path / "hooks.json"
+    path.write_text(json.dumps(configuration))
+    printed = subprocess.run([str(ROOT / "target" / "debug" / "event-hooks"), "envoy-access-log-filter", str(path)],
+                             capture_output=True, text=True, check=True, timeout=60).stdout
+    return yaml.safe_load(printed)
+
+
+def test_the_access_logger_delivers_what_the_http_filter_would(start_envoy, receiver, upstream):
+    configuration = {"hooks": hooks(), "delivery": {"flush_interval_ms": 20}}
+    envoy = start_envoy(access_logger_setup(receiver, upstream, configuration))
+    assert "configured 2 hook(s) as an Envoy access logger" in envoy.log()
+    port = envoy.listener_port()
+    http_get(port, "/orders/7?status=503", headers={"authorization": "Bearer s3cr3t", "x-team": "payments"})
+    http_get(port, "/users/1?status=503")
+    http_get(port, "/orders/8", headers={"x-team": "payments"})
+    http_get(port, "/orders/9")
+    wait_until(lambda: len(receiver.deliveries) >= 3, what="three deliveries")
+    errors = [d for d in receiver.deliveries if d.path == "/errors"]
+    teams = sorted(d.json()["request"]["path"] for d in receiver.deliveries if d.path == "/teams")
+    assert [d.json()["request"]["path"] for d in errors] == ["/orders/7"]
+    assert teams == ["/orders/7", "/orders/8"]
+    body = errors[0].json()
+    assert (body["response"]["status"], body["request"]["query"]) == (503, "status=503")
+    assert body["request"]["headers"]["authorization"] == "[redacted]"
+    assert (body["source"], body["event"]) == ("traffic", "request")
+    expected = "sha1=" + hmac.new(SECRET.encode(), errors[0].body, hashlib.sha1).hexdigest()
+    assert errors[0].headers["x-kong-signature"] == expected
+    wait_until(lambda: stat(envoy, "wasmcustom.event_hooks.events.traffic") == 4, what="four requests seen")
+    # Nothing else arrives: /users/1 (503, no team) and /orders/9 (200, no team) match nothing.
+    wait_until(lambda: stat(envoy, "wasmcustom.event_hooks.in_flight") == 0 and stat(envoy, "wasmcustom.event_hooks.queue.depth") == 0,
+               what="an idle queue")
+    assert len(receiver.deliveries) == 3
+
+
+def test_the_generated_pre_filter_gives_the_same_deliveries_for_fewer_vm_entries(start_envoy, receiver, upstream, tmp_path):
+    configuration = {"hooks": hooks(), "delivery": {"flush_interval_ms": 20}}
+    log_filter = generated_filter(tmp_path, configuration)
+    assert log_filter, "two traffic hooks with native conditions have a native filter"
+    paths = ["/orders/1", "/orders/2", "/users/3", "/health", "/orders/4"]
+    delivered = {}
+    entered = {}
+    # The VM sees all 15 requests without the pre-filter; with it, only the 8 some hook matches.
+    expected_entries = {"without": 15, "with": 8}
+    for name, native in (("without", None), ("with", log_filter)):
+        receiver.deliveries.clear()
+        envoy = start_envoy(access_logger_setup(receiver, upstream, configuration, log_filter=native))
+        port = envoy.listener_port()
+        get_many(port, paths, headers={"x-team": "payments"})
+        get_many(port, paths)
+        for path in paths:
+            http_get(port, f"{path}?status=503")
+        wait_until(lambda: len(receiver.deliveries) >= 8, what=f"deliveries {name} the pre-filter")
+        delivered[name] = sorted((d.path, d.json()["request"]["path"], d.json()["response"]["status"]) for d in receiver.deliveries)
+        wait_until(lambda: stat(envoy, "wasmcustom.event_hooks.events.traffic") == expected_entries[name],
+                   what=f"{expected_entries[name]} requests seen {name} the pre-filter")
+        entered[name] = stat(envoy, "wasmcustom.event_hooks.events.traffic")
+        envoy.stop()
+    assert delivered["with"] == delivered["without"]
+    # Every x-team request, and the three /orders answered 503.
+    assert len(delivered["with"]) == 5 + 3
+    assert entered == expected_entries
+
+
+def test_an_access_logger_refuses_what_it_cannot_serve(tmp_path, receiver, upstream):
+    configuration = {"hooks": [*hooks(), {"name": "entities", "source": "crud", "handler": "log", "config": {}}],
+                     "crud": {"match": {"request.path": {"prefix": "/admin"}}}, "admin": {"token": "t0ken"}}
+    envoy = Envoy(access_logger_setup(receiver, upstream, configuration), tmp_path)
+    process = subprocess.run(envoy.command(), cwd=ROOT, capture_output=True, text=True, timeout=60)
+    log = process.stdout + process.stderr + envoy.log()
+    assert process.returncode != 0
+    assert "invalid configuration for an access logger: hooks[2].source: crud reads the response body" in log
+    assert "invalid configuration for an access logger: admin: the admin endpoints answer requests" in log
