@@ -23,14 +23,19 @@ TRY = """
 event_hooks demo is up: Envoy on http://localhost:8000 (admin http://localhost:9901),
 receiver on :9000 (HTTP) and :9443 (TLS). Envoy's log: .run/envoy.log
 
-Try (each 5xx under /orders is delivered to the receiver, signed; other requests are not):
+The hooks run in an Envoy access logger, behind a native filter that lets through only the
+requests some hook could match. Try (each 5xx under /orders is delivered to the receiver,
+signed; other requests are not):
 
   curl -i 'localhost:8000/orders/42?status=503'     # 503 from the upstream -> hook orders-5xx
-  curl -i 'localhost:8000/orders/42'                # 200 -> no delivery
+  curl -i 'localhost:8000/orders/42'                # 200 -> no delivery (and no wasm at all)
   curl -i  localhost:8000/down/anything             # connection refused (flag UF) -> hook
                                                     #   upstream-unreachable, over verified TLS
                                                     #   (then snoozed for 10 s)
-The filter's admin endpoints (token demo-admin-token):
+  curl -s 'localhost:9901/stats?filter=event_hooks' # requests the VM saw, deliveries
+
+The filter's admin endpoints (token demo-admin-token), from the event_hooks HTTP filter on
+the /event-hooks route (its status counts its own deliveries, such as tests):
 
   curl -s -H 'authorization: Bearer demo-admin-token' localhost:8000/event-hooks/status
   curl -s -X POST -H 'authorization: Bearer demo-admin-token' \\

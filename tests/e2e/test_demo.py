@@ -1,5 +1,7 @@
-"""The shipped envoy/envoy.yaml, run as is but for its ports: its hooks deliver, signed, and its
-TLS cluster really verifies the receiver's certificate."""
+"""The shipped envoy/envoy.yaml, run as is but for its ports: its hooks deliver, signed, from the
+access logger behind its native filter (the HTTP filter, on the admin route only, sees no
+traffic), the admin endpoints answer, and its TLS cluster really verifies the receiver's
+certificate."""
 
 from __future__ import annotations
 
@@ -42,11 +44,32 @@ def signed_by(secret: str, delivery) -> bool:
     return delivery.headers.get("x-kong-signature") == expected
 
 
+def demo_configurations() -> dict[str, dict]:
+    """The filter's configuration in envoy/envoy.yaml, by role: `access_log`, `http_filter`."""
+    config = yaml.safe_load((ROOT / "envoy" / "envoy.yaml").read_text())
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    [access_log] = hcm["access_log"]
+    http_filter = next(f for f in hcm["http_filters"] if f["name"] == "event_hooks")
+    return {role: json.loads(entry["typed_config"]["config"]["configuration"]["value"])
+            for role, entry in (("access_log", access_log), ("http_filter", http_filter))}
+
+
+def test_the_demo_http_filter_has_the_access_loggers_hooks_and_the_admin_endpoints():
+    """The HTTP filter is there for the admin endpoints, which list and test the hooks: the
+    access logger's, which the HTTP filter (on the admin route only) never serves itself."""
+    configurations = demo_configurations()
+    http_filter = dict(configurations["http_filter"])
+    assert http_filter.pop("admin")["token"] == "demo-admin-token"
+    assert http_filter == configurations["access_log"]
+
+
 def test_the_demo_configuration_delivers(start_envoy, receiver, tls_receiver, upstream):
 
     envoy = start_envoy(demo_config(upstream.port, receiver.port, tls_receiver.port))
     port = envoy.listener_port("proxy")
 
+    # Neither hook can match a 200 without a flag: the native filter keeps it out of the VM.
+    assert http_get(port, "/orders/41")[0] == 200
     assert http_get(port, "/orders/42?status=503")[0] == 503
     delivery = receiver.wait_for(lambda d: d.path == "/hooks")
     assert signed_by("hunter2", delivery)
@@ -67,6 +90,10 @@ def test_the_demo_configuration_delivers(start_envoy, receiver, tls_receiver, up
     status, body = http_get(port, "/event-hooks/orders-5xx/test", {**auth, "x-event-data": '{"note": "hello"}'}, "POST")
     assert status == 200 and json.loads(body)["result"]["status"] == 200
     assert receiver.wait_for(lambda d: d.path == "/hooks" and d.json().get("note") == "hello")
+
+    # The VM saw the two requests a hook matches, through the access logger: not the 200, and
+    # nothing of the admin requests (the HTTP filter answers them, and they are never events).
+    assert stat(envoy, "wasmcustom.event_hooks.events.traffic") == 2
 
     # Its metrics, with the hook as a Prometheus label (envoy.yaml's stats_tags).
     prometheus = envoy.get_admin("/stats/prometheus")

@@ -200,7 +200,9 @@ def test_the_shipped_envoy_yaml_validates(demo_certs):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "configuration 'envoy/envoy.yaml' OK" in output
-    assert "configured 2 hook(s)" in output
+    # The access logger, and the HTTP filter serving the admin endpoints.
+    assert "configured 2 hook(s) as an Envoy access logger" in output
+    assert "configured 2 hook(s);" in output
 
 
 def test_secrets_never_reach_the_log(start_envoy, receiver, upstream):

@@ -3,7 +3,8 @@
 Each filter configuration in envoy/, kong/, demo/, tests/scenarios/, README.md and the book
 (docs/src/**/*.md) is accepted by the filter's own parser (the `event-hooks validate` command) and by the configuration's
 JSON Schema (kong/event_hooks.meta.json, what Kong validates with); every Envoy YAML passes
-`envoy --mode validate`; the Kong, Envoy and Istio files agree with each other; and a bad
+`envoy --mode validate`; every shipped access logger's native filter is the one `event-hooks envoy-access-log-filter` generates from
+its configuration; the Kong, Envoy and Istio files agree with each other; and a bad
 configuration is refused by both checks, naming where.
 """
 
@@ -23,6 +24,7 @@ import yaml
 from conftest import ENVOY, ROOT, WASM
 
 WASM_FILTER = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+WASM_ACCESS_LOG = "type.googleapis.com/envoy.extensions.access_loggers.wasm.v3.WasmAccessLog"
 STRING_VALUE = "type.googleapis.com/google.protobuf.StringValue"
 META = ROOT / "kong" / "event_hooks.meta.json"
 # Where examples live (tests/host and the e2e tests hold configurations made to fail).
@@ -98,8 +100,16 @@ def walk(node):
 
 
 def envoy_wasm_filters(document) -> list[dict]:
-    """The `config` of every Envoy Wasm HTTP filter in a YAML document (bootstrap or snippet)."""
-    return [node["config"] for node in walk(document) if isinstance(node, dict) and node.get("@type") == WASM_FILTER]
+    """The `config` of every Envoy Wasm HTTP filter and Wasm access logger in a YAML document
+    (bootstrap, snippet, Istio EnvoyFilter); a `config` the documentation elides (`{ ... }`) is none."""
+    return [node["config"] for node in walk(document)
+            if isinstance(node, dict) and node.get("@type") in (WASM_FILTER, WASM_ACCESS_LOG) and node["config"] != {"...": None}]
+
+
+def access_log_entries(document) -> list[dict]:
+    """Every access log entry of a YAML document that runs event_hooks as Envoy's Wasm access logger."""
+    return [node for node in walk(document)
+            if isinstance(node, dict) and isinstance(node.get("typed_config"), dict) and node["typed_config"].get("@type") == WASM_ACCESS_LOG]
 
 
 def envoy_examples(document, where: str) -> list[Example]:
@@ -313,6 +323,45 @@ def test_envoy_validates_the_yaml(path, demo_certs):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert f"configuration '{relative}' OK" in output
+
+
+def shipped_access_loggers() -> list[tuple[str, dict]]:
+    """(file, access log entry) of every event_hooks access logger in envoy/."""
+    found = []
+    for path in repo_files(".yaml", ".yml"):
+        if path.parent == ROOT / "envoy":
+            for document in yaml.safe_load_all(path.read_text()):
+                found += [(str(path.relative_to(ROOT)), entry) for entry in access_log_entries(document)]
+    return found
+
+
+def generated_filter(cli: Path, configuration: str) -> tuple[dict | None, str]:
+    """What `event-hooks envoy-access-log-filter` prints for `configuration`: parsed, and as printed."""
+    args = [str(cli), "envoy-access-log-filter"]
+    for name, value in sorted(with_secrets(Example("", configuration)).items()):
+        args += ["--env", f"{name}={value}"]
+    printed = subprocess.run([*args, "-"], input=configuration, capture_output=True, text=True, timeout=60, check=True).stdout
+    return yaml.safe_load(printed), printed
+
+
+def test_every_shipped_access_logger_has_the_native_filter_its_hooks_give(cli):
+    """The `filter:` of each shipped access logger is what the command generates from the
+    configuration beside it: a hook changed without regenerating it fails here."""
+    loggers = shipped_access_loggers()
+    assert {where for where, _ in loggers} >= {"envoy/envoy.yaml"}
+    stale = []
+    for where, entry in loggers:
+        configuration = entry["typed_config"]["config"]["configuration"]["value"]
+        generated, printed = generated_filter(cli, configuration)
+        if generated != entry.get("filter"):
+            stale.append(f"{where}: access logger {entry['name']}: its `filter:` is not what its configuration gives. "
+                         f"Regenerate it (event-hooks envoy-access-log-filter HOOKS.json, HOOKS.json the access "
+                         f"logger's configuration) and paste it under `filter:`:\n{printed}")
+    assert stale == [], "\n".join(stale)
+    # The check sees a change: the demo's hooks on another path give another filter.
+    demo = next(entry for where, entry in loggers if where == "envoy/envoy.yaml")
+    changed = demo["typed_config"]["config"]["configuration"]["value"].replace('"/orders"', '"/payments"')
+    assert generated_filter(cli, changed)[0] != demo["filter"]
 
 
 def test_every_shipped_wasm_filter_fails_open():
