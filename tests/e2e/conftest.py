@@ -301,32 +301,43 @@ def wasm_access_log(configuration: dict | str, root_id: str = "event_hooks_acces
 ROUTER = {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
 
 
-def listener(filter_configuration: dict | str | None, routes: list[dict], before: list[dict] = (), after: list[dict] = ()) -> dict:
+# Where event_hooks runs in Envoy (docs/src/hosts/envoy.md#two-attachments): an HTTP filter (a
+# context per request), or the access logger (the root context's on_log, once per finished request).
+ATTACHMENTS = ("http_filter", "access_logger")
+
+
+def listener(filter_configuration: dict | str | None, routes: list[dict], before: list[dict] = (), after: list[dict] = (),
+             attachment: str = "http_filter", log_filter: dict | None = None) -> dict:
     """The `proxy` listener on port 0: filters `before`, event_hooks (none when its configuration
-    is None), filters `after`, the router."""
-    filters = [] if filter_configuration is None else [wasm_filter(filter_configuration)]
+    is None), filters `after`, the router. With `attachment` "access_logger", event_hooks is the
+    HTTP connection manager's access logger instead, behind the native `log_filter` if given."""
+    assert attachment in ATTACHMENTS, attachment
+    as_filter = filter_configuration is not None and attachment == "http_filter"
+    filters = [wasm_filter(filter_configuration)] if as_filter else []
+    hcm = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "stat_prefix": "proxy",
+        # The client is the peer, not whatever x-forwarded-for claims.
+        "use_remote_address": True,
+        "route_config": {"name": "proxy", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
+        "http_filters": [*before, *filters, *after, ROUTER],
+    }
+    if filter_configuration is not None and attachment == "access_logger":
+        hcm["access_log"] = [wasm_access_log(filter_configuration, log_filter=log_filter)]
     return {
         "name": "proxy",
         "address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}},
-        "filter_chains": [{"filters": [{
-            "name": "envoy.filters.network.http_connection_manager",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                "stat_prefix": "proxy",
-                # The client is the peer, not whatever x-forwarded-for claims.
-                "use_remote_address": True,
-                "route_config": {"name": "proxy", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
-                "http_filters": [*before, *filters, *after, ROUTER],
-            },
-        }]}],
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
     }
 
 
-def envoy_config(filter_configuration: dict | str | None, routes: list[dict], clusters: list[dict], before: list[dict] = (), after: list[dict] = ()) -> dict:
-    """A bootstrap with admin and one listener on port 0, the filter, and the given routes."""
+def envoy_config(filter_configuration: dict | str | None, routes: list[dict], clusters: list[dict], before: list[dict] = (), after: list[dict] = (),
+                 attachment: str = "http_filter", log_filter: dict | None = None) -> dict:
+    """A bootstrap with admin and one listener on port 0, the filter (attached as `attachment`
+    says), and the given routes."""
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
-        "static_resources": {"listeners": [listener(filter_configuration, routes, before, after)], "clusters": clusters},
+        "static_resources": {"listeners": [listener(filter_configuration, routes, before, after, attachment, log_filter)], "clusters": clusters},
     }
 
 
@@ -498,6 +509,13 @@ def chaos():
     server = Chaos()
     yield server
     server.close()
+
+
+@pytest.fixture(params=ATTACHMENTS)
+def attachment(request) -> str:
+    """Each attachment in turn: a test taking it runs once with event_hooks as an HTTP filter,
+    once as the access logger, and expects the same of both."""
+    return request.param
 
 
 @pytest.fixture

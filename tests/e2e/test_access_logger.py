@@ -1,7 +1,10 @@
 """The filter as Envoy's wasm access logger (`envoy.access_loggers.wasm`): the same
 event_hooks.wasm and JSON configuration, entered once per finished request in its root
 context, delivering through the same queue; behind the native pre-filter that
-`event-hooks envoy-access-log-filter` generates; and refusing what an access logger cannot do."""
+`event-hooks envoy-access-log-filter` generates; and refusing what an access logger cannot do.
+The other request-driven sources run through both attachments where their HTTP-filter tests
+are (the `attachment` fixture): balancer and rate-limiting-advanced in test_sources.py,
+published sources in test_published.py."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import subprocess
 
 import yaml
 
-from conftest import ROOT, Envoy, envoy_config, get_many, http_get, stat, static_cluster, wait_until, wasm_access_log
+from conftest import ROOT, Envoy, envoy_config, get_many, http_get, stat, static_cluster, wait_until
 
 SECRET = "hunter2"
 
@@ -26,15 +29,12 @@ def hooks() -> list[dict]:
     ]
 
 
-def access_logger_setup(receiver, upstream, configuration: dict, log_filter: dict | None = None, http_filter: dict | None = None) -> dict:
-    """Envoy with event_hooks as the listener's access logger (and no wasm HTTP filter unless
-    `http_filter` is given): routes answer as `upstream` does."""
+def access_logger_setup(receiver, upstream, configuration: dict, log_filter: dict | None = None) -> dict:
+    """Envoy with event_hooks as the listener's access logger (no wasm HTTP filter), behind the
+    native `log_filter` if given: routes answer as `upstream` does."""
     routes = [{"name": "r", "match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]
     clusters = [static_cluster("upstream", upstream.port), static_cluster("receiver", receiver.port)]
-    config = envoy_config(http_filter, routes, clusters)
-    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    hcm["access_log"] = [wasm_access_log(configuration, log_filter=log_filter)]
-    return config
+    return envoy_config(configuration, routes, clusters, attachment="access_logger", log_filter=log_filter)
 
 
 def generated_filter(tmp_path, configuration: dict) -> dict | None:

@@ -2,7 +2,9 @@
 published sources through dynamic metadata (namespace `event_hooks`, key `<source>.<event>`),
 the hooks on them deliver exactly the data the Lua code set; an emission of an unpublished
 source or event is counted by reason and changes nothing else; snooze by the event's `unique`
-field holds across two workers."""
+field holds across two workers; another wasm filter emits through filter state. Each runs with
+each attachment (the `attachment` fixture): the access logger reads the same emissions when
+the request is logged and gives the same deliveries as the HTTP filter."""
 
 from __future__ import annotations
 
@@ -70,20 +72,20 @@ def hook(name: str, source: str, event: str, path: str, **extra) -> dict:
             "config": {"url": f"http://receiver{path}", "cluster": "receiver", "secret": "s3cret"}, **extra}
 
 
-def config(receiver, upstream_port: int, hooks: list[dict]) -> dict:
+def config(receiver, upstream_port: int, hooks: list[dict], attachment: str = "http_filter") -> dict:
     configuration = {"publish": PUBLISH, "hooks": hooks, "delivery": {"flush_interval_ms": 20}}
     routes = [{"name": "r", "match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]
     clusters = [static_cluster("upstream", upstream_port), static_cluster("receiver", receiver.port)]
-    return envoy_config(configuration, routes, clusters, before=[LUA_FILTER])
+    return envoy_config(configuration, routes, clusters, before=[LUA_FILTER], attachment=attachment)
 
 
 def at(receiver, path: str) -> list:
     return [d for d in receiver.deliveries if d.path == path]
 
 
-def test_two_published_sources_in_one_request_deliver_exactly_what_lua_set(start_envoy, receiver, upstream):
+def test_two_published_sources_in_one_request_deliver_exactly_what_lua_set(start_envoy, receiver, upstream, attachment):
     hooks = [hook("refunds", "payments", "refund-issued", "/refunds"), hook("audit", "audit", "refund", "/audit")]
-    envoy = start_envoy(config(receiver, upstream.port, hooks))
+    envoy = start_envoy(config(receiver, upstream.port, hooks, attachment))
     port = envoy.listener_port()
     status, _ = http_get(port, "/refunds?status=201", method="POST", body=b"{}", headers={"x-order-id": "o-1"})
     assert status == 201
@@ -111,9 +113,9 @@ def test_two_published_sources_in_one_request_deliver_exactly_what_lua_set(start
     assert stat(envoy, "wasmcustom.event_hooks.emissions.accepted") == 4
 
 
-def test_an_unpublished_emission_is_counted_and_changes_nothing_else(start_envoy, receiver, upstream):
+def test_an_unpublished_emission_is_counted_and_changes_nothing_else(start_envoy, receiver, upstream, attachment):
     hooks = [hook("refunds", "payments", "refund-issued", "/refunds")]
-    envoy = start_envoy(config(receiver, upstream.port, hooks))
+    envoy = start_envoy(config(receiver, upstream.port, hooks, attachment))
     port = envoy.listener_port()
     assert http_get(port, "/unpublished", headers={"x-order-id": "o-2"})[0] == 200
     wait_until(lambda: stat(envoy, "wasmcustom.event_hooks.emissions.dropped.unknown_event") == 1, what="the unknown event counted")
@@ -128,11 +130,11 @@ def test_an_unpublished_emission_is_counted_and_changes_nothing_else(start_envoy
     assert "panicked" not in envoy.log() and "wasm trap" not in envoy.log()
 
 
-def test_snooze_by_unique_holds_across_two_workers(start_envoy, receiver, upstream):
+def test_snooze_by_unique_holds_across_two_workers(start_envoy, receiver, upstream, attachment):
     # Snooze and on_change together: each distinct `unique` (the order) gets its own window.
     hooks = [hook("refunds", "payments", "refund-issued", "/refunds", snooze=60, on_change=True),
              hook("audit", "audit", "refund", "/audit")]
-    envoy = start_envoy(config(receiver, upstream.port, hooks), concurrency=2)
+    envoy = start_envoy(config(receiver, upstream.port, hooks, attachment), concurrency=2)
     port = envoy.listener_port()
     orders = ["o-a", "o-b", "o-a", "o-a", "o-b", "o-c"] * 3
     for order in orders:
@@ -189,7 +191,7 @@ def emitter_wasm():
     return EMITTER_TARGET / "wasm32-wasip1" / "release" / "emitter_filter.wasm"
 
 
-def test_another_wasm_filter_emits_through_filter_state(start_envoy, receiver, upstream, emitter_wasm):
+def test_another_wasm_filter_emits_through_filter_state(start_envoy, receiver, upstream, emitter_wasm, attachment):
     emitter = wasm_filter("{}")
     emitter["name"] = "emitter"
     vm = emitter["typed_config"]["config"]
@@ -200,7 +202,7 @@ def test_another_wasm_filter_emits_through_filter_state(start_envoy, receiver, u
                      "delivery": {"flush_interval_ms": 20}}
     routes = [{"name": "r", "match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]
     clusters = [static_cluster("upstream", upstream.port), static_cluster("receiver", receiver.port)]
-    envoy = start_envoy(envoy_config(configuration, routes, clusters, before=[emitter]))
+    envoy = start_envoy(envoy_config(configuration, routes, clusters, before=[emitter], attachment=attachment))
     port = envoy.listener_port()
     events = {"orders.shipped": {"order_id": "7", "carrier": "post", "parcels": [1, 2], "insured": False},
               "orders.lost": {"order_id": "8"}}
