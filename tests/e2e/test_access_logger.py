@@ -15,7 +15,7 @@ import subprocess
 
 import yaml
 
-from conftest import ROOT, Envoy, envoy_config, get_many, http_get, stat, static_cluster, wait_until
+from conftest import ROOT, WASM, Envoy, envoy_config, get_many, http_get, stat, static_cluster, wait_until
 
 SECRET = "hunter2"
 
@@ -111,3 +111,56 @@ def test_an_access_logger_refuses_what_it_cannot_serve(tmp_path, receiver, upstr
     assert process.returncode != 0
     assert "invalid configuration for an access logger: hooks[2].source: crud reads the response body" in log
     assert "invalid configuration for an access logger: admin: the admin endpoints answer requests" in log
+
+
+# --- the Istio EnvoyFilter ---------------------------------------------------------------------
+
+ISTIO_ENVOYFILTER = ROOT / "envoy" / "istio-envoyfilter-access-log.yaml"
+ISTIO_RECEIVER_CLUSTER = "outbound|9000||receiver.hooks.svc.cluster.local"
+
+
+def istio_sidecar_setup(receiver, upstream, tmp_path) -> dict:
+    """What envoy/istio-envoyfilter-access-log.yaml makes of a sidecar's inbound HTTP connection
+    manager: its patch merged (access_log appended) into one that already has an access log of
+    its own, as Istio's; the wasm file where the sidecar mounts it replaced by the build's, and
+    the receiver's Istio cluster name pointed at the test's receiver."""
+    document = yaml.safe_load(ISTIO_ENVOYFILTER.read_text())
+    [patch] = document["spec"]["configPatches"]
+    assert (patch["applyTo"], patch["match"]["context"], patch["patch"]["operation"]) == ("NETWORK_FILTER", "SIDECAR_INBOUND", "MERGE")
+    assert patch["match"]["listener"]["filterChain"]["filter"]["name"] == "envoy.filters.network.http_connection_manager"
+    merged = patch["patch"]["value"]["typed_config"]
+    [entry] = merged["access_log"]
+    plugin = entry["typed_config"]["config"]
+    assert plugin["vm_config"]["code"]["local"]["filename"] == "/var/local/lib/event-hooks/plugin.wasm"
+    plugin["vm_config"]["code"]["local"]["filename"] = str(WASM)
+    routes = [{"name": "r", "match": {"prefix": "/"}, "route": {"cluster": "upstream"}}]
+    clusters = [static_cluster("upstream", upstream.port), static_cluster(ISTIO_RECEIVER_CLUSTER, receiver.port)]
+    config = envoy_config(None, routes, clusters)
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["@type"] == merged["@type"]
+    istio_log = {"name": "envoy.access_loggers.file", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog", "path": str(tmp_path / "access.log")}}
+    hcm["access_log"] = [istio_log, entry]
+    return config
+
+
+def test_the_istio_envoyfilter_access_logger_delivers_behind_its_native_filter(start_envoy, receiver, upstream, tmp_path, monkeypatch):
+    # The secret reaches the VM from the proxy's environment (host_env_keys), as the
+    # istio-proxy container's would.
+    monkeypatch.setenv("HOOK_SECRET", "s3cr3t-from-the-sidecar")
+    envoy = start_envoy(istio_sidecar_setup(receiver, upstream, tmp_path))
+    wait_until(lambda: "configured 1 hook(s) as an Envoy access logger" in envoy.log(), what="the access logger configured")
+    port = envoy.listener_port()
+    assert http_get(port, "/orders/1")[0] == 200
+    assert http_get(port, "/users/1?status=503")[0] == 503
+    assert http_get(port, "/orders/2?status=503")[0] == 503
+    delivery = receiver.wait_for(lambda d: d.path == "/hooks", what="the orders-5xx delivery")
+    assert delivery.json()["request"]["path"] == "/orders/2"
+    expected = "sha1=" + hmac.new(b"s3cr3t-from-the-sidecar", delivery.body, hashlib.sha1).hexdigest()
+    assert delivery.headers["x-kong-signature"] == expected
+    # The native filter let one request of three into the VM; the access log already there
+    # (Istio's own) still writes every request.
+    wait_until(lambda: stat(envoy, "wasmcustom.event_hooks.events.traffic") == 1, what="one request seen")
+    wait_until(lambda: len((tmp_path / "access.log").read_text().splitlines()) == 3, what="three lines in the other access log")
+    wait_until(lambda: stat(envoy, "wasmcustom.event_hooks.in_flight") == 0, what="nothing in flight")
+    assert len(receiver.deliveries) == 1

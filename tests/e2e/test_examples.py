@@ -3,7 +3,8 @@
 Each filter configuration in envoy/, kong/, demo/, tests/scenarios/, README.md and the book
 (docs/src/**/*.md) is accepted by the filter's own parser (the `event-hooks validate` command) and by the configuration's
 JSON Schema (kong/event_hooks.meta.json, what Kong validates with); every Envoy YAML passes
-`envoy --mode validate`; every shipped access logger's native filter is the one `event-hooks envoy-access-log-filter` generates from
+`envoy --mode validate`, and so does the access logger of the Istio EnvoyFilter; every shipped
+access logger's native filter is the one `event-hooks envoy-access-log-filter` generates from
 its configuration; the Kong, Envoy and Istio files agree with each other; and a bad
 configuration is refused by both checks, naming where.
 """
@@ -220,6 +221,8 @@ def all_examples() -> list[Example]:
                 examples += envoy_examples(document, label)
             elif isinstance(document, dict) and document.get("kind") == "WasmPlugin":
                 examples.append(wasm_plugin_example(document, label))
+            elif isinstance(document, dict) and document.get("kind") == "EnvoyFilter":
+                examples += envoy_examples(document, label)
             elif isinstance(document, dict) and "_format_version" in document:
                 examples += kong_examples(document, label)
     for path in repo_files(".json"):
@@ -267,7 +270,8 @@ def from_docs(example: Example) -> bool:
 
 def test_the_examples_are_found():
     found = {example.where.split(" ")[0].split(":")[0] for example in EXAMPLES}
-    assert {"README.md", "envoy/envoy.yaml", "envoy/istio-wasmplugin.yaml", "kong/kong.yml", "kong/kong-3.4.yml", "kong/kong-plugins.yml"} <= found
+    assert {"README.md", "envoy/envoy.yaml", "envoy/istio-wasmplugin.yaml", "envoy/istio-envoyfilter-access-log.yaml",
+            "kong/kong.yml", "kong/kong-3.4.yml", "kong/kong-plugins.yml"} <= found
     # The README's: a hook, and one example per host (Envoy, Kong, Istio).
     assert sum(example.where.startswith("README.md:") for example in EXAMPLES) >= 4
     # The book's: every page of a source, a handler or a host has at least one, and the
@@ -348,7 +352,7 @@ def test_every_shipped_access_logger_has_the_native_filter_its_hooks_give(cli):
     """The `filter:` of each shipped access logger is what the command generates from the
     configuration beside it: a hook changed without regenerating it fails here."""
     loggers = shipped_access_loggers()
-    assert {where for where, _ in loggers} >= {"envoy/envoy.yaml"}
+    assert {where for where, _ in loggers} >= {"envoy/envoy.yaml", "envoy/istio-envoyfilter-access-log.yaml"}
     stale = []
     for where, entry in loggers:
         configuration = entry["typed_config"]["config"]["configuration"]["value"]
@@ -450,6 +454,27 @@ def test_the_istio_plugin_takes_its_secret_from_the_sidecar():
     from_host = {entry["name"] for entry in spec["vmConfig"]["env"] if entry.get("valueFrom") == "HOST"}
     assert env_names(json.dumps(spec["pluginConfig"])) <= from_host
     assert all("value" not in entry for entry in spec["vmConfig"]["env"]), "no secret written in the manifest"
+
+
+def test_the_istio_envoyfilter_is_the_one_the_istio_page_shows_and_takes_its_secret_from_the_sidecar():
+    def readable(document: dict) -> dict:
+        """The document with each filter configuration parsed: the page writes its JSON otherwise."""
+        for node in walk(document):
+            if isinstance(node, dict) and node.get("@type") == STRING_VALUE:
+                node["value"] = json.loads(node["value"])
+        return document
+
+    text = (ROOT / "envoy" / "istio-envoyfilter-access-log.yaml").read_text()
+    [shown] = [yaml.safe_load(block) for where, block in markdown_blocks("yaml")
+               if where.startswith("docs/src/hosts/istio.md:") and "kind: EnvoyFilter" in block]
+    assert readable(shown) == readable(yaml.safe_load(text))
+    shipped = yaml.safe_load(text)
+    assert shipped["apiVersion"] == "networking.istio.io/v1alpha3" and shipped["kind"] == "EnvoyFilter"
+    [config] = envoy_wasm_filters(shipped)
+    assert config["root_id"].endswith("access_log")
+    vm_config = config["vm_config"]
+    assert env_names(config["configuration"]["value"]) <= set(vm_config["environment_variables"]["host_env_keys"])
+    assert "key_values" not in vm_config["environment_variables"], "no secret written in the manifest"
 
 
 # --- bad configurations are refused, by both checks -------------------------------------------
