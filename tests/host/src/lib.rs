@@ -20,4 +20,4 @@ pub mod wasi;
 
 pub use proxy::{Filter, LoadError, Outcome, Proxy, Request};
 pub use rules::{KongVersion, Rules};
-pub use state::{Options, Received, Reply};
+pub use state::{Attachment, Options, Received, Reply};

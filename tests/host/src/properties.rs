@@ -2,7 +2,8 @@
 //!
 //! Envoy (CEL attributes): integers, durations and timestamps are 8-byte little-endian
 //! integers (nanoseconds for times), addresses are `ip:port`, request properties are missing
-//! (NotFound) outside a stream.
+//! (NotFound) outside a stream, but for an access logger's root context during `on_log`, which
+//! reads the logged request's.
 //!
 //! Kong (ngx_wasm_module `ngx_proxy_wasm_properties.c`, table `pw2ngx`): every value is a
 //! string, most are nginx variables: `response.code` is `$status` (`"500"`),
@@ -86,15 +87,17 @@ pub fn get(state: &mut HostState, path: &str) -> Answer {
     }
 }
 
+/// Envoy: the plugin's own properties anywhere (`plugin_root_id` is the plugin's `root_id`,
+/// readable from `on_configure` on), the request's in a stream's context, and in an access
+/// logger's root context during `on_log` the logged request's (`Context::findValue` reads the
+/// access log's stream info and header maps then); elsewhere in the root context, not found.
 fn envoy(state: &mut HostState, path: &str) -> Answer {
     match path {
-        "plugin_name" | "plugin_root_id" | "plugin_vm_id" => {
-            return text(state.options.filter_name.clone());
-        }
+        "plugin_name" | "plugin_vm_id" => return text(state.options.filter_name.clone()),
+        "plugin_root_id" => return text(state.options.root_id.clone()),
         _ => {}
     }
-    let now = state.now_ns;
-    let Some(stream) = state.stream() else {
+    let Some((context, stream)) = state.readable_stream() else {
         return Answer::NotFound;
     };
     if let Some(name) = path.strip_prefix("request.headers.") {
@@ -148,11 +151,8 @@ fn envoy(state: &mut HostState, path: &str) -> Answer {
         "destination.port" => integer(8000),
         "xds.cluster_name" => text(stream.cluster.clone()),
         "xds.route_name" => text(stream.route.clone()),
-        "connection.id" => integer(u64::from(state.context())),
-        _ => {
-            let _ = now;
-            Answer::NotFound
-        }
+        "connection.id" => integer(u64::from(context)),
+        _ => Answer::NotFound,
     }
 }
 
