@@ -2,6 +2,10 @@
 //! HTTP context, the root context's `on_log` once per finished request with that request's
 //! header maps and properties readable, its calls answered as any root context's.
 //!
+//! * `access_logger::scenarios::<scenario>`: every `tests/scenarios/*.json` that runs on
+//!   `harness-envoy`, played with the filter as an HTTP filter and as an access logger: both
+//!   pass, and the receiver gets the same deliveries, call for call. Ignored, with the reason,
+//!   where an access logger refuses the configuration (`crud`, `dao:crud`, `admin`).
 //! * The filter refuses what an access logger cannot do when it loads; no HTTP context is
 //!   ever created; what the root context's `on_log` reads, and what it reads outside it; Kong
 //!   never calls the root context's `on_log`.
@@ -12,9 +16,20 @@
 use crate::common::{assert_no_trap_nor_host_error, body, filter, kong, start, start_with};
 use crate::host_rules::{Callbacks, module};
 
+use event_hooks_testhost::scenario;
 use event_hooks_testhost::state::{Attachment, Origin};
 use event_hooks_testhost::{Filter, Options, Proxy, Request, Rules};
 use serde_json::{Value, json};
+
+fn both_modes(name: &str) {
+    match scenario::run_access_logger(name) {
+        Ok(None) => {}
+        Ok(Some(skipped)) => println!("{skipped}"),
+        Err(failure) => panic!("{name}:\n{failure}"),
+    }
+}
+
+include!(concat!(env!("OUT_DIR"), "/access_logger_tests.rs"));
 
 /// The filter's own log lines.
 fn filter_lines(proxy: &Proxy) -> Vec<String> {
@@ -25,6 +40,88 @@ fn filter_lines(proxy: &Proxy) -> Vec<String> {
         .filter(|line| line.origin == Origin::Filter)
         .map(|line| line.message.clone())
         .collect()
+}
+
+/// Every scenario the access logger skips is one whose configuration the filter refuses as an
+/// access logger, naming each refused place; every other scenario's it accepts. (The skip
+/// list is decided from the scenario files when the tests are built: this keeps it honest.)
+#[test]
+fn the_skipped_scenarios_are_those_the_filter_refuses() {
+    let mut skipped = Vec::new();
+    for path in scenario::files() {
+        let loaded = scenario::load(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !scenario::runs_on(&loaded)
+            .iter()
+            .any(|r| r == "harness-envoy")
+        {
+            continue;
+        }
+        let config = serde_json::to_vec(&loaded["config"]).unwrap();
+        let mut options = Options::access_logger();
+        options.env = loaded["env"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+            .collect();
+        let proxy = Proxy::start(filter(), options, &config).unwrap();
+        let refusals: Vec<String> = filter_lines(&proxy)
+            .into_iter()
+            .filter(|line| line.starts_with("invalid configuration for an access logger: "))
+            .collect();
+        match scenario::access_logger_skip(&loaded) {
+            Some(why) => {
+                assert!(!proxy.configured, "{name}: accepted\n{}", proxy.log_text());
+                for (index, hook) in loaded["config"]["hooks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .enumerate()
+                {
+                    let refused = ["crud", "dao:crud"].contains(&hook["source"].as_str().unwrap());
+                    let named = refusals
+                        .iter()
+                        .any(|line| line.contains(&format!(": hooks[{index}].source: ")));
+                    assert_eq!(refused, named, "{name} hooks[{index}]: {refusals:?}");
+                }
+                skipped.push(format!("{name}: {why}"));
+            }
+            None => {
+                assert!(proxy.configured, "{name}: refused\n{}", proxy.log_text());
+                assert!(refusals.is_empty(), "{name}: {refusals:?}");
+            }
+        }
+    }
+    println!("skipped in access-logger mode:\n{}", skipped.join("\n"));
+    assert!(!skipped.is_empty());
+}
+
+/// No scenario the access logger plays makes the host log an error or trap.
+#[test]
+fn no_host_errors_access_logger() {
+    let mut report = Vec::new();
+    for path in scenario::files() {
+        let loaded = scenario::load(&path).unwrap();
+        if scenario::access_logger_skip(&loaded).is_some() {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        match scenario::play_access_logger(filter(), &loaded) {
+            Ok(played) => {
+                report.extend(
+                    played
+                        .proxy
+                        .host_errors()
+                        .iter()
+                        .map(|e| format!("{name}: {e}")),
+                );
+                report.extend(played.proxy.traps().iter().map(|t| format!("{name}: {t}")));
+            }
+            Err(error) => report.push(format!("{name}: {error}")),
+        }
+    }
+    assert!(report.is_empty(), "{}", report.join("\n"));
 }
 
 fn traffic_hook(name: &str, source: &str) -> Value {
