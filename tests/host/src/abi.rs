@@ -631,6 +631,7 @@ fn proxy_get_property(
         }
         properties::Answer::NotFound => Ok(status::NOT_FOUND),
         properties::Answer::Failure => Ok(status::INTERNAL_FAILURE),
+        properties::Answer::SerializationFailure => Ok(status::SERIALIZATION_FAILURE),
         properties::Answer::Crash { function, why } => Err(kong_crash(&mut caller, function, why)),
     }
 }

@@ -24,6 +24,7 @@
 //! (`kong/runloop/wasm.lua`, Kong 3.6+), `kong.ctx.shared.<key>` among them ([`KONG_CTX_SHARED`]);
 //! before 3.6 a `kong.*` property is not found.
 
+use crate::envoy_state;
 use crate::state::{HostState, Level, Origin, Step, Stream, header};
 
 /// A property's answer.
@@ -33,6 +34,8 @@ pub enum Answer {
     NotFound,
     /// InternalFailure (10).
     Failure,
+    /// SerializationFailure (3): Envoy cannot give the value as bytes.
+    SerializationFailure,
     /// Kong's worker dies reading it (SIGSEGV in the host's `function`).
     Crash {
         function: &'static str,
@@ -106,6 +109,16 @@ fn envoy(state: &mut HostState, path: &str) -> Answer {
     if let Some(name) = path.strip_prefix("response.headers.") {
         return response_header(stream, name).map_or(Answer::NotFound, text);
     }
+    let filter_state = |key: &str| {
+        stream
+            .filter_state
+            .iter()
+            .find(|(name, _)| name == key)
+            .map_or(Answer::NotFound, |(_, bytes)| Answer::Value(bytes.clone()))
+    };
+    if let Some(key) = path.strip_prefix("filter_state.") {
+        return filter_state(key);
+    }
     let (url_path, query) = split_path(stream);
     let request = |name: &str| header(&stream.request_headers, name).map_or(Answer::NotFound, text);
     match path {
@@ -152,6 +165,10 @@ fn envoy(state: &mut HostState, path: &str) -> Answer {
         "xds.cluster_name" => text(stream.cluster.clone()),
         "xds.route_name" => text(stream.route.clone()),
         "connection.id" => integer(u64::from(context)),
+        "metadata" => Answer::Value(envoy_state::metadata(&stream.dynamic_metadata)),
+        "filter_state" => Answer::SerializationFailure,
+        // An unknown top-level name: `findValue` looks for the filter state `wasm.<name>`.
+        name if !name.contains('.') => filter_state(&format!("wasm.{name}")),
         _ => Answer::NotFound,
     }
 }

@@ -31,6 +31,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use serde_json::Value;
 use wasmtime::{Config, Engine, Extern, Instance, Linker, Module, Store, Val};
 
 use crate::abi;
@@ -114,6 +115,11 @@ pub struct Request {
     /// Kong: what Lua plugins put in `kong.ctx.shared` before the filter's log phase
     /// ([`Stream::ctx_shared`]); Envoy has no such thing and ignores it.
     pub ctx_shared: Vec<(String, CtxValue)>,
+    /// Envoy: what other filters set in the stream's dynamic metadata and filter state before
+    /// the filter's log phase ([`Stream::dynamic_metadata`], [`Stream::filter_state`]); Kong
+    /// has neither and ignores them.
+    pub dynamic_metadata: Vec<(String, String, Value)>,
+    pub filter_state: Vec<(String, Vec<u8>)>,
 }
 
 impl Request {
@@ -138,7 +144,27 @@ impl Request {
             cluster: "upstream".to_string(),
             route: "default".to_string(),
             ctx_shared: Vec::new(),
+            dynamic_metadata: Vec::new(),
+            filter_state: Vec::new(),
         }
+    }
+
+    /// Envoy: a filter sets `key` of dynamic metadata namespace `namespace` during the request
+    /// (a Lua filter's `dynamicMetadata():set(namespace, key, value)`).
+    pub fn dynamic_metadata(mut self, namespace: &str, key: &str, value: Value) -> Request {
+        self.dynamic_metadata
+            .push((namespace.to_string(), key.to_string(), value));
+        self
+    }
+
+    /// Envoy: another wasm filter calls `set_property([name], bytes)` during the request
+    /// (Envoy keeps the bytes in the filter state under `wasm.<name>`; a second call replaces
+    /// them).
+    pub fn wasm_property(mut self, name: &str, bytes: &[u8]) -> Request {
+        let key = format!("wasm.{name}");
+        self.filter_state.retain(|(other, _)| *other != key);
+        self.filter_state.push((key, bytes.to_vec()));
+        self
     }
 
     /// Kong: a Lua plugin sets `kong.ctx.shared[key] = value` during the request.
@@ -728,6 +754,16 @@ impl Proxy {
                 request.ctx_shared.clone()
             } else {
                 Vec::new()
+            },
+            dynamic_metadata: if kong {
+                Vec::new()
+            } else {
+                request.dynamic_metadata.clone()
+            },
+            filter_state: if kong {
+                Vec::new()
+            } else {
+                request.filter_state.clone()
             },
         };
         self.state_mut().streams.insert(context, stream);

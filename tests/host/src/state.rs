@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 
+use serde_json::Value;
+
 use crate::rules::Rules;
 
 /// proxy-wasm statuses (ABI 0.2.1 `WasmResult`).
@@ -193,6 +195,12 @@ pub struct Stream {
     /// set it (a key set twice: the last value holds). Kong 3.6+ answers a wasm filter's
     /// `kong.ctx.shared.<key>` with `tostring` of it ([`CtxValue::tostring`]).
     pub ctx_shared: Vec<(String, CtxValue)>,
+    /// Envoy: the stream's dynamic metadata, `(namespace, key, value)` in the order other
+    /// filters set it ([`crate::envoy_state::metadata`]).
+    pub dynamic_metadata: Vec<(String, String, Value)>,
+    /// Envoy: the stream's filter state, `(key, bytes)` (another wasm filter's
+    /// `set_property([name])` stores `wasm.<name>`).
+    pub filter_state: Vec<(String, Vec<u8>)>,
 }
 
 /// A Lua value a Kong plugin stored in `kong.ctx.shared`.

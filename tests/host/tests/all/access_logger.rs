@@ -7,8 +7,9 @@
 //!   pass, and the receiver gets the same deliveries, call for call. Ignored, with the reason,
 //!   where an access logger refuses the configuration (`crud`, `dao:crud`, `admin`).
 //! * The filter refuses what an access logger cannot do when it loads; no HTTP context is
-//!   ever created; what the root context's `on_log` reads, and what it reads outside it; Kong
-//!   never calls the root context's `on_log`.
+//!   ever created; what the root context's `on_log` reads, and what it reads outside it;
+//!   events other filters emitted (dynamic metadata, filter state) reach it; Kong never calls
+//!   the root context's `on_log`.
 
 // Tests stop at the first surprise: unwrapping is how they say so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -17,6 +18,7 @@ use crate::common::{assert_no_trap_nor_host_error, body, filter, kong, start, st
 use crate::host_rules::{Callbacks, module};
 
 use event_hooks_testhost::scenario;
+use event_hooks_testhost::signature::verify;
 use event_hooks_testhost::state::{Attachment, Origin};
 use event_hooks_testhost::{Filter, Options, Proxy, Request, Rules};
 use serde_json::{Value, json};
@@ -445,6 +447,78 @@ fn a_call_from_the_root_on_log_is_answered() {
             "{attachment:?}: {}",
             proxy.log_text()
         );
+    }
+}
+
+/// `payments` published on Envoy's `channel`, and a signed webhook on `refund-issued`.
+fn published(channel: &str) -> Value {
+    json!({
+        "publish": {"payments": {"channel": channel,
+                                 "events": {"refund-issued": {"fields": ["order_id", "amount", "currency"]}}}},
+        "hooks": [{"name": "refunds", "source": "payments", "event": "refund-issued",
+                   "handler": "webhook",
+                   "config": {"url": "http://receiver/refunds", "secret": "hunter2"}}]
+    })
+}
+
+/// Events another filter emitted during the request, in the stream's dynamic metadata (a Lua
+/// filter) or filter state (another wasm filter), are read once per request and delivered by
+/// the access logger exactly as by the HTTP filter.
+#[test]
+fn events_other_filters_emitted_reach_an_access_logger() {
+    let refund = json!({"order_id": "42", "amount": 300, "currency": "EUR"});
+    let emitted = Request::get("/refunds").method("POST").status(201);
+    for (channel, read, request) in [
+        (
+            "metadata",
+            "proxy_get_property(metadata)",
+            emitted.clone().dynamic_metadata(
+                "event_hooks",
+                "payments.refund-issued",
+                refund.clone(),
+            ),
+        ),
+        (
+            "filter_state",
+            "proxy_get_property(filter_state.wasm.event_hooks)",
+            emitted.clone().wasm_property(
+                "event_hooks",
+                json!({"payments.refund-issued": refund})
+                    .to_string()
+                    .as_bytes(),
+            ),
+        ),
+    ] {
+        let mut deliveries = Vec::new();
+        for options in [Options::new(Rules::Envoy), Options::access_logger()] {
+            let attachment = options.attachment;
+            let mut proxy = start_with(options, published(channel));
+            proxy.request(&request);
+            proxy.request(&emitted);
+            proxy.advance(5_000);
+            assert_eq!(
+                proxy.received().len(),
+                1,
+                "{channel}, {attachment:?}\n{}",
+                proxy.log_text()
+            );
+            let call = &proxy.received()[0];
+            assert_eq!(
+                body(call),
+                json!({"order_id": "42", "amount": 300, "currency": "EUR",
+                       "source": "payments", "event": "refund-issued"})
+            );
+            verify("kong", "hunter2", call).unwrap();
+            assert_eq!(
+                proxy.state().calls_made.get(read),
+                Some(&2),
+                "{channel}, {attachment:?}: one read per request"
+            );
+            assert_no_trap_nor_host_error(&proxy);
+            deliveries.push(proxy.received().to_vec());
+        }
+        let problems = scenario::different_deliveries(&deliveries[0], &deliveries[1]);
+        assert!(problems.is_empty(), "{channel}: {problems:?}");
     }
 }
 
