@@ -407,6 +407,8 @@ fn map_pairs(state: &HostState, kind: i32) -> std::result::Result<Vec<(String, S
             .and_then(|stream| stream.response_headers.clone())
             .ok_or(missing),
         1 | 3 | 7 => Ok(Vec::new()),
+        // gRPC initial and trailing metadata: this host makes no gRPC call.
+        4 | 5 => Err(missing),
         6 => {
             let answer = state
                 .answer

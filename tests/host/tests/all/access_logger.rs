@@ -321,8 +321,9 @@ fn logged(callbacks: Callbacks<'_>) -> Proxy {
 
 /// What Envoy's `Context::log` gives a root context's `onLog` (context.cc, `getConstMap` and
 /// `getHeaderMapValue` in the access log phase): the request's headers and the response's, no
-/// request trailers (NotFound), the response's trailers (none here: NotFound), no call answer
-/// (NotFound, not BadArgument); pairs of a missing map are empty, not an error.
+/// request trailers (NotFound), the response's trailers (none here: NotFound), no gRPC
+/// metadata nor call answer (NotFound, not BadArgument); pairs of a missing map are empty, not
+/// an error.
 #[test]
 fn the_root_on_log_reads_what_envoy_gives_an_access_log() {
     let probe = |log: &'static str, header: &'static str| {
@@ -342,11 +343,11 @@ fn the_root_on_log_reads_what_envoy_gives_an_access_log() {
     assert!(filter_lines(&proxy).contains(&"200".to_string()));
     let proxy = probe(
         "(call $lookup_status (i32.const 1)) (call $lookup_status (i32.const 3)) \
-         (call $lookup_status (i32.const 6)) (call $pairs_status (i32.const 1)) \
-         (call $pairs_status (i32.const 6))",
+         (call $lookup_status (i32.const 4)) (call $lookup_status (i32.const 6)) \
+         (call $pairs_status (i32.const 1)) (call $pairs_status (i32.const 6))",
         "x-team",
     );
-    assert_eq!(statuses(&proxy), ["1", "1", "1", "0", "0"]);
+    assert_eq!(statuses(&proxy), ["1", "1", "1", "1", "0", "0"]);
     let proxy = probe("(call $pairs (i32.const 0))", "");
     let lines = filter_lines(&proxy);
     assert!(
