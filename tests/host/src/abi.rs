@@ -386,24 +386,35 @@ fn proxy_set_buffer_bytes(
 
 // --- header maps ----------------------------------------------------------------------------
 
-/// The pairs of a map, `Err(status)` when the host has no such map here.
+/// The pairs of a map, `Err(status)` when the host has no such map here: BadArgument, or in
+/// Envoy's access log phase (any `on_log`: `Context::getHeaderMapValue`, "maps might point to
+/// nullptr in the access log phase") NotFound. An access logger's root context reads the
+/// logged request's maps ([`HostState::readable_stream`]); its request trailers are never
+/// there (`getConstMap`: nullptr in the access log phase), its response trailers are the
+/// response's (none here).
 fn map_pairs(state: &HostState, kind: i32) -> std::result::Result<Vec<(String, String)>, i32> {
+    let missing = if state.access_log_phase() {
+        status::NOT_FOUND
+    } else {
+        status::BAD_ARGUMENT
+    };
+    let stream = state.readable_stream().map(|(_, stream)| stream);
     match kind {
-        0 => state
-            .stream()
+        0 => stream
             .map(|stream| stream.request_headers.clone())
-            .ok_or(status::BAD_ARGUMENT),
-        2 => state
-            .stream()
+            .ok_or(missing),
+        2 => stream
             .and_then(|stream| stream.response_headers.clone())
-            .ok_or(status::BAD_ARGUMENT),
+            .ok_or(missing),
         1 | 3 | 7 => Ok(Vec::new()),
+        // gRPC initial and trailing metadata: this host makes no gRPC call.
+        4 | 5 => Err(missing),
         6 => {
             let answer = state
                 .answer
                 .as_ref()
                 .filter(|_| state.step() == Some(Step::CallResponse))
-                .ok_or(status::BAD_ARGUMENT)?;
+                .ok_or(missing)?;
             // Envoy: a failed call has no response headers at all.
             if answer.failed && !state.rules().is_kong() {
                 return Err(status::BAD_ARGUMENT);
@@ -441,6 +452,9 @@ fn proxy_get_header_map_pairs(
     }
     let pairs = match map_pairs(caller.data(), kind) {
         Ok(pairs) => pairs,
+        // Envoy's `getHeaderMapPairs` of a map that is not there (the access log phase):
+        // no pairs.
+        Err(status::NOT_FOUND) => Vec::new(),
         Err(code) => return Ok(code),
     };
     let bytes = memory::encode_pairs(&pairs);
@@ -619,6 +633,7 @@ fn proxy_get_property(
         }
         properties::Answer::NotFound => Ok(status::NOT_FOUND),
         properties::Answer::Failure => Ok(status::INTERNAL_FAILURE),
+        properties::Answer::SerializationFailure => Ok(status::SERIALIZATION_FAILURE),
         properties::Answer::Crash { function, why } => Err(kong_crash(&mut caller, function, why)),
     }
 }
@@ -632,11 +647,16 @@ fn proxy_set_property(
 ) -> Result<i32> {
     note(&mut caller, "proxy_set_property");
     let _ = read_or_return!(input(&mut caller, path, path_size));
-    if caller.data().stream().is_none() && kong(&caller) {
-        caller
-            .data_mut()
-            .host_error("[wasm] cannot set host properties outside of a request");
-        return Ok(status::INTERNAL_FAILURE);
+    if caller.data().stream().is_none() {
+        if kong(&caller) {
+            caller
+                .data_mut()
+                .host_error("[wasm] cannot set host properties outside of a request");
+            return Ok(status::INTERNAL_FAILURE);
+        }
+        // Envoy's `setProperty` writes the filter state of `getRequestStreamInfo()`, which a
+        // root context has not, not even an access logger's during `on_log`.
+        return Ok(status::NOT_FOUND);
     }
     Ok(status::OK)
 }

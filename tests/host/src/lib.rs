@@ -4,10 +4,12 @@
 //! * [`rules`]: the two hosts, and what changes between Kong versions.
 //! * [`proxy`]: drives a module like a proxy (VM start, configuration, HTTP streams, ticks on a
 //!   virtual clock, answers to its calls).
-//! * [`abi`], [`wasi`], [`properties`]: the host functions, per host.
+//! * [`abi`], [`wasi`], [`properties`]: the host functions, per host; [`envoy_state`]: Envoy's
+//!   dynamic metadata and filter state as a wasm filter reads them.
 //! * [`scenario`], [`signature`]: plays `tests/scenarios/*.json`.
 
 pub mod abi;
+pub mod envoy_state;
 pub mod memory;
 pub mod properties;
 pub mod proxy;
@@ -20,4 +22,4 @@ pub mod wasi;
 
 pub use proxy::{Filter, LoadError, Outcome, Proxy, Request};
 pub use rules::{KongVersion, Rules};
-pub use state::{Options, Received, Reply};
+pub use state::{Attachment, Options, Received, Reply};

@@ -2,7 +2,8 @@
 //!
 //! Envoy (CEL attributes): integers, durations and timestamps are 8-byte little-endian
 //! integers (nanoseconds for times), addresses are `ip:port`, request properties are missing
-//! (NotFound) outside a stream.
+//! (NotFound) outside a stream, but for an access logger's root context during `on_log`, which
+//! reads the logged request's.
 //!
 //! Kong (ngx_wasm_module `ngx_proxy_wasm_properties.c`, table `pw2ngx`): every value is a
 //! string, most are nginx variables: `response.code` is `$status` (`"500"`),
@@ -23,6 +24,7 @@
 //! (`kong/runloop/wasm.lua`, Kong 3.6+), `kong.ctx.shared.<key>` among them ([`KONG_CTX_SHARED`]);
 //! before 3.6 a `kong.*` property is not found.
 
+use crate::envoy_state;
 use crate::state::{HostState, Level, Origin, Step, Stream, header};
 
 /// A property's answer.
@@ -32,6 +34,8 @@ pub enum Answer {
     NotFound,
     /// InternalFailure (10).
     Failure,
+    /// SerializationFailure (3): Envoy cannot give the value as bytes.
+    SerializationFailure,
     /// Kong's worker dies reading it (SIGSEGV in the host's `function`).
     Crash {
         function: &'static str,
@@ -86,15 +90,17 @@ pub fn get(state: &mut HostState, path: &str) -> Answer {
     }
 }
 
+/// Envoy: the plugin's own properties anywhere (`plugin_root_id` is the plugin's `root_id`,
+/// readable from `on_configure` on), the request's in a stream's context, and in an access
+/// logger's root context during `on_log` the logged request's (`Context::findValue` reads the
+/// access log's stream info and header maps then); elsewhere in the root context, not found.
 fn envoy(state: &mut HostState, path: &str) -> Answer {
     match path {
-        "plugin_name" | "plugin_root_id" | "plugin_vm_id" => {
-            return text(state.options.filter_name.clone());
-        }
+        "plugin_name" | "plugin_vm_id" => return text(state.options.filter_name.clone()),
+        "plugin_root_id" => return text(state.options.root_id.clone()),
         _ => {}
     }
-    let now = state.now_ns;
-    let Some(stream) = state.stream() else {
+    let Some((context, stream)) = state.readable_stream() else {
         return Answer::NotFound;
     };
     if let Some(name) = path.strip_prefix("request.headers.") {
@@ -102,6 +108,16 @@ fn envoy(state: &mut HostState, path: &str) -> Answer {
     }
     if let Some(name) = path.strip_prefix("response.headers.") {
         return response_header(stream, name).map_or(Answer::NotFound, text);
+    }
+    let filter_state = |key: &str| {
+        stream
+            .filter_state
+            .iter()
+            .find(|(name, _)| name == key)
+            .map_or(Answer::NotFound, |(_, bytes)| Answer::Value(bytes.clone()))
+    };
+    if let Some(key) = path.strip_prefix("filter_state.") {
+        return filter_state(key);
     }
     let (url_path, query) = split_path(stream);
     let request = |name: &str| header(&stream.request_headers, name).map_or(Answer::NotFound, text);
@@ -148,11 +164,12 @@ fn envoy(state: &mut HostState, path: &str) -> Answer {
         "destination.port" => integer(8000),
         "xds.cluster_name" => text(stream.cluster.clone()),
         "xds.route_name" => text(stream.route.clone()),
-        "connection.id" => integer(u64::from(state.context())),
-        _ => {
-            let _ = now;
-            Answer::NotFound
-        }
+        "connection.id" => integer(u64::from(context)),
+        "metadata" => Answer::Value(envoy_state::metadata(&stream.dynamic_metadata)),
+        "filter_state" => Answer::SerializationFailure,
+        // An unknown top-level name: `findValue` looks for the filter state `wasm.<name>`.
+        name if !name.contains('.') => filter_state(&format!("wasm.{name}")),
+        _ => Answer::NotFound,
     }
 }
 

@@ -7,6 +7,10 @@
 //!   headers, response body (only when there is one), then `on_log`, `on_done`, `on_delete`.
 //!   A call an HTTP context made is cancelled when its stream ends; one made from `on_log` is
 //!   sent but never answered.
+//! * Envoy with the filter as a wasm access logger ([`Options::access_logger`]): no HTTP
+//!   context at all; once the response is sent, the root context's `on_log`, during which it
+//!   reads that request's header maps and properties ([`HostState::readable_stream`]).
+//!   Ticks, calls and their answers as for the HTTP filter.
 //! * Kong (ngx_wasm_module): request and response header callbacks always get
 //!   `end_of_stream = false`; `on_response_body` always runs (with end of stream on the last
 //!   chunk, even an empty one); the log phase calls `on_done` then `on_log`
@@ -27,13 +31,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use serde_json::Value;
 use wasmtime::{Config, Engine, Extern, Instance, Linker, Module, Store, Val};
 
 use crate::abi;
 use crate::rules::Rules;
 use crate::state::{
-    CallResult, CtxValue, Frame, HostState, Level, LocalResponse, Options, Origin, Received, Reply,
-    Step, Stream, TrapRecord, Upstream, header,
+    Attachment, CallResult, CtxValue, Frame, HostState, Level, LocalResponse, Options, Origin,
+    Received, Reply, Step, Stream, TrapRecord, Upstream, header,
 };
 use crate::wasi;
 
@@ -110,6 +115,11 @@ pub struct Request {
     /// Kong: what Lua plugins put in `kong.ctx.shared` before the filter's log phase
     /// ([`Stream::ctx_shared`]); Envoy has no such thing and ignores it.
     pub ctx_shared: Vec<(String, CtxValue)>,
+    /// Envoy: what other filters set in the stream's dynamic metadata and filter state before
+    /// the filter's log phase ([`Stream::dynamic_metadata`], [`Stream::filter_state`]); Kong
+    /// has neither and ignores them.
+    pub dynamic_metadata: Vec<(String, String, Value)>,
+    pub filter_state: Vec<(String, Vec<u8>)>,
 }
 
 impl Request {
@@ -134,7 +144,27 @@ impl Request {
             cluster: "upstream".to_string(),
             route: "default".to_string(),
             ctx_shared: Vec::new(),
+            dynamic_metadata: Vec::new(),
+            filter_state: Vec::new(),
         }
+    }
+
+    /// Envoy: a filter sets `key` of dynamic metadata namespace `namespace` during the request
+    /// (a Lua filter's `dynamicMetadata():set(namespace, key, value)`).
+    pub fn dynamic_metadata(mut self, namespace: &str, key: &str, value: Value) -> Request {
+        self.dynamic_metadata
+            .push((namespace.to_string(), key.to_string(), value));
+        self
+    }
+
+    /// Envoy: another wasm filter calls `set_property([name], bytes)` during the request
+    /// (Envoy keeps the bytes in the filter state under `wasm.<name>`; a second call replaces
+    /// them).
+    pub fn wasm_property(mut self, name: &str, bytes: &[u8]) -> Request {
+        let key = format!("wasm.{name}");
+        self.filter_state.retain(|(other, _)| *other != key);
+        self.filter_state.push((key, bytes.to_vec()));
+        self
     }
 
     /// Kong: a Lua plugin sets `kong.ctx.shared[key] = value` during the request.
@@ -182,8 +212,9 @@ impl Request {
 /// What became of a request.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    /// The HTTP context the filter saw; 0 when the request never reached the filter (Kong out
-    /// of connection slots).
+    /// The HTTP context the filter saw; 0 when there was none: the request never reached the
+    /// filter (Kong out of connection slots), or Envoy ran the filter as an access logger
+    /// (only its root context saw the request, in `on_log`).
     pub context: u32,
     /// The status the client got.
     pub status: u16,
@@ -225,6 +256,12 @@ impl Proxy {
         abi::link(&mut linker).map_err(|e| LoadError(format!("linking env: {e}")))?;
         wasi::link(&mut linker).map_err(|e| LoadError(format!("linking WASI: {e}")))?;
         let rules = options.rules;
+        if rules.is_kong() && options.attachment == Attachment::AccessLogger {
+            return Err(LoadError(
+                "Kong has no access logger: a proxy-wasm filter runs in a filter chain only"
+                    .to_string(),
+            ));
+        }
         for import in filter.module.imports() {
             let (module, name) = (import.module(), import.name());
             let known = match module {
@@ -341,6 +378,17 @@ impl Proxy {
         self.state().leaked_slots
     }
 
+    /// How many times the host called `callback` (`"proxy_on_log"`, ...) in the root context
+    /// (`root`), or in HTTP contexts.
+    pub fn callbacks(&self, callback: &str, root: bool) -> u64 {
+        self.state()
+            .callbacks
+            .iter()
+            .filter(|((name, in_root), _)| *name == callback && *in_root == root)
+            .map(|(_, count)| count)
+            .sum()
+    }
+
     /// The worker crashed (a SIGSEGV in the host, not a trap of the module).
     pub fn crashed(&self) -> bool {
         self.traps().iter().any(TrapRecord::is_crash)
@@ -390,7 +438,7 @@ impl Proxy {
     }
 
     /// Runs one callback. `None` when it is not exported, the VM is dead, or it trapped.
-    fn call(&mut self, step: Step, context: u32, name: &str, args: &[Val]) -> Option<i32> {
+    fn call(&mut self, step: Step, context: u32, name: &'static str, args: &[Val]) -> Option<i32> {
         if self.dead {
             return None;
         }
@@ -400,6 +448,9 @@ impl Proxy {
         };
         let results_len = function.ty(&self.store).results().len();
         let mut results = vec![Val::I32(0); results_len];
+        let state = self.store.data_mut();
+        let in_root = context == state.root_context;
+        *state.callbacks.entry((name, in_root)).or_default() += 1;
         let previous = self.store.data_mut().frame.replace(Frame { context, step });
         let outcome = function.call(&mut self.store, args, &mut results);
         let state = self.store.data_mut();
@@ -704,21 +755,40 @@ impl Proxy {
             } else {
                 Vec::new()
             },
+            dynamic_metadata: if kong {
+                Vec::new()
+            } else {
+                request.dynamic_metadata.clone()
+            },
+            filter_state: if kong {
+                Vec::new()
+            } else {
+                request.filter_state.clone()
+            },
         };
         self.state_mut().streams.insert(context, stream);
-        self.call(
-            Step::ContextCreate,
-            context,
-            "proxy_on_context_create",
-            &[Val::I32(context as i32), Val::I32(root as i32)],
-        );
+        // Envoy's access logger: no HTTP context, no stream callback; the stream is only
+        // numbered, for the host's bookkeeping.
+        let http_filter = self.state().options.attachment == Attachment::HttpFilter;
+        if http_filter {
+            self.call(
+                Step::ContextCreate,
+                context,
+                "proxy_on_context_create",
+                &[Val::I32(context as i32), Val::I32(root as i32)],
+            );
+        }
         let n_headers = self
             .state()
             .streams
             .get(&context)
             .map_or(0, |s| s.request_headers.len());
         let end_of_stream = !kong && request.body.is_empty();
-        let action = self.stream_call(Step::RequestHeaders, context, n_headers, end_of_stream);
+        let action = if http_filter {
+            self.stream_call(Step::RequestHeaders, context, n_headers, end_of_stream)
+        } else {
+            None
+        };
         let mut stuck = false;
         let paused = action == Some(1);
         if self.local_response(context).is_none() && (paused || kong) {
@@ -731,7 +801,11 @@ impl Proxy {
                 stuck = true;
             }
         }
-        if self.local_response(context).is_none() && !stuck && !request.body.is_empty() {
+        if http_filter
+            && self.local_response(context).is_none()
+            && !stuck
+            && !request.body.is_empty()
+        {
             if let Some(stream) = self.state_mut().streams.get_mut(&context) {
                 stream.request_chunk = Some(request.body.clone());
             }
@@ -793,8 +867,10 @@ impl Proxy {
             stream.response_headers = Some(all);
         }
         let end_of_stream = !kong && body.is_empty();
-        self.stream_call(Step::ResponseHeaders, context, n_response, end_of_stream);
-        if kong || !body.is_empty() {
+        if http_filter {
+            self.stream_call(Step::ResponseHeaders, context, n_response, end_of_stream);
+        }
+        if http_filter && (kong || !body.is_empty()) {
             if let Some(stream) = self.state_mut().streams.get_mut(&context) {
                 stream.response_chunk = Some(body.clone());
             }
@@ -808,14 +884,22 @@ impl Proxy {
             stream.end_ns = Some(now);
         }
         let id = [Val::I32(context as i32)];
-        if kong {
+        if !http_filter {
+            // Envoy's `WasmAccessLog::log` -> `Wasm::log` -> the root context's
+            // `Context::log`: the request's header maps and stream info are readable for the
+            // length of `onLog` only.
+            self.state_mut().access_log = Some(context);
+            self.call(Step::Log, root, "proxy_on_log", &[Val::I32(root as i32)]);
+            self.state_mut().access_log = None;
+        } else if kong {
             self.call(Step::Done, context, "proxy_on_done", &id);
             self.call(Step::Log, context, "proxy_on_log", &id);
+            self.call(Step::Delete, context, "proxy_on_delete", &id);
         } else {
             self.call(Step::Log, context, "proxy_on_log", &id);
             self.call(Step::Done, context, "proxy_on_done", &id);
+            self.call(Step::Delete, context, "proxy_on_delete", &id);
         }
-        self.call(Step::Delete, context, "proxy_on_delete", &id);
         let state = self.state_mut();
         if let Some(stream) = state.streams.remove(&context) {
             self.finished.push((context, stream));
@@ -838,7 +922,7 @@ impl Proxy {
             _ => reason_phrase(status).to_string(),
         };
         Outcome {
-            context,
+            context: if http_filter { context } else { 0 },
             status,
             reason,
             local_response: local,

@@ -2,6 +2,10 @@
 //! configured as the scenario says, its requests proxied one after the other, the receiver
 //! answering with its statuses; then the virtual clock runs for up to ten minutes until every
 //! expected call came, and ten minutes more to prove no other call comes.
+//!
+//! On Envoy a scenario can also be played with the filter as a wasm access logger
+//! ([`run_access_logger`]): the same configuration and traffic must give the same deliveries
+//! as the HTTP filter, call for call.
 
 use std::path::{Path, PathBuf};
 
@@ -10,14 +14,14 @@ use serde_json::Value;
 use crate::proxy::{Filter, Proxy, Request};
 use crate::rules::Rules;
 use crate::signature;
-use crate::state::{Options, Received, Reply, header};
+use crate::state::{Attachment, Options, Received, Reply, header};
 
 /// The scenario directory.
 pub fn directory() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
 }
 
-pub use crate::scenario_files::{runs_on, why_not};
+pub use crate::scenario_files::{access_logger_skip, runs_on, why_not};
 
 /// Every scenario file, sorted.
 pub fn files() -> Vec<PathBuf> {
@@ -111,7 +115,20 @@ fn reply(entry: &Value) -> Reply {
 
 /// Plays a scenario under `rules`: everything up to the end of the second ten minutes.
 pub fn play(filter: &Filter, scenario: &Value, rules: Rules) -> Result<Played, String> {
-    let mut options = Options::new(rules);
+    play_with(filter, scenario, Options::new(rules))
+}
+
+/// Plays a scenario with the filter as Envoy's wasm access logger.
+pub fn play_access_logger(filter: &Filter, scenario: &Value) -> Result<Played, String> {
+    play_with(filter, scenario, Options::access_logger())
+}
+
+/// Plays a scenario with `options` (rules, attachment); its `env` is added to them.
+pub fn play_with(
+    filter: &Filter,
+    scenario: &Value,
+    mut options: Options,
+) -> Result<Played, String> {
     options.env = pairs(scenario.get("env"));
     let config = scenario.get("config").ok_or("the scenario has no config")?;
     let bytes = serde_json::to_vec(config).map_err(|e| e.to_string())?;
@@ -374,12 +391,16 @@ pub fn check(played: &Played, scenario: &Value) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{} ({})\n{}\n--- log\n{log}",
+            "{} ({}{})\n{}\n--- log\n{log}",
             scenario
                 .get("description")
                 .and_then(Value::as_str)
                 .unwrap_or(""),
             proxy.rules(),
+            match proxy.state().options.attachment {
+                Attachment::AccessLogger => ", access logger",
+                Attachment::HttpFilter => "",
+            },
             problems.join("\n")
         ))
     }
@@ -428,6 +449,64 @@ pub fn run(name: &str, runner: &str, kong_version: Option<&str>) -> Result<Optio
     let played = play(filter, &scenario, rules)?;
     check(&played, &scenario)?;
     Ok(None)
+}
+
+/// A delivery as the receiver got it, without what says where in the proxy it was made.
+pub fn delivery(call: &Received) -> String {
+    format!(
+        "+{}ms {} {} {} (upstream {}) headers {:?} body {}",
+        call.at_ms,
+        call.method,
+        call.authority,
+        call.path,
+        call.upstream,
+        call.headers,
+        String::from_utf8_lossy(&call.body)
+    )
+}
+
+/// Where two runs' deliveries differ (empty: call for call the same, at the same virtual
+/// time, same headers and same bytes).
+pub fn different_deliveries(a: &[Received], b: &[Received]) -> Vec<String> {
+    let mut problems = Vec::new();
+    if a.len() != b.len() {
+        problems.push(format!("{} deliveries != {}", a.len(), b.len()));
+    }
+    for (index, (a, b)) in a.iter().zip(b).enumerate() {
+        let (a, b) = (delivery(a), delivery(b));
+        if a != b {
+            problems.push(format!("delivery #{index}:\n  {a}\n  {b}"));
+        }
+    }
+    problems
+}
+
+/// Plays scenario file `name` on Envoy with the filter as an HTTP filter and as an access
+/// logger, checks both against the scenario, and checks that they gave the same deliveries.
+/// `Ok(Some(why))` when an access logger cannot play it ([`access_logger_skip`]).
+pub fn run_access_logger(name: &str) -> Result<Option<String>, String> {
+    let scenario = load(&directory().join(name))?;
+    if let Some(why) = access_logger_skip(&scenario) {
+        return Ok(Some(format!(
+            "{name} does not run in an access logger: {why}"
+        )));
+    }
+    let filter = Filter::event_hooks()?;
+    let http = play(filter, &scenario, Rules::Envoy)?;
+    check(&http, &scenario)?;
+    let logger = play_access_logger(filter, &scenario)?;
+    check(&logger, &scenario)?;
+    let problems = different_deliveries(http.proxy.received(), logger.proxy.received());
+    if problems.is_empty() {
+        Ok(None)
+    } else {
+        Err(format!(
+            "{name}: the access logger's deliveries differ from the HTTP filter's (first: HTTP \
+             filter, second: access logger)\n{}\n--- access logger's log\n{}",
+            problems.join("\n"),
+            logger.proxy.log_text()
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 
+use serde_json::Value;
+
 use crate::rules::Rules;
 
 /// proxy-wasm statuses (ABI 0.2.1 `WasmResult`).
@@ -193,6 +195,12 @@ pub struct Stream {
     /// set it (a key set twice: the last value holds). Kong 3.6+ answers a wasm filter's
     /// `kong.ctx.shared.<key>` with `tostring` of it ([`CtxValue::tostring`]).
     pub ctx_shared: Vec<(String, CtxValue)>,
+    /// Envoy: the stream's dynamic metadata, `(namespace, key, value)` in the order other
+    /// filters set it ([`crate::envoy_state::metadata`]).
+    pub dynamic_metadata: Vec<(String, String, Value)>,
+    /// Envoy: the stream's filter state, `(key, bytes)` (another wasm filter's
+    /// `set_property([name])` stores `wasm.<name>`).
+    pub filter_state: Vec<(String, Vec<u8>)>,
 }
 
 /// A Lua value a Kong plugin stored in `kong.ctx.shared`.
@@ -495,7 +503,29 @@ pub struct Options {
     pub server_name: String,
     /// Kong: the port the proxy listens on (`proxy_listen`, default 8000).
     pub listen_port: u16,
+    /// Where the filter is attached (Envoy only: Kong has no access logger).
+    pub attachment: Attachment,
+    /// Envoy: the plugin's `root_id` (`config.root_id`), what `plugin_root_id` answers.
+    pub root_id: String,
 }
+
+/// Where Envoy runs the filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Attachment {
+    /// `envoy.filters.http.wasm`: an HTTP context per request, its callbacks through every
+    /// phase.
+    #[default]
+    HttpFilter,
+    /// `envoy.access_loggers.wasm`: no HTTP context; once a request is over, the root
+    /// context's `on_log` (`Wasm::log` -> `Context::log` of `getRootContext`), with the
+    /// request's header maps and stream info readable for the length of that call.
+    AccessLogger,
+}
+
+/// The `root_id` [`Options::access_logger`] gives the plugin (the one the e2e tests and
+/// `docs/src/hosts/envoy.md` use: the filter takes a `root_id` ending with `access_log` for an
+/// access logger's).
+pub const ACCESS_LOG_ROOT_ID: &str = "event_hooks_access_log";
 
 impl Options {
     pub fn new(rules: Rules) -> Options {
@@ -514,6 +544,18 @@ impl Options {
             worker_connections: 1024,
             server_name: "kong".to_string(),
             listen_port: 8000,
+            attachment: Attachment::HttpFilter,
+            root_id: "event_hooks".to_string(),
+        }
+    }
+
+    /// Envoy's rules, the filter attached as a wasm access logger whose plugin's `root_id` is
+    /// [`ACCESS_LOG_ROOT_ID`].
+    pub fn access_logger() -> Options {
+        Options {
+            attachment: Attachment::AccessLogger,
+            root_id: ACCESS_LOG_ROOT_ID.to_string(),
+            ..Options::new(Rules::Envoy)
         }
     }
 }
@@ -555,6 +597,13 @@ pub struct HostState {
     /// Kong 3.7+: connection slots leaked by calls that ended while another call of the same
     /// root context was pending.
     pub leaked_slots: u64,
+    /// Envoy's access logger: the stream (its HTTP context number, though no context was
+    /// created for it) whose entry the root context's `on_log` is writing, for the length of
+    /// that call only (Envoy's `Context::log` sets `access_log_phase_` and the stream's header
+    /// maps and stream info, calls `onLog`, then clears them).
+    pub access_log: Option<u32>,
+    /// How many times each callback ran, by name and whether in the root context.
+    pub callbacks: BTreeMap<(&'static str, bool), u64>,
 }
 
 impl HostState {
@@ -587,6 +636,8 @@ impl HostState {
             calls_made: BTreeMap::new(),
             done_called: false,
             leaked_slots: 0,
+            access_log: None,
+            callbacks: BTreeMap::new(),
         }
     }
 
@@ -629,6 +680,25 @@ impl HostState {
     /// The stream of the current context, if it is an HTTP context.
     pub fn stream(&self) -> Option<&Stream> {
         self.streams.get(&self.context())
+    }
+
+    /// The stream whose headers and properties reads see, with its HTTP context's number:
+    /// the current context's, or, in the root context during an access log entry (Envoy's
+    /// access logger, [`HostState::access_log`]), the logged stream's. Writes never reach the
+    /// logged stream: Envoy's `getMap` and `getRequestStreamInfo` leave the access log's out.
+    pub fn readable_stream(&self) -> Option<(u32, &Stream)> {
+        let context = match self.access_log {
+            Some(logged) if self.in_root() && self.step() == Some(Step::Log) => logged,
+            _ => self.context(),
+        };
+        self.streams.get(&context).map(|stream| (context, stream))
+    }
+
+    /// Envoy's `access_log_phase_`: an `on_log` (an HTTP filter's, which Envoy also calls as
+    /// an access log handler, or an access logger's root context's), where a header map that
+    /// is not there is NotFound rather than BadArgument.
+    pub fn access_log_phase(&self) -> bool {
+        !self.rules().is_kong() && self.step() == Some(Step::Log)
     }
 
     pub fn stream_mut(&mut self) -> Option<&mut Stream> {

@@ -2,8 +2,9 @@
 //! `kong.ctx.shared` Kong 3.6+ gives wasm filters (`kong/runloop/wasm.lua`): the filter reads
 //! `kong.ctx.shared.event_hooks` in its log phase and gets `tostring` of what the plugin
 //! stored, so the plugin stores JSON text (`cjson.encode`). Kong 3.4 and 3.5 have no such
-//! namespace: the filter never reads it there. Envoy's channel (dynamic metadata) is not in
-//! the emulator: the e2e tests prove it through the real Envoy.
+//! namespace: the filter never reads it there. Envoy's channels (dynamic metadata, filter
+//! state) are in `access_logger.rs`, as an HTTP filter and as an access logger; the e2e tests
+//! prove them through the real Envoy.
 
 // Tests stop at the first surprise: unwrapping is how they say so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

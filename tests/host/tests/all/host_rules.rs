@@ -22,6 +22,7 @@ const DETAILS: u32 = 2816;
 const MISSING: u32 = 3072;
 const HAS_ENV: u32 = 3104;
 const NO_ENV: u32 = 3120;
+const STATUS: u32 = 3136;
 const OUT: u32 = 4000;
 const OUT_SIZE: u32 = 4008;
 const ENV_COUNT: u32 = 4016;
@@ -32,20 +33,24 @@ fn escape(bytes: &[u8]) -> String {
 
 /// The callbacks' bodies (WAT instructions, leaving nothing on the stack).
 #[derive(Default)]
-struct Callbacks<'a> {
-    configure: &'a str,
-    tick: &'a str,
-    request_headers: &'a str,
-    response_headers: &'a str,
-    log: &'a str,
-    call_response: &'a str,
+pub(crate) struct Callbacks<'a> {
+    pub configure: &'a str,
+    pub tick: &'a str,
+    pub request_headers: &'a str,
+    pub response_headers: &'a str,
+    pub log: &'a str,
+    pub call_response: &'a str,
     /// The property `(call $property)` reads (segments separated by NUL); its value is logged.
-    property: &'a str,
+    /// `(call $property_status)` logs the status of that read: `status <digit>` (0 Ok,
+    /// 1 NotFound, 2 BadArgument, ...).
+    pub property: &'a str,
     /// The header name `(call $lookup (i32.const <map>))` looks up; its value is logged, or
-    /// "header missing".
-    header: &'a str,
+    /// "header missing". `(call $lookup_status (i32.const <map>))` logs the status of that
+    /// lookup, `(call $pairs_status (i32.const <map>))` of reading the whole map: `status
+    /// <digit>`.
+    pub header: &'a str,
     /// The `details` of `(call $local_response)` (a 401).
-    details: &'a str,
+    pub details: &'a str,
 }
 
 /// A minimal proxy-wasm module whose callbacks do what `callbacks` says. `(call $dispatch)`
@@ -53,7 +58,7 @@ struct Callbacks<'a> {
 /// answer body and logs it; `(call $pairs (i32.const <map>))` logs a header map as serialized
 /// (names and values, NUL-separated); `(call $env)` logs "has env" or "no env" (WASI
 /// `environ_sizes_get`).
-fn module(callbacks: Callbacks<'_>) -> Filter {
+pub(crate) fn module(callbacks: Callbacks<'_>) -> Filter {
     let headers = encode_pairs(&[
         (":method".to_string(), "POST".to_string()),
         (":path".to_string(), "/hook".to_string()),
@@ -93,6 +98,18 @@ fn module(callbacks: Callbacks<'_>) -> Filter {
   (data (i32.const {MISSING}) "header missing")
   (data (i32.const {HAS_ENV}) "has env")
   (data (i32.const {NO_ENV}) "no env")
+  (data (i32.const {STATUS}) "status ?")
+  (func $log_status (param $status i32)
+    (i32.store8 (i32.const {status_digit}) (i32.add (i32.const 48) (local.get $status)))
+    (drop (call $log (i32.const 2) (i32.const {STATUS}) (i32.const 8))))
+  (func $property_status
+    (call $log_status (call $get_property (i32.const {PROPERTY}) (i32.const {property_len})
+      (i32.const {OUT}) (i32.const {OUT_SIZE}))))
+  (func $lookup_status (param $map i32)
+    (call $log_status (call $get_header (local.get $map) (i32.const {HEADER_KEY})
+      (i32.const {header_len}) (i32.const {OUT}) (i32.const {OUT_SIZE}))))
+  (func $pairs_status (param $map i32)
+    (call $log_status (call $get_pairs (local.get $map) (i32.const {OUT}) (i32.const {OUT_SIZE}))))
   (func $log_out
     (drop (call $log (i32.const 2) (i32.load (i32.const {OUT})) (i32.load (i32.const {OUT_SIZE})))))
   (func $property
@@ -147,6 +164,7 @@ fn module(callbacks: Callbacks<'_>) -> Filter {
 )"#,
         headers = escape(&headers),
         headers_len = headers.len(),
+        status_digit = STATUS + 7,
         upstream = escape(upstream),
         upstream_len = upstream.len(),
         zoned = escape(zoned),

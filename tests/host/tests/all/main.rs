@@ -7,7 +7,10 @@
 //! * `filter`: the real filter per host.
 //! * `kong`: the real filter under every Kong pin's rules, and the Kong soak.
 //! * `host_rules`: the host's own rules, with small deliberately wrong filters in WAT.
+//! * `access_logger`: Envoy's wasm access logger: the scenarios as an HTTP filter and as an
+//!   access logger, what the root context's `on_log` reads, the refusals, no HTTP context.
 
+mod access_logger;
 mod batches;
 mod common;
 mod emitted;
