@@ -6,13 +6,18 @@ pinned to CPU 1, with the receivers and this script) drives it. Each configurati
 own Envoy, started from a bootstrap generated here (ports are all picked by the kernel: port 0,
 read back through the admin API), warmed up, then measured; configurations are interleaved
 round by round and each one's median round is reported, so every ratio compares numbers from
-the same run. Then: webhook delivery throughput, the wasm's size with and without the lambda
+the same run. Among them, the "log every request" rows (issue 14): one signed webhook per request,
+unbatched and in batches of 10, 100 and 1,000, to bench/receiver (a small Rust receiver, built
+into target/bench/, on the client's CPU) that verifies every call and counts every event by its
+request id. Then: webhook delivery throughput, the wasm's size with and without the lambda
 feature, and Envoy's resident memory over a million requests.
 
     .venv/bin/python bench/run.py            # the full run (10 to 15 minutes)
     .venv/bin/python bench/run.py --quick    # short runs, for development: numbers are indicative only
     .venv/bin/python bench/run.py --baseline REV   # also every event_hooks row with the filter of
                                                    # git revision REV, in the same rounds
+    .venv/bin/python bench/run.py --log-receiver python   # the log rows with this script's Python
+                                                          # receiver instead (does it keep up?)
 
 BENCHMARKS.md keeps the text between its `hand-written` markers; everything else is generated.
 Configuration generation (`configurations()`, `delivery_bootstrap()`, `receiver_bootstrap()`)
@@ -1250,7 +1255,10 @@ def report(settings: Settings, info: dict[str, str], rows: dict[str, Run], all_r
         "each with its own values. The 1% rows deliver to a threaded Python receiver on the client's CPU that checks every Kong "
         "signature; the expected count is Envoy's own count of 500s. The Lua row does the same job with "
         "`envoy.filters.http.lua` (`httpCall`, asynchronous), unsigned and with fewer fields than the filter's event, so it is a "
-        "lighter job. The empty filter is [`bench/empty-filter`](bench/empty-filter/src/lib.rs) (proxy-wasm 0.2.5, the same release "
+        "lighter job. The log rows (one signed webhook for every request) deliver to [`bench/receiver`](bench/receiver/src/main.rs), "
+        "a Rust receiver (a thread per connection) on the client's CPU that recomputes every call's signature over its exact body "
+        "and counts its events by request id; each row drains (every event verified, or the filter holding none) before the "
+        "next starts. The empty filter is [`bench/empty-filter`](bench/empty-filter/src/lib.rs) (proxy-wasm 0.2.5, the same release "
         "profile as the filter).",
         "",
         HAND_BEGIN,
