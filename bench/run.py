@@ -510,6 +510,14 @@ class LogCounts:
                 "sizes": {str(size): calls for size, calls in sorted(self.sizes.items())}}
 
 
+class QuietServer(ThreadingHTTPServer):
+    """Quiet about connections Envoy resets when it stops (every log row ends with hundreds)."""
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class Receiver:
     """The webhook receiver for the 1% configurations, in this process (on the client's CPU):
     counts every POST, and checks the Kong signature (HMAC-SHA1 of the body) of signed ones.
@@ -550,7 +558,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
