@@ -6,13 +6,18 @@ pinned to CPU 1, with the receivers and this script) drives it. Each configurati
 own Envoy, started from a bootstrap generated here (ports are all picked by the kernel: port 0,
 read back through the admin API), warmed up, then measured; configurations are interleaved
 round by round and each one's median round is reported, so every ratio compares numbers from
-the same run. Then: webhook delivery throughput, the wasm's size with and without the lambda
+the same run. Among them, the "log every request" rows (issue 14): one signed webhook per request,
+unbatched and in batches of 10, 100 and 1,000, to bench/receiver (a small Rust receiver, built
+into target/bench/, on the client's CPU) that verifies every call and counts every event by its
+request id. Then: webhook delivery throughput, the wasm's size with and without the lambda
 feature, and Envoy's resident memory over a million requests.
 
     .venv/bin/python bench/run.py            # the full run (10 to 15 minutes)
     .venv/bin/python bench/run.py --quick    # short runs, for development: numbers are indicative only
     .venv/bin/python bench/run.py --baseline REV   # also every event_hooks row with the filter of
                                                    # git revision REV, in the same rounds
+    .venv/bin/python bench/run.py --log-receiver python   # the log rows with this script's Python
+                                                          # receiver instead (does it keep up?)
 
 BENCHMARKS.md keeps the text between its `hand-written` markers; everything else is generated.
 Configuration generation (`configurations()`, `delivery_bootstrap()`, `receiver_bootstrap()`)
@@ -52,6 +57,8 @@ WASM = ROOT / "target" / "wasm32-wasip1" / "release" / "event_hooks.wasm"
 EMPTY_CRATE = ROOT / "bench" / "empty-filter"
 EMPTY_TARGET = ROOT / "target" / "bench"
 EMPTY_WASM = EMPTY_TARGET / "wasm32-wasip1" / "release" / "empty_filter.wasm"
+RECEIVER_CRATE = ROOT / "bench" / "receiver"
+RECEIVER_BIN = EMPTY_TARGET / "release" / "bench-receiver"
 NO_LAMBDA_TARGET = ROOT / "target" / "bench-no-lambda"
 NO_LAMBDA_WASM = NO_LAMBDA_TARGET / "wasm32-wasip1" / "release" / "event_hooks.wasm"
 OUTPUT = ROOT / "BENCHMARKS.md"
@@ -66,6 +73,10 @@ TARGET_RATIO_1000 = 0.95
 TARGET_DELIVERIES = 5000
 TARGET_WASM_BYTES = 512 * 1024
 TARGET_MEMORY_GROWTH = 0.05  # "flat": at most 5% more RSS after the million requests than after warm-up
+# The targets of issue 14: logging every request in batches of 100 keeps this much of the floor's
+# throughput, with zero loss; and a saturated worker delivers this many events per second.
+TARGET_LOG_RATIO_100 = 0.8
+TARGET_EVENTS = 50_000
 
 ENVOY_CPU, CLIENT_CPU = 0, 1
 
@@ -174,6 +185,30 @@ LUA_FILTER = {
     "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua", "default_source_code": {"inline_string": LUA_CODE}},
 }
 
+# "Log every request" (issue 14): one traffic hook without a filter, a signed webhook for every
+# request, to the receiver of bench/receiver (Rust), which verifies every call's signature over its
+# exact body and counts its events by request id. Unbatched, and batched at these sizes with
+# max_delay_ms 1 s and max_bytes at its maximum (16 MiB), so that size alone closes the batches
+# while traffic flows (at the slowest batched row's rate, about 25,000 requests/s, 1,000 events of
+# about 570 bytes fill a batch in 40 ms and take 570 KB); the delay only closes the last, partial
+# batch once wrk stops. The delivery settings are the delivery benchmark's (DELIVERY_SETTINGS).
+LOG_BATCHES: tuple[int | None, ...] = (None, 10, 100, 1000)
+LOG_BATCH_DELAY_MS = 1000
+LOG_BATCH_BYTES = 16 * 1024 * 1024
+LOG_HOOK_NAME = "log-every-request"
+
+
+def log_hook(batch: int | None) -> dict:
+    config = webhook("log")
+    if batch:
+        config["batch"] = {"max_size": batch, "max_delay_ms": LOG_BATCH_DELAY_MS, "max_bytes": LOG_BATCH_BYTES}
+    return {"name": LOG_HOOK_NAME, "source": "traffic", "event": "request", "handler": "webhook", "config": config}
+
+
+def log_key(batch: int | None) -> str:
+    return f"log-batch-{batch}" if batch else "log-unbatched"
+
+
 ROUTER = {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
 
 
@@ -215,7 +250,8 @@ class Configuration:
     filters: list[dict]
     hooks: int | None = None  # event_hooks' hook count, for the plot
     fail_percent: int = 0  # requests answered 500 (and so delivered, when something matches them)
-    delivers: str = ""  # "signed" or "unsigned": deliveries expected at the receiver for every 500
+    delivers: str = ""  # "signed" or "unsigned": deliveries expected at the receiver for every 500; "every": log every request
+    batch: int | None = None  # "every": events per call (None: one event per call, not an array)
 
 
 def configurations() -> list[Configuration]:
@@ -238,6 +274,10 @@ def configurations() -> list[Configuration]:
         rows.append(row)
         rows += [twin for twin in twins if twin.key == row.key + "@baseline"]
     rows.append(Configuration("lua-1pct", "Lua filter, same job, 1% match (unsigned)", [LUA_FILTER], fail_percent=1, delivers="unsigned"))
+    for batch in LOG_BATCHES:
+        label = f"batches of {batch:,}" if batch else "unbatched"
+        rows.append(Configuration(log_key(batch), f"event_hooks, log every request, {label} (signed)",
+                                  [event_hooks(0, log_hook(batch), DELIVERY_SETTINGS)], delivers="every", batch=batch))
     return rows
 
 
@@ -326,6 +366,12 @@ def wait_until(condition, timeout: float, what: str):
         time.sleep(0.02)
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU time of the whole process `pid` (every thread) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Envoy:
     """One Envoy process started from a generated bootstrap; `start()` returns when it is ready
     or raises with its log (a refused configuration fails loudly)."""
@@ -392,9 +438,7 @@ class Envoy:
         raise RuntimeError("no VmRSS")
 
     def cpu_seconds(self) -> float:
-        """User and system CPU time of the whole process (every thread) so far."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.process.pid)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -414,9 +458,73 @@ class Envoy:
                 self.process.wait()
 
 
+def event_ids(body: bytes) -> tuple[bool, list[str]] | None:
+    """A webhook body's events as the receivers read them: (whether it is an array, each event's
+    `request.id`); None unless it is an event object or an array of them."""
+    try:
+        parsed = json.loads(body)
+        array = isinstance(parsed, list)
+        ids = [event["request"]["id"] for event in (parsed if array else [parsed])]
+    except (ValueError, TypeError, KeyError):
+        return None
+    return (array, ids) if all(isinstance(i, str) for i in ids) else None
+
+
+class LogCounts:
+    """What a receiver counts of the calls of a "log every request" row, as bench/receiver
+    counts them (its `/stats`): calls; calls verified (signature over the exact body, a
+    `webhook-id`, a body of events each with a `request.id`); arrays among them; their events,
+    bytes and distinct request ids; and the calls turned down, by reason."""
+
+    def __init__(self):
+        self.calls = self.verified_calls = self.arrays = self.events = self.duplicates = self.bytes = 0
+        self.unsigned = self.bad_signature = self.no_webhook_id = self.bad_body = 0
+        self.sizes: dict[int, int] = {}
+        self.ids: set[str] = set()
+
+    def count(self, body: bytes, signed: bool | None, webhook_id: bool, events: tuple[bool, list[str]] | None):
+        self.calls += 1
+        if signed is None:
+            self.unsigned += 1
+        elif not signed:
+            self.bad_signature += 1
+        elif not webhook_id:
+            self.no_webhook_id += 1
+        elif events is None:
+            self.bad_body += 1
+        else:
+            array, ids = events
+            self.verified_calls += 1
+            self.arrays += array
+            self.events += len(ids)
+            self.bytes += len(body)
+            self.sizes[len(ids)] = self.sizes.get(len(ids), 0) + 1
+            before = len(self.ids)
+            self.ids.update(ids)
+            self.duplicates += len(ids) - (len(self.ids) - before)
+
+    def stats(self) -> dict:
+        return {"calls": self.calls, "verified_calls": self.verified_calls, "arrays": self.arrays, "events": self.events,
+                "distinct": len(self.ids), "duplicates": self.duplicates, "bytes": self.bytes, "unsigned": self.unsigned,
+                "bad_signature": self.bad_signature, "no_webhook_id": self.no_webhook_id, "bad_body": self.bad_body,
+                "sizes": {str(size): calls for size, calls in sorted(self.sizes.items())}}
+
+
+class QuietServer(ThreadingHTTPServer):
+    """Quiet about connections Envoy resets when it stops (every log row ends with hundreds)."""
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class Receiver:
     """The webhook receiver for the 1% configurations, in this process (on the client's CPU):
-    counts every POST, and checks the Kong signature (HMAC-SHA1 of the body) of signed ones."""
+    counts every POST, and checks the Kong signature (HMAC-SHA1 of the body) of signed ones.
+    It also counts events as bench/receiver does (`stats()`): with `--log-receiver python`, the
+    log rows use it instead, to measure whether Python keeps up."""
+
+    name = "Python (threads in bench/run.py)"
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -431,14 +539,18 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 signature = self.headers.get("x-kong-signature")
                 expected = "sha1=" + hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest()
+                signed = None if signature is None else hmac.compare_digest(signature, expected)
+                webhook_id = bool(self.headers.get("webhook-id"))
+                events = event_ids(body) if signed and webhook_id else None
                 with receiver.lock:
                     receiver.received += 1
-                    if signature is None:
+                    if signed is None:
                         receiver.unsigned += 1
-                    elif hmac.compare_digest(signature, expected):
+                    elif signed:
                         receiver.verified += 1
                     else:
                         receiver.bad += 1
+                    receiver.log.count(body, signed, webhook_id, events)
                 self.send_response(200)
                 self.send_header("content-length", "0")
                 self.end_headers()
@@ -446,7 +558,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -454,10 +566,56 @@ class Receiver:
     def reset(self):
         with self.lock:
             self.received = self.verified = self.unsigned = self.bad = 0
+            self.log = LogCounts()
+
+    def stats(self) -> dict:
+        with self.lock:
+            return self.log.stats()
+
+    def cpu_seconds(self) -> float:
+        """This whole process's CPU time (the receiver's threads and the script's own)."""
+        return time.process_time()
 
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class RustReceiver:
+    """bench/receiver: the log rows' receiver, a process of its own on the client's CPU. It
+    verifies every call (the Kong signature over the exact body, a `webhook-id`, a JSON object or
+    array of events each with a `request.id`) and counts events and distinct request ids; its
+    `/stats` are LogCounts.stats()'s."""
+
+    name = "bench/receiver (Rust)"
+
+    def __init__(self, cpu: int | None):
+        self.process = subprocess.Popen(pinned([str(RECEIVER_BIN), SECRET], cpu), stdout=subprocess.PIPE, text=True,
+                                        preexec_fn=_die_with_parent)
+        STARTED.append(self.process)
+        line = self.process.stdout.readline()
+        listening = re.fullmatch(r"listening 127\.0\.0\.1:(\d+)\s*", line)
+        if not listening:
+            raise RuntimeError(f"bench/receiver did not start: {line!r}")
+        self.port = int(listening[1])
+
+    def get(self, path: str) -> bytes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as answer:
+            return answer.read()
+
+    def reset(self):
+        self.get("/reset")
+
+    def stats(self) -> dict:
+        return json.loads(self.get("/stats"))
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.process.pid)
+
+    def close(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
 
 
 # --- wrk ----------------------------------------------------------------------------------
@@ -504,15 +662,55 @@ def wrk(port: int, seconds: float, connections: int, cpu: int | None) -> Load:
 
 
 @dataclass
+class LogRun:
+    """A "log every request" row's deliveries: the events of the `requests` Envoy completed
+    while wrk ran, at the receiver."""
+
+    requests: int  # requests Envoy completed from wrk's start: events the receiver must verify
+    in_window: int  # events verified while wrk ran
+    seconds: float  # wrk's run
+    backlog: int  # events not yet verified when wrk stopped
+    drain_seconds: float  # from wrk's end to the last event (or giving up)
+    cpu_wrk_us: float  # Envoy's CPU time per request while wrk ran only (the row's cpu_us counts to the drain's end)
+    receiver_cpu_s: float  # the receiver's CPU time from wrk's start to the drain's end
+    stats: dict  # the receiver's counts after the drain (LogCounts.stats())
+    counters: dict[str, int]  # the filter's
+    batch: int | None = None  # the row's batch size
+
+    @property
+    def per_second(self) -> float:
+        return self.in_window / self.seconds
+
+    @property
+    def lost(self) -> int:
+        return self.requests - self.stats["distinct"]
+
+    @property
+    def rejected(self) -> int:
+        return sum(self.stats[k] for k in ("unsigned", "bad_signature", "no_webhook_id", "bad_body"))
+
+    @property
+    def full_batches(self) -> int:
+        return self.stats["sizes"].get(str(self.batch), 0) if self.batch else 0
+
+    @property
+    def clean(self) -> bool:
+        """Every request's event verified once, nothing turned down, nothing dropped or failed."""
+        return (self.lost <= 0 and not self.stats["duplicates"] and not self.rejected
+                and not self.counters.get("deliveries.dropped") and not self.counters.get("deliveries.failed"))
+
+
+@dataclass
 class Run:
     load: Load
-    cpu_us: float  # Envoy's CPU time per request while wrk ran (all its threads)
+    cpu_us: float  # Envoy's CPU time per request while wrk ran (all its threads); log rows: until every event is delivered
     expected: int = 0  # 500s answered: deliveries the receiver should get
     received: int = 0
     verified: int = 0
     unsigned: int = 0
     bad: int = 0
     filter_counters: dict[str, int] = field(default_factory=dict)
+    log: LogRun | None = None
 
 
 @dataclass
@@ -541,7 +739,9 @@ def filter_counters(envoy: Envoy) -> dict[str, int]:
     return {key.removeprefix("wasmcustom.event_hooks."): value for key, value in envoy.stats("wasmcustom.event_hooks.").items()}
 
 
-def measure(configuration: Configuration, settings: Settings, receiver: Receiver, workdir: Path) -> Run:
+def measure(configuration: Configuration, settings: Settings, receiver: Receiver, workdir: Path, log_receiver=None) -> Run:
+    if configuration.delivers == "every":
+        return measure_log(configuration, settings, log_receiver or receiver, workdir)
     envoy = Envoy(proxy_bootstrap(configuration.filters, configuration.fail_percent, receiver.port), workdir,
                   configuration.key, settings.envoy_cpu).start()
     try:
@@ -574,6 +774,53 @@ def measure(configuration: Configuration, settings: Settings, receiver: Receiver
                 raise RuntimeError(f"{configuration.key}: hooks meant to match nothing matched: {matched}")
         envoy.check_log()
         return run
+    finally:
+        envoy.stop()
+
+
+def measure_log(configuration: Configuration, settings: Settings, receiver, workdir: Path) -> Run:
+    """A "log every request" row: wrk as for every row, then a drain until the receiver has
+    verified an event for every request Envoy completed (or the filter holds none: the rest is
+    lost). The row's Envoy CPU per request counts from wrk's start to the drain's end, so that
+    it holds each request's delivery."""
+    envoy = Envoy(proxy_bootstrap(configuration.filters, 0, receiver.port), workdir, configuration.key, settings.envoy_cpu).start()
+    try:
+        port = envoy.port()
+
+        def completed() -> int:
+            return envoy.stat("http.proxy.downstream_rq_completed")
+
+        def drained(since: int) -> bool:
+            if receiver.stats()["distinct"] >= completed() - since:
+                return True
+            # Not all there: done anyway once the filter has settled every event it accepted.
+            counters = filter_counters(envoy)
+            settled = sum(counters.get(f"deliveries.{outcome}", 0) for outcome in ("delivered", "failed", "dropped"))
+            return settled >= counters.get(f"hook.{LOG_HOOK_NAME}.matched", 0) >= completed() and not counters.get("in_flight")
+
+        receiver.reset()
+        wrk(port, settings.warmup, settings.connections, settings.client_cpu)
+        settle(lambda: drained(0), 60)
+        receiver.reset()
+        before, cpu_before, receiver_cpu_before = completed(), envoy.cpu_seconds(), receiver.cpu_seconds()
+        load = wrk(port, settings.seconds, settings.connections, settings.client_cpu)
+        stopped = time.monotonic()
+        in_window, cpu_wrk = receiver.stats()["events"], envoy.cpu_seconds() - cpu_before
+        settle(lambda: drained(before), 60)
+        drain_seconds = time.monotonic() - stopped
+        cpu, receiver_cpu = envoy.cpu_seconds() - cpu_before, receiver.cpu_seconds() - receiver_cpu_before
+        if load.errors or load.non_2xx:
+            raise RuntimeError(f"{configuration.key}: wrk saw {load.errors} socket errors, {load.non_2xx} answers not 200")
+        requests = completed() - before
+        counters = filter_counters(envoy)
+        matched = {key: value for key, value in counters.items() if key.endswith(".matched") and value}
+        if set(matched) != {f"hook.{LOG_HOOK_NAME}.matched"}:
+            raise RuntimeError(f"{configuration.key}: the log hook did not match alone: {matched}")
+        envoy.check_log()
+        log = LogRun(requests=requests, in_window=in_window, seconds=load.seconds, backlog=requests - in_window,
+                     drain_seconds=drain_seconds, cpu_wrk_us=cpu_wrk / load.requests * 1e6, receiver_cpu_s=receiver_cpu,
+                     stats=receiver.stats(), counters=counters, batch=configuration.batch)
+        return Run(load, cpu / load.requests * 1e6, filter_counters=counters, log=log)
     finally:
         envoy.stop()
 
@@ -668,6 +915,10 @@ def cargo(*arguments: str, cwd: Path = ROOT):
 
 def build_empty_filter():
     cargo("build", "--release", "--target", "wasm32-wasip1", "--target-dir", str(EMPTY_TARGET), cwd=EMPTY_CRATE)
+
+
+def build_receiver():
+    cargo("build", "--release", "--locked", "--target-dir", str(EMPTY_TARGET), cwd=RECEIVER_CRATE)
 
 
 def build_without_lambda():
@@ -779,6 +1030,61 @@ def plot(rows: dict[str, Run], floor: float, output: Path):
     plt.close(figure)
 
 
+def log_loss(log: LogRun) -> str:
+    """Zero loss, or what went wrong: events lost, verified twice, calls turned down, events the filter dropped or failed."""
+    if log.clean:
+        return "**zero loss**"
+    problems = [f"{log.lost:,} lost" if log.lost > 0 else "",
+                f"{log.stats['duplicates']:,} duplicates" if log.stats["duplicates"] else "",
+                f"{log.rejected:,} calls turned down" if log.rejected else "",
+                f"filter: {log.counters.get('deliveries.dropped', 0):,} dropped, {log.counters.get('deliveries.failed', 0):,} failed"
+                if log.counters.get("deliveries.dropped") or log.counters.get("deliveries.failed") else ""]
+    return "**" + ", ".join(p for p in problems if p) + "**"
+
+
+def log_section(rows: dict[str, Run], info: dict[str, str]) -> list[str]:
+    """The log rows' deliveries: the delivery benchmark's batched variant."""
+    logs = [(c, rows[c.key].log) for c in configurations() if c.delivers == "every" and c.key in rows and rows[c.key].log]
+    if not logs:
+        return []
+    receiver = info.get("log rows' receiver", RustReceiver.name)
+    lines = [
+        "### Every request logged, one event per call and batched",
+        "",
+        "The delivery benchmark's batched variant: the log rows of the throughput table (each one's median round), where wrk "
+        "saturates the worker as above and every request's event is delivered, signed, with the `delivery` settings above. "
+        f"Batches have `max_delay_ms` {LOG_BATCH_DELAY_MS} and `max_bytes` {LOG_BATCH_BYTES:,} (the most allowed), so size closes "
+        "them while traffic flows; the delay closes the last one after wrk stops. "
+        f"The receiver, {receiver}, on the client's CPU, verifies every "
+        "call: the Kong signature (HMAC-SHA1 under the secret) recomputed over the exact body, a `webhook-id`, and a body "
+        "that parses as JSON (an array of events, or one event when unbatched), each event with a `request.id`; it counts "
+        "the events and their distinct request ids (Envoy gives every request a new UUID as `x-request-id`). Events "
+        "requested are the requests Envoy completed from wrk's start; loss is those minus the distinct ids verified after "
+        "the drain. Envoy CPU per request is counted while wrk ran, and to the drain's end (the table above shows the "
+        "latter: each request with its delivery).",
+        "",
+        "| configuration | events/s delivered and verified while wrk ran | calls per second of wrk | events per call | "
+        "events requested / verified (distinct ids) | duplicates / calls turned down / filter dropped, failed | loss | "
+        "Envoy CPU per request: while wrk ran / to the last delivery | receiver CPU per event | backlog when wrk stopped; drain |",
+        "|---|---:|---:|---|---:|---|---|---:|---:|---|",
+    ]
+    for configuration, log in logs:
+        stats, calls = log.stats, log.stats["verified_calls"]
+        if configuration.batch:
+            per_call = (f"{stats['events'] / max(1, calls):,.1f} ({log.full_batches:,} of {calls:,} calls full: arrays of "
+                        f"{configuration.batch:,}; {calls - stats['arrays']:,} not an array)")
+        else:
+            per_call = f"1 ({calls - stats['arrays']:,} of {calls:,} calls an object, not an array)"
+        counters = log.counters
+        lines.append(
+            f"| {configuration.label} | **{log.per_second:,.0f}** | {calls / log.seconds:,.0f} | {per_call} | "
+            f"{log.requests:,} / {stats['distinct']:,} | {stats['duplicates']:,} / {log.rejected:,} / "
+            f"{counters.get('deliveries.dropped', 0):,}, {counters.get('deliveries.failed', 0):,} | {log_loss(log)} | "
+            f"{log.cpu_wrk_us:.1f} / {rows[configuration.key].cpu_us:.1f} µs | {log.receiver_cpu_s / max(1, stats['events']) * 1e6:.2f} µs | "
+            f"{log.backlog:,}; {log.drain_seconds:.1f} s |")
+    return lines + [""]
+
+
 DEFAULT_HAND_WRITTEN = """## Why the numbers are what they are
 
 (Hand-written; `make bench` keeps this section. Explain here what the numbers above show and why:
@@ -835,7 +1141,8 @@ def report(settings: Settings, info: dict[str, str], rows: dict[str, Run], all_r
         "",
         "Envoy `--concurrency 1` answering every request itself (a direct_response route); the ratio is to the "
         "empty proxy-wasm filter, the floor for any wasm filter, in this same run. The ratio by CPU is the floor's Envoy CPU time "
-        "per request over this row's: the throughput ratio Envoy would show if it had its CPU to itself. "
+        "per request over this row's: the throughput ratio Envoy would show if it had its CPU to itself; the log rows' counts "
+        "until their last event is delivered (below). "
         + ("Each row is the median round by requests/s (p50/p99 from that round); the range is over all rounds. " if settings.rounds > 1 else ""),
         "",
         "| # | configuration | requests/s | p50 | p99 | ratio to floor | Envoy CPU per request | ratio by CPU | deliveries |",
@@ -856,6 +1163,8 @@ def report(settings: Settings, info: dict[str, str], rows: dict[str, Run], all_r
                 delivered += f"; {run.verified:,} signatures verified" + (f", **{run.bad} bad**" if run.bad else "")
                 lost_by_filter = run.filter_counters.get("deliveries.dropped", 0) + run.filter_counters.get("deliveries.failed", 0)
                 delivered += f"; filter: {lost_by_filter} dropped or failed"
+        if run.log:
+            delivered = f"{run.log.stats['distinct']:,} of {run.log.requests:,} events verified, {log_loss(run.log)}; {run.log.per_second:,.0f} events/s"
         lines.append(f"| {number} | {configuration.label} | {run.load.rps:,.0f}{spread} | {run.load.p50_ms:.2f} ms | {run.load.p99_ms:.2f} ms | "
                      f"{run.load.rps / floor:.3f} | {run.cpu_us:.1f} µs | {floor_cpu / run.cpu_us:.3f} | {delivered} |")
     plot_link = Path(os.path.relpath(plot_path(path), path.resolve().parent)).as_posix()
@@ -884,6 +1193,7 @@ def report(settings: Settings, info: dict[str, str], rows: dict[str, Run], all_r
         ]
     else:
         lines += ["(not measured in this run)", ""]
+    lines += log_section(rows, info)
 
     lines += ["## Wasm size", "", "| module | bytes | |", "|---|---:|---:|"]
     for name, size in sizes.items():
@@ -918,6 +1228,18 @@ def report(settings: Settings, info: dict[str, str], rows: dict[str, Run], all_r
         ours, lua = rows["match-1pct"].load.rps, rows["lua-1pct"].load.rps
         lines.append(f"| faster than Lua at the same job (1% of requests delivered) | {ours:,.0f} vs {lua:,.0f} requests/s "
                      f"(CPU: {rows['match-1pct'].cpu_us:.1f} vs {rows['lua-1pct'].cpu_us:.1f} µs) | {verdict(ours / lua, rows['lua-1pct'].cpu_us / rows['match-1pct'].cpu_us, 1.0, versus='Lua')} |")
+    log_100, log_1000 = (rows[k].log if k in rows else None for k in (log_key(100), log_key(1000)))
+    if log_100:
+        ratio, by_cpu = rows[log_key(100)].load.rps / floor, floor_cpu / rows[log_key(100)].cpu_us
+        lines.append(f"| logging every request in batches of 100: ≥ {TARGET_LOG_RATIO_100} of the floor, zero loss | {ratio:.3f} "
+                     f"(by CPU: {by_cpu:.3f}); {log_loss(log_100)} | "
+                     f"{verdict(ratio, by_cpu, TARGET_LOG_RATIO_100) if log_100.clean else '**missed** (loss)'} |")
+        measured = f"batches of 100: {log_100.per_second:,.0f}/s, {log_loss(log_100)}"
+        result = "at 100: " + (margin(log_100.per_second, TARGET_EVENTS) if log_100.clean else "**missed** (loss)")
+        if log_1000:
+            measured += f"; of 1,000: {log_1000.per_second:,.0f}/s, {log_loss(log_1000)}"
+            result += "; at 1,000: " + (margin(log_1000.per_second, TARGET_EVENTS) if log_1000.clean else "**missed** (loss)")
+        lines.append(f"| ≥ {TARGET_EVENTS:,} events/s per worker delivered and verified (batched) | {measured} | {result} |")
     if deliveries:
         zero = deliveries.received >= deliveries.requests and not deliveries.counters.get("deliveries.dropped") and not deliveries.counters.get("deliveries.failed")
         lines.append(f"| ≥ {TARGET_DELIVERIES:,} signed deliveries/s per worker, zero loss | {deliveries.per_second:,.0f}/s, "
@@ -941,7 +1263,10 @@ def report(settings: Settings, info: dict[str, str], rows: dict[str, Run], all_r
         "each with its own values. The 1% rows deliver to a threaded Python receiver on the client's CPU that checks every Kong "
         "signature; the expected count is Envoy's own count of 500s. The Lua row does the same job with "
         "`envoy.filters.http.lua` (`httpCall`, asynchronous), unsigned and with fewer fields than the filter's event, so it is a "
-        "lighter job. The empty filter is [`bench/empty-filter`](bench/empty-filter/src/lib.rs) (proxy-wasm 0.2.5, the same release "
+        "lighter job. The log rows (one signed webhook for every request) deliver to [`bench/receiver`](bench/receiver/src/main.rs), "
+        "a Rust receiver (a thread per connection) on the client's CPU that recomputes every call's signature over its exact body "
+        "and counts its events by request id; each row drains (every event verified, or the filter holding none) before the "
+        "next starts. The empty filter is [`bench/empty-filter`](bench/empty-filter/src/lib.rs) (proxy-wasm 0.2.5, the same release "
         "profile as the filter).",
         "",
         HAND_BEGIN,
@@ -966,6 +1291,8 @@ def main() -> int:
     parser.add_argument("--only", help="comma-separated configuration keys (" + ", ".join(c.key for c in configurations()) +
                         "), and/or deliveries, memory, size; default all")
     parser.add_argument("--output", type=Path, default=OUTPUT, help="the report (default BENCHMARKS.md)")
+    parser.add_argument("--log-receiver", choices=("rust", "python"), default="rust",
+                        help="the log rows' receiver: bench/receiver (default), or this script's Python receiver (to measure it)")
     parser.add_argument("--baseline", metavar="REV", help="also measure every event_hooks row with the filter built from git "
                         "revision REV, in the same rounds (a `<key>@baseline` twin of each row)")
     args = parser.parse_args()
@@ -1008,6 +1335,8 @@ def main() -> int:
         print(f"warning: the benchmarks are specified for Envoy 1.40; {ENVOY} is {info['Envoy']}", file=sys.stderr)
         info["Envoy"] += " (**not 1.40**: the numbers compare with no other run)"
     build_empty_filter()
+    if args.log_receiver == "rust":
+        build_receiver()
     sizes = {"event_hooks.wasm (default features: lambda)": WASM.stat().st_size}
     if only is None or "size" in only:
         build_without_lambda()
@@ -1017,14 +1346,19 @@ def main() -> int:
     all_runs: dict[str, list[Run]] = {c.key: [] for c in wanted}
     deliveries = memory = None
     receiver = Receiver()
+    log_receiver = RustReceiver(settings.client_cpu) if args.log_receiver == "rust" else receiver
+    info["log rows' receiver"] = log_receiver.name
     with tempfile.TemporaryDirectory(prefix="event-hooks-bench-") as directory:
         workdir = Path(directory)
         try:
             for round_number in range(1, settings.rounds + 1):
                 for configuration in wanted:
-                    run = measure(configuration, settings, receiver, workdir)
+                    run = measure(configuration, settings, receiver, workdir, log_receiver)
                     all_runs[configuration.key].append(run)
                     extra = f", {run.received}/{run.expected} delivered" if configuration.delivers else ""
+                    if run.log:
+                        extra = (f", {run.log.stats['distinct']:,}/{run.log.requests:,} events verified, {run.log.per_second:,.0f}/s while wrk ran, "
+                                 f"{run.log.stats['verified_calls']:,} calls, receiver CPU {run.log.receiver_cpu_s:.2f} s")
                     print(f"round {round_number}/{settings.rounds} {configuration.key:12} {run.load.rps:10,.0f} req/s  "
                           f"p50 {run.load.p50_ms:.2f} ms  p99 {run.load.p99_ms:.2f} ms  CPU {run.cpu_us:.1f} us/request{extra}", flush=True)
             if only is None or "deliveries" in only:
@@ -1039,6 +1373,8 @@ def main() -> int:
                 print(f"memory: {memory.before_kib:,} KiB -> {memory.after_kib:,} KiB over {memory.requests:,} requests", flush=True)
         finally:
             receiver.close()
+            if log_receiver is not receiver:
+                log_receiver.close()
             _stop_all()
 
     rows = {key: sorted(runs, key=lambda r: r.load.rps)[len(runs) // 2] for key, runs in all_runs.items() if runs}

@@ -1,14 +1,20 @@
 """The benchmark (`make bench`, bench/run.py) cannot silently rot: every Envoy configuration it
 generates passes `envoy --mode validate`, which loads each wasm module (the filter, the empty
 filter) and runs the filter's configuration check, and compiles the Lua filter. No load is run.
+The log rows' two receivers (bench/receiver in Rust, the Python one in bench/run.py) are checked
+to verify and count calls alike.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import importlib.util
 import json
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -29,7 +35,8 @@ def test_every_bench_configuration_is_valid_to_envoy(bench, tmp_path):
     bootstraps = {c.key: bench.proxy_bootstrap(c.filters, c.fail_percent, 9) for c in bench.configurations()}
     bootstraps["deliveries"] = bench.delivery_bootstrap(9)
     bootstraps["receiver"] = bench.receiver_bootstrap()
-    assert {"none", "empty", "hooks-0", "hooks-10", "hooks-100", "hooks-1000", "match-1pct", "lua-1pct"} <= bootstraps.keys()
+    assert {"none", "empty", "hooks-0", "hooks-10", "hooks-100", "hooks-1000", "match-1pct", "lua-1pct", "log-unbatched",
+            "log-batch-10", "log-batch-100", "log-batch-1000"} <= bootstraps.keys()
     # One Envoy validates them all, each bootstrap's listener under its own name (the wasm
     # modules compile once: seconds instead of a minute).
     combined = {"admin": bootstraps["none"]["admin"], "static_resources": {"listeners": [], "clusters": []}}
@@ -60,7 +67,8 @@ def test_a_baseline_twins_every_filter_row_next_to_it(bench, monkeypatch):
     rows = bench.configurations()
     keys = [c.key for c in rows]
     assert keys == ["none", "empty", "hooks-0", "hooks-0@baseline", "hooks-10", "hooks-10@baseline", "hooks-100",
-                    "hooks-100@baseline", "hooks-1000", "hooks-1000@baseline", "match-1pct", "match-1pct@baseline", "lua-1pct"]
+                    "hooks-100@baseline", "hooks-1000", "hooks-1000@baseline", "match-1pct", "match-1pct@baseline", "lua-1pct",
+                    "log-unbatched", "log-batch-10", "log-batch-100", "log-batch-1000"]
     by_key = {c.key: c for c in rows}
     for key in ("hooks-100", "match-1pct"):
         own, twin = by_key[key], by_key[key + "@baseline"]
@@ -70,3 +78,60 @@ def test_a_baseline_twins_every_filter_row_next_to_it(bench, monkeypatch):
         assert twin_config["configuration"] == own_config["configuration"]
         assert (twin.fail_percent, twin.delivers, twin.hooks) == (own.fail_percent, own.delivers, None)
         assert "at baseline v0" in twin.label
+
+
+def test_the_log_rows_log_every_request_signed_with_batches_closed_by_size(bench):
+    """The log rows (issue 14): one signed traffic hook without a filter, on the delivery
+    benchmark's settings; unbatched, then batches of 10, 100 and 1,000 whose delay and byte
+    limits leave size to close them (max_bytes at its maximum, well above 1,000 events)."""
+    rows = {c.key: c for c in bench.configurations() if c.delivers == "every"}
+    assert list(rows) == ["log-unbatched", "log-batch-10", "log-batch-100", "log-batch-1000"]
+    for key, row in rows.items():
+        configuration = json.loads(row.filters[0]["typed_config"]["config"]["configuration"]["value"])
+        assert configuration["delivery"] == bench.DELIVERY_SETTINGS
+        (hook,) = configuration["hooks"]
+        assert (hook["source"], hook["handler"], "filter" in hook) == ("traffic", "webhook", False)
+        assert hook["config"]["secret"] == bench.SECRET
+        batch = hook["config"].get("batch")
+        assert (batch or {}).get("max_size") == row.batch
+        if batch:
+            assert batch["max_bytes"] == 16 * 1024 * 1024 and batch["max_delay_ms"] >= 1000
+
+
+def test_the_receivers_count_events_alike(bench, tmp_path):
+    """bench/receiver (Rust) and the Python receiver verify and count the same way: signature
+    over the exact body, webhook-id, events by request id, duplicates, calls turned down."""
+    def calls(port: int):
+        def post(body: bytes, signed: bool = True, webhook_id: bool = True):
+            headers = {"content-type": "application/json"}
+            if signed:
+                headers["x-kong-signature"] = "sha1=" + hmac.new(bench.SECRET.encode(), body, hashlib.sha1).hexdigest()
+            if webhook_id:
+                headers["webhook-id"] = "id"
+            try:
+                urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/log", data=body, headers=headers), timeout=10)
+            except urllib.error.HTTPError:
+                pass
+
+        post(b'{"request": {"id": "a"}, "response": {"status": 200}}')
+        post(b'[{"request": {"id": "b", "path": "/\\u0041"}}, {"request": {"id": "c"}}, {"request": {"id": "a"}}]')
+        post(b'[{"request": {"id": "d"}}]', signed=False)
+        post(b'[{"request": {"id": "d"}}]', webhook_id=False)
+        post(b'[{"request": {}}]')
+        post(b'[{"request": {"id": "d"}}')
+
+    bench.build_receiver()
+    rust = bench.RustReceiver(None)
+    python = bench.Receiver()
+    try:
+        for receiver in (rust, python):
+            receiver.reset()
+            calls(receiver.port)
+        assert rust.stats() == python.stats() == {
+            "calls": 6, "verified_calls": 2, "arrays": 1, "events": 4, "distinct": 3, "duplicates": 1, "bytes": rust.stats()["bytes"],
+            "unsigned": 1, "bad_signature": 0, "no_webhook_id": 1, "bad_body": 2, "sizes": {"1": 1, "3": 1}}
+        rust.reset()
+        assert rust.stats()["calls"] == 0
+    finally:
+        rust.close()
+        python.close()
