@@ -49,7 +49,8 @@ def generated_filter(tmp_path, configuration: dict) -> dict | None:
 def test_the_access_logger_delivers_what_the_http_filter_would(start_envoy, receiver, upstream):
     configuration = {"hooks": hooks(), "delivery": {"flush_interval_ms": 20}}
     envoy = start_envoy(access_logger_setup(receiver, upstream, configuration))
-    assert "configured 2 hook(s) as an Envoy access logger" in envoy.log()
+    # Envoy writes its log file asynchronously: the line may follow its readiness.
+    wait_until(lambda: "configured 2 hook(s) as an Envoy access logger" in envoy.log(), what="the access logger's start line")
     port = envoy.listener_port()
     http_get(port, "/orders/7?status=503", headers={"authorization": "Bearer s3cr3t", "x-team": "payments"})
     http_get(port, "/users/1?status=503")
