@@ -12,8 +12,6 @@
 //! the event data, as the hook sees it (redacted); and `config.cloudevents.extensions`, each
 //! a template rendered from the event (an empty rendering is left out).
 
-use std::time::{Duration, UNIX_EPOCH};
-
 #[cfg(feature = "schema")]
 use serde_json::json;
 use serde_json::{Map, Value};
@@ -22,7 +20,8 @@ use crate::event::{Bodies, Redaction, Stamp};
 #[cfg(feature = "schema")]
 use crate::reader::schema::Parts;
 use crate::reader::{Object, Problems, child};
-use crate::template::{Escape, Template};
+use crate::source::traffic::rfc3339;
+use crate::template::{self, Escape, Template};
 
 /// `config.format`'s values.
 pub const FORMATS: &[&str] = &["kong", "cloudevents", "cloudevents-binary"];
@@ -148,7 +147,6 @@ impl CloudEvents {
             .clone()
             .unwrap_or_else(|| format!("/event_hooks/{}", percent_encode(hook, false)));
         let prefix = self.type_prefix.as_deref().unwrap_or(DEFAULT_TYPE_PREFIX);
-        let time = UNIX_EPOCH + Duration::from_millis(*time_ms);
         let mut attributes = vec![
             ("specversion".to_string(), "1.0".to_string()),
             ("id".to_string(), id.clone()),
@@ -159,7 +157,7 @@ impl CloudEvents {
             ),
             (
                 "time".to_string(),
-                humantime::format_rfc3339_millis(time).to_string(),
+                rfc3339(time_ms.saturating_mul(1_000_000)),
             ),
         ];
         if !self.extensions.is_empty() {
@@ -227,22 +225,22 @@ fn extension_name_problem(name: &str) -> Option<String> {
 
 /// Percent-encodes `text`: in a header value (`header`), as CloudEvents' HTTP binding asks
 /// (space, `"`, `%` and everything outside printable ASCII); otherwise every byte but
-/// RFC 3986's unreserved characters (for a path segment).
+/// RFC 3986's unreserved characters (for a path segment: the templates' [`Escape::Percent`]).
 pub fn percent_encode(text: &str, header: bool) -> String {
-    let mut out = String::with_capacity(text.len());
+    let mut out = Vec::with_capacity(text.len());
+    if !header {
+        // Unbounded: it cannot overflow.
+        let _ = template::push(&mut out, text.as_bytes(), Escape::Percent, usize::MAX);
+        return template::into_string(out);
+    }
     for byte in text.bytes() {
-        let keep = if header {
-            (0x21..=0x7e).contains(&byte) && byte != b'"' && byte != b'%'
+        if (0x21..=0x7e).contains(&byte) && byte != b'"' && byte != b'%' {
+            out.push(byte);
         } else {
-            byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
-        };
-        if keep {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
+            out.extend_from_slice(format!("%{byte:02X}").as_bytes());
         }
     }
-    out
+    template::into_string(out)
 }
 
 /// Reads `config.cloudevents` for a hook of `format`: only CloudEvents formats take it.
