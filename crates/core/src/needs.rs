@@ -10,8 +10,12 @@
 //!   selected it, or a rate-limiting hook saw a 429): the rest of what the event's deliveries
 //!   use. A hook whose handler sends the whole event (`webhook`, `log`, `lambda`, or any with
 //!   `on_change`) needs all of it; `webhook-custom` alone, what its templates read.
-//! * [`Needs::request_headers`], [`Needs::response_headers`]: the header maps, which only their
-//!   header callbacks can capture, so captured whenever either stage may need them.
+//! * [`Needs::request_headers`], [`Needs::response_headers`]: when each header map is read
+//!   ([`Stage`]). Where only the header callbacks can capture a map (Kong), it is captured
+//!   whenever either stage may need it; where the log phase can read it (Envoy), it is read
+//!   before deciding only when a filter tests a header no property gives
+//!   ([`Stage::First`]), else once the event is built ([`Stage::Then`]), the request's
+//!   pseudo-headers and status read on their own meanwhile.
 //! * [`Needs::emitted`]: whether to read the events other filters emitted ([`crate::emitted`]):
 //!   only when an enabled hook listens to a published source, so that a configuration that
 //!   publishes nothing (or whose published sources no hook uses) makes no host call for them.
@@ -93,6 +97,29 @@ impl Props {
     }
 }
 
+/// When the log phase needs a header map. Ordered: the union of two needs reads the map at
+/// the earlier stage (`First` over `Then`, `Then` over `Never`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    /// Never read.
+    #[default]
+    Never,
+    /// Only once the request's traffic event is to be built: the event's deliveries read the
+    /// map, or a filter tests a field a property gives too (the pseudo-headers, the status,
+    /// the request id), which the host can read on its own.
+    Then,
+    /// Before deciding: a filter tests a header only the map has (a repeated header's value
+    /// is all of them joined, which a single-header read cannot give), or the whole map.
+    First,
+}
+
+impl Stage {
+    /// Whether the map is read at all (where only the header callbacks capture it).
+    pub fn any(self) -> bool {
+        self != Stage::Never
+    }
+}
+
 /// What the host adapter captures of each request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Needs {
@@ -100,8 +127,8 @@ pub struct Needs {
     pub first: Props,
     /// Properties read, besides `first`, only for a request whose traffic event is built.
     pub then: Props,
-    pub request_headers: bool,
-    pub response_headers: bool,
+    pub request_headers: Stage,
+    pub response_headers: Stage,
     /// Read the emission channel in the log phase ([`crate::runtime::Runtime::observe_emitted`]):
     /// Envoy's dynamic metadata, Kong's `kong.ctx.shared`.
     pub emitted: bool,
@@ -116,8 +143,8 @@ impl Needs {
     pub const EVERYTHING: Needs = Needs {
         first: Props::ALL,
         then: Props::NONE,
-        request_headers: true,
-        response_headers: true,
+        request_headers: Stage::First,
+        response_headers: Stage::First,
         emitted: false,
         emitted_filter_state: false,
     };
@@ -135,16 +162,19 @@ impl Needs {
         Needs::props(prop.as_slice())
     }
 
-    pub fn with_request_headers(self) -> Needs {
+    /// The same needs, and the request's header map read at `stage` (or earlier, if they
+    /// said so).
+    pub fn with_request_headers(self, stage: Stage) -> Needs {
         Needs {
-            request_headers: true,
+            request_headers: self.request_headers.max(stage),
             ..self
         }
     }
 
-    pub fn with_response_headers(self) -> Needs {
+    /// The same needs, and the response's header map read at `stage` (or earlier).
+    pub fn with_response_headers(self, stage: Stage) -> Needs {
         Needs {
-            response_headers: true,
+            response_headers: self.response_headers.max(stage),
             ..self
         }
     }
@@ -169,14 +199,16 @@ impl Needs {
         Needs {
             first: self.first.union(other.first),
             then: self.then.union(other.then),
-            request_headers: self.request_headers || other.request_headers,
-            response_headers: self.response_headers || other.response_headers,
+            request_headers: self.request_headers.max(other.request_headers),
+            response_headers: self.response_headers.max(other.response_headers),
             emitted: self.emitted || other.emitted,
             emitted_filter_state: self.emitted_filter_state || other.emitted_filter_state,
         }
     }
 
-    /// The same needs, all of them met before deciding (for what must be read up front).
+    /// The same needs, all of their properties met before deciding (for what must be read up
+    /// front; a header map keeps its stage: a field a property gives too needs the map only
+    /// for the event).
     pub fn at_first(self) -> Needs {
         Needs {
             first: self.first.union(self.then),
@@ -190,6 +222,8 @@ impl Needs {
         Needs {
             first: Props::NONE,
             then: self.first.union(self.then),
+            request_headers: self.request_headers.min(Stage::Then),
+            response_headers: self.response_headers.min(Stage::Then),
             ..self
         }
     }

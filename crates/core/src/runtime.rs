@@ -22,10 +22,10 @@ use crate::hooks::{Action, HookSet};
 use crate::id::IdGen;
 use crate::log::{Level, Log};
 use crate::metrics::{self, Metrics};
-use crate::needs::Needs;
+use crate::needs::{Needs, Stage};
 use crate::ports::{Clock, Ports};
 use crate::shared::Shared;
-use crate::source::traffic::{self, Capture, Properties};
+use crate::source::traffic::{self, Capture, Later};
 use crate::source::{self, Count, Emit, Source, crud};
 pub use emissions::Dropped;
 
@@ -271,6 +271,12 @@ impl Runtime {
             .any(|source| self.hooks.listens_to(source))
     }
 
+    /// Whether response bodies may be read (a `crud` or `dao:crud` hook, and `crud.match`):
+    /// the only work an HTTP context does in its response callbacks.
+    pub fn reads_response_bodies(&self) -> bool {
+        self.sources.crud.is_some() && self.listens_to_crud()
+    }
+
     fn listens_to_crud(&self) -> bool {
         self.hooks.listens_to(Source::CRUD) || self.hooks.listens_to(Source::DAO_CRUD)
     }
@@ -313,13 +319,9 @@ impl Runtime {
     /// [`Runtime::observe`] for a capture of what [`Runtime::needs`] says: the properties of
     /// `first`, and the header maps it asks for. Filters test the request's fields where the
     /// host captured them; its traffic event is built only once a hook needs it, and `rest`
-    /// then adds the properties of `then` to a copy of the capture's.
-    pub fn observe_with(
-        &self,
-        capture: &Capture,
-        rest: &dyn Fn(&mut Properties),
-        clock: &dyn Clock,
-    ) {
+    /// then adds the properties of `then` to a copy of the capture's, and the header maps
+    /// needed only then ([`Stage::Then`]) where the capture has none.
+    pub fn observe_with(&self, capture: &Capture, rest: &dyn Fn(&mut Later), clock: &dyn Clock) {
         self.observe_request(capture, rest, Vec::new(), clock);
     }
 
@@ -330,7 +332,7 @@ impl Runtime {
     pub fn observe_request(
         &self,
         capture: &Capture,
-        rest: &dyn Fn(&mut Properties),
+        rest: &dyn Fn(&mut Later),
         emitted: Vec<Result<Emitted, Reason>>,
         clock: &dyn Clock,
     ) {
@@ -364,22 +366,16 @@ impl Runtime {
 
     /// The traffic event of a request captured as [`Runtime::needs`] says, `rest` adding the
     /// properties read once an event is built.
-    fn traffic_event(
-        &self,
-        capture: &Capture,
-        rest: &dyn Fn(&mut Properties),
-        now_ns: u64,
-    ) -> Event {
-        if self.needs.then.is_empty() {
+    fn traffic_event(&self, capture: &Capture, rest: &dyn Fn(&mut Later), now_ns: u64) -> Event {
+        if self.needs.then.is_empty()
+            && self.needs.request_headers != Stage::Then
+            && self.needs.response_headers != Stage::Then
+        {
             return traffic::event(capture, now_ns);
         }
-        let mut properties = capture.properties.clone();
-        rest(&mut properties);
-        traffic::event_of(&traffic::View::with_properties(
-            capture,
-            &properties,
-            now_ns,
-        ))
+        let mut later = Later::of(capture);
+        rest(&mut later);
+        traffic::event_of(&traffic::View::later(capture, &later, now_ns))
     }
 
     /// Routes `event` to its hooks, queues the calls and writes the log lines that follow.

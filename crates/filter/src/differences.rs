@@ -352,6 +352,30 @@ impl CallRules {
     }
 }
 
+/// Where the log phase finds a request's header maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Maps {
+    /// Captured in their header callbacks, whenever the hooks may need them.
+    Captured,
+    /// Read in the log phase itself, as the hooks need them: before deciding only for a
+    /// header no property gives, else once an event is built
+    /// ([`Stage`](event_hooks_core::needs::Stage)).
+    InLogPhase,
+}
+
+/// Where an HTTP context's log phase finds the header maps. Envoy's has both (it calls the
+/// filter's `on_log` as an access log handler, with the stream's maps), so on Envoy the
+/// header callbacks do nothing for events and a request that matches nothing reads only what
+/// deciding takes. On Kong they are captured in their callbacks (this filter has never been
+/// run reading them from Kong's log phase), and so are they where `crud` may read a response
+/// body (whether to read it is decided when the response headers arrive).
+pub fn http_maps(host: Host, reads_response_bodies: bool) -> Maps {
+    match host {
+        Host::Envoy if !reads_response_bodies => Maps::InLogPhase,
+        _ => Maps::Captured,
+    }
+}
+
 /// Request headers as the core reads them, from the host's map: on Kong, names lowercased
 /// (ngx_wasm_module keeps the client's case; Envoy's are lowercase already) and `:authority`
 /// the `Host` header (ngx_wasm_module builds `:authority` from `server_name` and the port).

@@ -15,9 +15,10 @@ use proxy_wasm::types::{Action, BufferType, MapType};
 use serde_json::Value;
 
 use super::abi::{self, CallAnswer, DISPATCH_STATUS, HostClock, HostProperties};
-use super::differences::{self, Known};
+use super::differences::{self, Known, Maps};
 use super::log_phase;
 use super::root::dispatch;
+use super::wire;
 use event_hooks_core::admin::session::{self, Step};
 use event_hooks_core::admin::{self, Reply};
 use event_hooks_core::log::Level;
@@ -78,6 +79,21 @@ impl Http {
             .map(|(_, value)| value.as_str())
     }
 
+    /// What follows the admin prefix in the request's path, for a request to the admin
+    /// endpoints. Where the map is not captured (Envoy), the path is read on its own.
+    fn admin_rest(&self, settings: &admin::Settings) -> Option<String> {
+        let rest = match self.capture.request_headers {
+            Some(_) => self.header(":path").and_then(|path| settings.rest(path)),
+            None => {
+                let path = abi::header_value(MapType::HttpRequestHeaders, ":path")
+                    .ok()
+                    .flatten()?;
+                return settings.rest(&wire::string(&path)).map(str::to_string);
+            }
+        };
+        rest.map(str::to_string)
+    }
+
     /// The log-phase properties the core reads before deciding, as this host gives them.
     fn properties(&mut self, headers_seen: bool) -> Properties {
         let earlier = std::mem::take(&mut self.capture.properties);
@@ -136,6 +152,11 @@ impl Http {
     }
 }
 
+/// Where this filter's log phase finds a request's header maps on `host`.
+fn maps(runtime: &Runtime, host: differences::Host) -> Maps {
+    differences::http_maps(host, runtime.reads_response_bodies())
+}
+
 impl Context for Http {
     fn on_http_call_response(
         &mut self,
@@ -169,32 +190,35 @@ impl HttpContext for Http {
             return Action::Continue;
         };
         self.known.learn(&HostProperties);
-        let clock = HostClock::read();
-        self.capture.seen_ns = clock.reading();
-        // The map is read when the hooks need it, or to recognise an admin request.
-        if self.observe && self.needs.request_headers || runtime.admin().is_some() {
-            self.capture.request_headers =
-                abi::header_map(MapType::HttpRequestHeaders).ok().flatten();
-            if let Some(headers) = &mut self.capture.request_headers {
-                differences::request_headers(self.known.host_or_envoy(), headers);
-            }
+        let host = self.known.host_or_envoy();
+        let in_callbacks = maps(&runtime, host) == Maps::Captured;
+        let captured = self.observe && in_callbacks;
+        // The map is read here when the log phase cannot read it and the hooks may need it,
+        // or (there) to recognise an admin request.
+        if captured && self.needs.request_headers.any() || in_callbacks && runtime.admin().is_some()
+        {
+            self.capture.request_headers = log_phase::request_headers(host);
         }
-        let admin = runtime.admin().and_then(|settings| {
-            let rest = self.header(":path").and_then(|path| settings.rest(path))?;
-            Some(rest.to_string())
-        });
-        if let Some(rest) = admin {
+        if let Some(rest) = runtime
+            .admin()
+            .and_then(|settings| self.admin_rest(settings))
+        {
+            if self.capture.request_headers.is_none() {
+                self.capture.request_headers = log_phase::request_headers(host);
+            }
+            let clock = HostClock::read();
             self.admin_request(&runtime, &rest, end_of_stream, &clock);
             // Nothing of an admin request is kept, and nothing goes upstream.
             self.capture = Capture::default();
             return Action::Pause;
         }
-        if !self.observe {
+        if !captured {
             self.capture = Capture::default();
             return Action::Continue;
         }
+        self.capture.seen_ns = HostClock::read().reading();
         self.capture.properties = differences::request_properties(
-            self.known.host_or_envoy(),
+            host,
             &HostProperties,
             self.needs.first.union(self.needs.then),
         );
@@ -209,19 +233,15 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let Some(runtime) = self
-            .runtime
-            .clone()
-            .filter(|_| self.observe && self.admin.is_none())
-        else {
+        let Some(runtime) = self.runtime.clone().filter(|runtime| {
+            self.observe
+                && self.admin.is_none()
+                && maps(runtime, self.known.host_or_envoy()) == Maps::Captured
+        }) else {
             return Action::Continue;
         };
-        if self.needs.response_headers {
-            self.capture.response_headers =
-                abi::header_map(MapType::HttpResponseHeaders).ok().flatten();
-            if let Some(headers) = &mut self.capture.response_headers {
-                differences::response_headers(self.known.host_or_envoy(), headers);
-            }
+        if self.needs.response_headers.any() {
+            self.capture.response_headers = log_phase::response_headers(self.known.host_or_envoy());
         }
         // A write that succeeded may be an entity change: read its body, capped, if crud.match
         // selects the request (which may need the properties, read now for these few).
@@ -282,7 +302,9 @@ impl HttpContext for Http {
         else {
             return;
         };
+        self.known.learn(&HostProperties);
+        let maps = maps(&runtime, self.known.host_or_envoy());
         let capture = std::mem::take(&mut self.capture);
-        log_phase::observe(&runtime, &self.known, &self.needs, capture);
+        log_phase::observe(&runtime, &self.known, &self.needs, capture, maps);
     }
 }

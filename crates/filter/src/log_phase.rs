@@ -1,34 +1,55 @@
 //! The log phase, wherever it runs: an HTTP context's `on_log`, or (Envoy's wasm access
-//! logger) the root context's. Reads the properties the hooks need on the capture made so
-//! far, the channels other filters emitted events on, and hands all of it to the core's one
-//! entry point ([`Runtime::observe_request`]), which reads the late properties at most once.
+//! logger) the root context's. Reads what the hooks need that the capture made so far does
+//! not hold (the header maps where the log phase can read them, the properties, the channels
+//! other filters emitted events on) and hands all of it to the core's one entry point
+//! ([`Runtime::observe_request`]), which asks for the rest at most once, when an event is
+//! built.
 
 use proxy_wasm::types::MapType;
 
 use super::abi::{self, HostClock, HostProperties};
-use super::differences::{self, Known};
+use super::differences::{self, Host, Known, Maps};
 use event_hooks_core::emitted::Emitted;
-use event_hooks_core::needs::Needs;
+use event_hooks_core::needs::{Needs, Stage};
 use event_hooks_core::ports::PropertyReader;
 use event_hooks_core::runtime::Runtime;
-use event_hooks_core::source::traffic::{Capture, Properties};
+use event_hooks_core::source::traffic::{Capture, Later};
 
-/// Observes the finished request `capture` describes (its header maps as captured; its
-/// properties read here).
-pub fn observe(runtime: &Runtime, known: &Known, needs: &Needs, mut capture: Capture) {
+/// Observes the finished request `capture` describes: its header maps as captured
+/// ([`Maps::Captured`]), or read here as the hooks need them ([`Maps::InLogPhase`]: those a
+/// filter tests now, the others once an event is built); its properties read here, the same
+/// way.
+pub fn observe(runtime: &Runtime, known: &Known, needs: &Needs, mut capture: Capture, maps: Maps) {
     known.learn(&HostProperties);
     let host = known.host_or_envoy();
+    let in_log_phase = maps == Maps::InLogPhase;
+    if in_log_phase {
+        if needs.request_headers == Stage::First {
+            capture.request_headers = request_headers(host);
+        }
+        if needs.response_headers == Stage::First {
+            capture.response_headers = response_headers(host);
+        }
+    }
     let headers_seen = capture.request_headers.is_some();
     let earlier = std::mem::take(&mut capture.properties);
     capture.properties =
         differences::log_properties(host, headers_seen, earlier, &HostProperties, needs.first);
     let clock = HostClock::read();
-    // The rest of the properties, read only if the request's traffic event is built.
-    let then = needs.then;
-    let rest = |properties: &mut Properties| {
-        let earlier = std::mem::take(properties);
-        *properties =
-            differences::log_properties(host, headers_seen, earlier, &HostProperties, then);
+    // The rest, read only if the request's traffic event is built.
+    let rest = |later: &mut Later| {
+        if in_log_phase {
+            if capture.request_headers.is_none() && needs.request_headers == Stage::Then {
+                later.request_headers = request_headers(host);
+            }
+            if capture.response_headers.is_none() && needs.response_headers == Stage::Then {
+                later.response_headers = response_headers(host);
+            }
+        }
+        let seen = headers_seen || later.request_headers.is_some();
+        let earlier = std::mem::take(&mut later.properties);
+        later.properties =
+            differences::log_properties(host, seen, earlier, &HostProperties, needs.then);
     };
     // Events other filters emitted: one read per channel, and only when a hook listens to a
     // published source.
@@ -44,22 +65,20 @@ pub fn observe(runtime: &Runtime, known: &Known, needs: &Needs, mut capture: Cap
     runtime.observe_request(&capture, &rest, emitted, &clock);
 }
 
-/// Envoy's wasm access logger: the finished request's header maps, as the hooks need them,
-/// read from the root context (where Envoy allows it for an access log entry).
-pub fn access_log_capture(known: &Known, needs: &Needs) -> Capture {
-    let host = known.host_or_envoy();
-    let mut capture = Capture::default();
-    if needs.request_headers {
-        capture.request_headers = abi::header_map(MapType::HttpRequestHeaders).ok().flatten();
-        if let Some(headers) = &mut capture.request_headers {
-            differences::request_headers(host, headers);
-        }
-    }
-    if needs.response_headers {
-        capture.response_headers = abi::header_map(MapType::HttpResponseHeaders).ok().flatten();
-        if let Some(headers) = &mut capture.response_headers {
-            differences::response_headers(host, headers);
-        }
-    }
-    capture
+/// The request's header map, as the core reads it; `None` when the host has none here.
+pub fn request_headers(host: Host) -> Option<Vec<(String, String)>> {
+    let mut headers = abi::header_map(MapType::HttpRequestHeaders)
+        .ok()
+        .flatten()?;
+    differences::request_headers(host, &mut headers);
+    Some(headers)
+}
+
+/// The response's header map, as the core reads it.
+pub fn response_headers(host: Host) -> Option<Vec<(String, String)>> {
+    let mut headers = abi::header_map(MapType::HttpResponseHeaders)
+        .ok()
+        .flatten()?;
+    differences::response_headers(host, &mut headers);
+    Some(headers)
 }

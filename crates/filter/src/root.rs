@@ -13,7 +13,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, Status};
 
 use super::abi::{self, CallAnswer, DISPATCH_STATUS, HostClock, HostLog};
-use super::differences::{self, Host, Known};
+use super::differences::{self, Host, Known, Maps};
 use super::http::Http;
 use super::log_phase;
 use super::metrics::HostMetrics;
@@ -26,6 +26,7 @@ use event_hooks_core::log::Level;
 use event_hooks_core::ports::Clock;
 use event_hooks_core::reader::Problem;
 use event_hooks_core::runtime::Runtime;
+use event_hooks_core::source::traffic::Capture;
 
 /// Runtimes of earlier configurations still delivering what they had accepted.
 const MAX_RETIRING: usize = 4;
@@ -396,8 +397,13 @@ impl RootContext for Root {
             return;
         };
         let needs = runtime.needs();
-        let capture = log_phase::access_log_capture(&self.known, &needs);
-        log_phase::observe(&runtime, &self.known, &needs, capture);
+        log_phase::observe(
+            &runtime,
+            &self.known,
+            &needs,
+            Capture::default(),
+            Maps::InLogPhase,
+        );
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

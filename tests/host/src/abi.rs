@@ -105,6 +105,12 @@ fn not_modelled(caller: &mut Ctx<'_>, name: &str) -> Error {
 fn note(caller: &mut Ctx<'_>, name: &str) {
     let state = caller.data_mut();
     *state.calls_made.entry(name.to_string()).or_default() += 1;
+    if let Some(step) = state.step() {
+        *state
+            .calls_by_step
+            .entry(format!("{} {name}", step.callback()))
+            .or_default() += 1;
+    }
     state.last_host_call = name.to_string();
 }
 

@@ -592,6 +592,8 @@ pub struct HostState {
     pub last_host_call: String,
     /// Every host function the module called, by name, with how often.
     pub calls_made: BTreeMap<String, u64>,
+    /// The same by the callback they were made in: `"proxy_on_log proxy_get_property"`.
+    pub calls_by_step: BTreeMap<String, u64>,
     /// `proxy_done` was called.
     pub done_called: bool,
     /// Kong 3.7+: connection slots leaked by calls that ended while another call of the same
@@ -634,6 +636,7 @@ impl HostState {
             host_trap: None,
             last_host_call: String::new(),
             calls_made: BTreeMap::new(),
+            calls_by_step: BTreeMap::new(),
             done_called: false,
             leaked_slots: 0,
             access_log: None,

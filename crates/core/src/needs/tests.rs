@@ -9,7 +9,7 @@ use crate::ports::ManualClock;
 use crate::runtime::Runtime;
 use crate::shared::Memory;
 use crate::source::traffic::tests::{envoy_capture, headers};
-use crate::source::traffic::{self, Capture, Properties, View};
+use crate::source::traffic::{self, Capture, Later, Properties, View};
 use serde_json::{Value, json};
 
 /// A request as Envoy gives it, every property read, answered `status`.
@@ -45,19 +45,42 @@ fn unseen() -> Capture {
     }
 }
 
-/// `capture` as a host that captured only what `props` and `needs`' header maps say gives it.
-fn restricted(capture: &Capture, needs: Needs, props: Props) -> Capture {
+/// `capture`'s properties as Envoy's log phase gives them without the request's header map:
+/// its pseudo-headers, read on their own, stand in for the request's method, path, host and
+/// scheme.
+fn without_request_map(capture: &Capture) -> Properties {
+    let mut properties = capture.properties.clone();
+    if let Some(headers) = &capture.request_headers {
+        let pseudo = |name: &str| {
+            headers
+                .iter()
+                .find(|(key, _)| key == name)
+                .map(|(_, value)| value.clone())
+        };
+        properties.method = properties.method.or_else(|| pseudo(":method"));
+        properties.path = properties.path.or_else(|| pseudo(":path"));
+        properties.host = properties.host.or_else(|| pseudo(":authority"));
+        properties.scheme = properties.scheme.or_else(|| pseudo(":scheme"));
+    }
+    properties
+}
+
+/// `capture` as a host that read only the properties of `props` and the header maps `needs`
+/// asks for at `stage` or earlier gives it (a map not read: [`without_request_map`]).
+fn restricted(capture: &Capture, needs: Needs, props: Props, stage: Stage) -> Capture {
+    let kept = |map: &Option<Vec<(String, String)>>, need: Stage| {
+        map.clone().filter(|_| need.any() && need >= stage)
+    };
+    let request_headers = kept(&capture.request_headers, needs.request_headers);
+    let properties = match request_headers {
+        Some(_) => capture.properties.clone(),
+        None => without_request_map(capture),
+    };
     Capture {
-        request_headers: capture
-            .request_headers
-            .clone()
-            .filter(|_| needs.request_headers),
-        response_headers: capture
-            .response_headers
-            .clone()
-            .filter(|_| needs.response_headers),
+        request_headers,
+        response_headers: kept(&capture.response_headers, needs.response_headers),
         seen_ns: capture.seen_ns,
-        properties: only(&capture.properties, props),
+        properties: only(&properties, props),
         response_body: capture.response_body.clone(),
     }
 }
@@ -74,11 +97,20 @@ fn every_field_reads_the_same_from_what_it_needs() {
         for path in &paths {
             let path = split_path(path);
             let needs = Needs::of_field(&path);
-            let restricted = restricted(&capture, needs, needs.first.union(needs.then));
+            // Read before deciding (a filter's field), and once the event is built.
+            let first = restricted(&capture, needs, needs.first, Stage::First);
+            let all = restricted(&capture, needs, needs.first.union(needs.then), Stage::Then);
             for redaction in [Redaction::default(), Redaction::none()] {
+                let view = View::new(&capture, 9);
+                let expected = view.field(&path, &redaction);
                 assert_eq!(
-                    View::new(&restricted, 9).field(&path, &redaction),
-                    View::new(&capture, 9).field(&path, &redaction),
+                    View::new(&first, 9).field(&path, &redaction),
+                    expected,
+                    "{path:?}"
+                );
+                assert_eq!(
+                    View::new(&all, 9).field(&path, &redaction),
+                    expected,
                     "{path:?}"
                 );
             }
@@ -105,7 +137,10 @@ fn configurations_need_what_their_hooks_and_sources_read() {
     ]}));
     assert_eq!(needs.first, Props::of(&[Prop::Status]));
     assert_eq!(needs.then, Props::ALL.without(needs.first));
-    assert!(needs.request_headers && needs.response_headers);
+    assert_eq!(
+        (needs.request_headers, needs.response_headers),
+        (Stage::Then, Stage::Then)
+    );
     // webhook-custom: what its filter and its templates read, nothing more.
     let needs = needs_of(json!({"hooks": [
         hook("traffic", json!({"request.path": {"prefix": "/orders"}}), "webhook-custom",
@@ -114,7 +149,10 @@ fn configurations_need_what_their_hooks_and_sources_read() {
     ]}));
     assert_eq!(needs.first, Props::of(&[Prop::Path]));
     assert_eq!(needs.then, Props::of(&[Prop::Route, Prop::Duration]));
-    assert!(needs.request_headers && !needs.response_headers);
+    assert_eq!(
+        (needs.request_headers, needs.response_headers),
+        (Stage::Then, Stage::Never)
+    );
     // ... unless it has on_change, which digests the whole event.
     let needs = needs_of(json!({"hooks": [{"source": "traffic", "on_change": true,
         "handler": "webhook-custom", "config": {"url": "http://r/", "method": "GET"}}]}));
@@ -134,8 +172,8 @@ fn configurations_need_what_their_hooks_and_sources_read() {
                 Prop::Flags
             ]),
             then: Props::NONE,
-            request_headers: false,
-            response_headers: true,
+            request_headers: Stage::Never,
+            response_headers: Stage::Then,
             ..Needs::default()
         }
     );
@@ -180,11 +218,31 @@ fn sent(config: &Value, captures: &[Capture], as_needed: bool) -> (Vec<Attempt>,
     for (n, capture) in captures.iter().enumerate() {
         let now = 1_700_000_001_000_000_000 + n as u64;
         if as_needed {
-            let first = restricted(capture, needs, needs.first);
-            let rest = |properties: &mut Properties| {
+            let first = restricted(capture, needs, needs.first, Stage::First);
+            let rest = |later: &mut Later| {
                 rests.set(rests.get() + 1);
-                assert_eq!(*properties, first.properties, "the rest adds to the first");
-                *properties = only(&capture.properties, needs.first.union(needs.then));
+                assert_eq!(
+                    later.properties, first.properties,
+                    "the rest adds to the first"
+                );
+                let properties = match first.request_headers {
+                    Some(_) => capture.properties.clone(),
+                    None => without_request_map(capture),
+                };
+                later.properties = only(&properties, needs.first.union(needs.then));
+                let then = |map: &Option<Vec<(String, String)>>, read: bool, need: Stage| {
+                    map.clone().filter(|_| !read && need == Stage::Then)
+                };
+                later.request_headers = then(
+                    &capture.request_headers,
+                    first.request_headers.is_some(),
+                    needs.request_headers,
+                );
+                later.response_headers = then(
+                    &capture.response_headers,
+                    first.response_headers.is_some(),
+                    needs.response_headers,
+                );
             };
             runtime.observe_with(&first, &rest, &ManualClock::at_ns(now));
         } else {

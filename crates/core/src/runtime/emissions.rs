@@ -27,7 +27,7 @@ use crate::ports::{Clock, Ports};
 use crate::source::Source;
 use crate::source::published::{Published, REQUEST_SECTIONS};
 use crate::source::registry::source_name;
-use crate::source::traffic::{Capture, Properties};
+use crate::source::traffic::{Capture, Later};
 
 /// The least time between two log lines about emissions dropped for the same reason.
 pub const DROP_LOG_INTERVAL_MS: u64 = 10_000;
@@ -180,7 +180,7 @@ impl Runtime {
     pub fn observe_emitted(
         &self,
         capture: &Capture,
-        rest: &dyn Fn(&mut Properties),
+        rest: &dyn Fn(&mut Later),
         decoded: Result<Emitted, Reason>,
         clock: &dyn Clock,
     ) {

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::{EventSpec, SourceKind};
 use crate::event::{Event, lookup};
-use crate::needs::{HookUse, Needs};
+use crate::needs::{HookUse, Needs, Stage};
 #[cfg(feature = "schema")]
 use crate::reader::schema::{Parts, non_empty_string};
 use crate::reader::{Object, Problems};
@@ -91,8 +91,8 @@ impl SourceKind for Kind {
         .fold(Needs::default(), |needs, field| {
             needs.union(Needs::of_field(field))
         })
-        .with_request_headers()
-        .with_response_headers();
+        .with_request_headers(Stage::Then)
+        .with_response_headers(Stage::Then);
         Needs::of_field(&["response", "status"])
             .at_first()
             .union(fields.at_then())

@@ -153,6 +153,29 @@ impl Capture {
     }
 }
 
+/// What the log phase reads of a request once its traffic event is to be built: the
+/// properties [`Needs::then`](crate::needs::Needs::then) names, added to a copy of the
+/// capture's, and the header maps read only then
+/// ([`Stage::Then`](crate::needs::Stage::Then)).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Later {
+    pub properties: Properties,
+    /// `None`: the capture's map stands.
+    pub request_headers: Option<Vec<(String, String)>>,
+    pub response_headers: Option<Vec<(String, String)>>,
+}
+
+impl Later {
+    /// Nothing read yet: the capture's properties.
+    pub fn of(capture: &Capture) -> Later {
+        Later {
+            properties: capture.properties.clone(),
+            request_headers: None,
+            response_headers: None,
+        }
+    }
+}
+
 /// A request's fields read straight from its [`Capture`], exactly as its traffic event would
 /// give them, without building the event: what filters test on every request. Reading a field
 /// allocates nothing, except text longer than [`MAX_TEXT_BYTES`] (cut and marked), a header
@@ -163,6 +186,9 @@ pub struct View<'c> {
     capture: &'c Capture,
     /// The capture's properties, or more of them (read once the event is to be built).
     props: &'c Properties,
+    /// The capture's header maps, or those read once the event is to be built.
+    request_headers: Option<&'c [(String, String)]>,
+    response_headers: Option<&'c [(String, String)]>,
     now_ns: u64,
 }
 
@@ -178,15 +204,29 @@ fn pseudo<'c>(headers: Option<&'c [(String, String)]>, name: &str) -> Option<&'c
 impl<'c> View<'c> {
     /// The request of `capture`, finished at `now_ns`.
     pub fn new(capture: &'c Capture, now_ns: u64) -> Self {
-        Self::with_properties(capture, &capture.properties, now_ns)
-    }
-
-    /// The request of `capture` with `props` in place of its properties (the headers are not
-    /// copied to give it more properties).
-    pub fn with_properties(capture: &'c Capture, props: &'c Properties, now_ns: u64) -> Self {
         View {
             capture,
-            props,
+            props: &capture.properties,
+            request_headers: capture.request_headers.as_deref(),
+            response_headers: capture.response_headers.as_deref(),
+            now_ns,
+        }
+    }
+
+    /// The request of `capture` with what was read `later` (its properties in place of the
+    /// capture's, its header maps where it has them): nothing of the capture is copied.
+    pub fn later(capture: &'c Capture, later: &'c Later, now_ns: u64) -> Self {
+        View {
+            capture,
+            props: &later.properties,
+            request_headers: later
+                .request_headers
+                .as_deref()
+                .or(capture.request_headers.as_deref()),
+            response_headers: later
+                .response_headers
+                .as_deref()
+                .or(capture.response_headers.as_deref()),
             now_ns,
         }
     }
@@ -196,11 +236,11 @@ impl<'c> View<'c> {
     }
 
     fn request_headers(&self) -> Option<&'c [(String, String)]> {
-        self.capture.request_headers.as_deref()
+        self.request_headers
     }
 
     fn response_headers(&self) -> Option<&'c [(String, String)]> {
-        self.capture.response_headers.as_deref()
+        self.response_headers
     }
 
     /// The header map of `side`, when its callback ran.

@@ -7,6 +7,7 @@
 //! * `filter`: the real filter per host.
 //! * `kong`: the real filter under every Kong pin's rules, and the Kong soak.
 //! * `host_rules`: the host's own rules, with small deliberately wrong filters in WAT.
+//! * `lean_path`: what the HTTP filter reads of a request on Envoy, and where.
 //! * `access_logger`: Envoy's wasm access logger: the scenarios as an HTTP filter and as an
 //!   access logger, what the root context's `on_log` reads, the refusals, no HTTP context.
 
@@ -17,4 +18,5 @@ mod emitted;
 mod filter;
 mod host_rules;
 mod kong;
+mod lean_path;
 mod scenarios;

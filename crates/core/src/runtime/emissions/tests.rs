@@ -10,6 +10,7 @@ use crate::metrics::{Metrics, Recorder};
 use crate::needs::{Needs, Props};
 use crate::ports::{ManualClock, Recorded};
 use crate::shared::Memory;
+use crate::source::traffic::Properties;
 
 /// Metrics the test reads after handing them to the runtime.
 #[derive(Clone, Default)]
@@ -485,7 +486,7 @@ fn the_adapter_reads_emissions_only_for_hooks_on_published_sources() {
     );
     // with_request: every traffic field, read once an event is built.
     let enriched = needs(json!({"publish": publish(), "hooks": [webhook("a", "audit", None)]}));
-    assert!(enriched.emitted && enriched.request_headers && enriched.response_headers);
+    assert!(enriched.emitted && enriched.request_headers.any() && enriched.response_headers.any());
     assert_eq!((enriched.first, enriched.then), (Props::NONE, Props::ALL));
     // A source another wasm filter emits: Envoy's filter state instead of dynamic metadata.
     let mut published = publish();
@@ -551,7 +552,7 @@ fn one_request_builds_its_traffic_event_once_for_its_sources_and_its_emissions()
         "the traffic event reads properties once it is built"
     );
     let reads = std::cell::Cell::new(0);
-    let rest = |_: &mut Properties| reads.set(reads.get() + 1);
+    let rest = |_: &mut Later| reads.set(reads.get() + 1);
     setup.runtime.observe_request(
         &request(),
         &rest,

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use super::{View, capped_str, header_map};
 use crate::event::{Event, Field, Fields, Redaction, Short};
-use crate::needs::{Needs, Prop};
+use crate::needs::{Needs, Prop, Stage};
 use crate::source::Source;
 
 /// One of a request's two header maps.
@@ -220,9 +220,15 @@ impl Needs {
             (_, headers) => headers,
         };
         let needs = Needs::of_prop(field.prop);
+        // A field a property gives too needs its map only for the event; a header only the
+        // map has needs it before deciding.
+        let stage = match field.prop {
+            Some(_) => Stage::Then,
+            None => Stage::First,
+        };
         match headers {
-            Some(Side::Request) => needs.with_request_headers(),
-            Some(Side::Response) => needs.with_response_headers(),
+            Some(Side::Request) => needs.with_request_headers(stage),
+            Some(Side::Response) => needs.with_response_headers(stage),
             None => needs,
         }
     }
