@@ -218,16 +218,16 @@ or_filter:
   filters:
   - and_filter:
       filters:
-      - header_filter:
-          header:
-            name: ":path"
-            string_match:
-              prefix: /orders
       - status_code_filter:
           comparison:
             op: GE
             value:
               default_value: 500
+      - header_filter:
+          header:
+            name: ":path"
+            string_match:
+              prefix: /orders
   - duration_filter:
       comparison:
         op: GE

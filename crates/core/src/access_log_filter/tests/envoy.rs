@@ -41,6 +41,26 @@ pub fn passes(filter: &Value, request: &Request) -> bool {
     }
 }
 
+/// How many leaf filters Envoy evaluates to decide `request` (AND and OR stop at the first
+/// filter that decides them, as `AndFilter::evaluate` and `OrFilter::evaluate` do).
+pub fn tests_run(filter: &Value, request: &Request) -> usize {
+    let (kind, body) = only(filter);
+    let mut count = 0;
+    match kind {
+        "and_filter" | "or_filter" => {
+            let deciding = kind == "or_filter";
+            for inner in operands(body) {
+                count += tests_run(&inner, request);
+                if passes(&inner, request) == deciding {
+                    break;
+                }
+            }
+        }
+        _ => count += 1,
+    }
+    count
+}
+
 /// The one key and value of a oneof.
 fn only(value: &Value) -> (&str, &Map<String, Value>) {
     let map = value.as_object().expect("a filter is an object");

@@ -7,7 +7,7 @@ use fastrand::Rng;
 use serde_json::{Map, Value, json};
 
 use super::{NOW_NS, capture, core_matches, envoy, parse};
-use crate::access_log_filter::{PreFilter, generate};
+use crate::access_log_filter::{PreFilter, generate, uncheapened};
 use crate::event::{lookup, split_path};
 use crate::source::traffic::{self, MAX_TEXT_BYTES, TRUNCATED};
 
@@ -22,13 +22,20 @@ pub struct Stats {
     pub filtered: usize,
     pub everything: usize,
     pub nothing: usize,
+    /// Requests a cheapened filter and its plain translation were both asked about.
+    pub cheapened: usize,
+    /// Configurations whose filter cheapening rewrote.
+    pub rewritten: usize,
 }
 
 /// `configs` random configurations, each with `requests` requests: a sample request whose
 /// field values the configuration's operands are often taken from (whole or in part), that
 /// request changed a little, and random ones. `focused`: each configuration one hook with one
 /// condition whose operands all come from the sample (which it then often matches).
-pub fn run(seed: u64, configs: usize, requests: usize, focused: bool) -> Stats {
+/// `many`: each configuration 4 to 40 hooks, half their conditions taken again from hooks
+/// before them (what [`crate::access_log_filter::cheapen`] rewrites: shared conditions, shared
+/// prefixes).
+pub fn run(seed: u64, configs: usize, requests: usize, focused: bool, many: bool) -> Stats {
     let mut rng = Rng::with_seed(seed);
     let pools = Pools::new();
     let mut stats = Stats::default();
@@ -40,6 +47,7 @@ pub fn run(seed: u64, configs: usize, requests: usize, focused: bool) -> Stats {
             pools: &pools,
             event: &event,
             focused,
+            many,
         });
         let parsed = parse(&config);
         let (filter, nothing) = match generate(&parsed).filter {
@@ -56,6 +64,8 @@ pub fn run(seed: u64, configs: usize, requests: usize, focused: bool) -> Stats {
                 (None, false)
             }
         };
+        let uncheapened = uncheapened(&parsed);
+        stats.rewritten += usize::from(filter.is_some() && !nothing && filter != uncheapened);
         for at in 0..requests {
             let request = match at % 4 {
                 0 => sample.clone(),
@@ -68,6 +78,15 @@ pub fn run(seed: u64, configs: usize, requests: usize, focused: bool) -> Stats {
             let passes = filter
                 .as_ref()
                 .is_none_or(|filter| envoy::passes(filter, &request));
+            // Cheapened, it lets through exactly what it did as translated.
+            if let (Some(filter), Some(plain)) = (&filter, &uncheapened) {
+                assert_eq!(
+                    passes,
+                    envoy::passes(plain, &request),
+                    "cheapened differently\nconfig: {config}\nfilter: {filter}\nplain: {plain}\nrequest: {request:?}"
+                );
+                stats.cheapened += 1;
+            }
             assert!(
                 passes || !matched,
                 "refused a request a hook matches\nconfig: {config}\nfilter: {}\nrequest: {request:?}",
@@ -244,12 +263,18 @@ struct Draw<'a> {
     pools: &'a Pools,
     event: &'a Value,
     focused: bool,
+    many: bool,
 }
 
 fn configuration(draw: &mut Draw<'_>) -> Value {
     // A third of them one hook with one condition, which matches far more often.
-    let single = draw.focused || draw.rng.u8(..3) == 0;
-    let count = if single { 1 } else { draw.rng.usize(1..=3) };
+    let single = !draw.many && (draw.focused || draw.rng.u8(..3) == 0);
+    let count = match () {
+        _ if single => 1,
+        _ if draw.many => draw.rng.usize(4..=40),
+        _ => draw.rng.usize(1..=3),
+    };
+    let mut drawn: Vec<(String, Value)> = Vec::new();
     let hooks: Vec<Value> = (0..count)
         .map(|_| {
             let mut hook = json!({"source": "traffic", "handler": "log", "config": {}});
@@ -262,7 +287,12 @@ fn configuration(draw: &mut Draw<'_>) -> Value {
             if conditions > 0 || draw.rng.bool() {
                 let mut filter = Map::new();
                 for _ in 0..conditions {
-                    let (field, condition) = condition(draw);
+                    let again = draw.many && !drawn.is_empty() && draw.rng.bool();
+                    let (field, condition) = match drawn.get(draw.rng.usize(..drawn.len().max(1))) {
+                        Some(earlier) if again => earlier.clone(),
+                        _ => condition(draw),
+                    };
+                    drawn.push((field.clone(), condition.clone()));
                     filter.insert(field, condition);
                 }
                 hook["filter"] = Value::Object(filter);
@@ -276,6 +306,17 @@ fn configuration(draw: &mut Draw<'_>) -> Value {
                 _ => {}
             }
             hook
+        })
+        .collect();
+    // Many: only hooks with a native form (one without makes the whole filter none).
+    let hooks: Vec<Value> = hooks
+        .into_iter()
+        .filter(|hook| {
+            !draw.many
+                || !matches!(
+                    generate(&parse(&json!({ "hooks": [hook] }))).filter,
+                    PreFilter::None(_)
+                )
         })
         .collect();
     json!({ "hooks": hooks })
@@ -295,6 +336,8 @@ fn condition(draw: &mut Draw<'_>) -> (String, Value) {
     let roll = match rng.u8(..8) {
         0..=2 if draw.focused => 14,
         3 if draw.focused => 18,
+        // Many: fields with a native form.
+        _ if draw.many => rng.u8(..19),
         _ => rng.u8(..20),
     };
     let (field, kind) = match roll {
