@@ -111,7 +111,7 @@ $(BENCH_STAMP): bench/requirements.txt $(VENV_STAMP)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@touch $@
 
-bench: build envoy $(BENCH_STAMP)
+bench: build cli envoy $(BENCH_STAMP)
 	@command -v wrk >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else echo "install wrk (apt-get install -y wrk)"; exit 1; fi; \
 	  $$SUDO apt-get install -y wrk || { $$SUDO apt-get update && $$SUDO apt-get install -y wrk; }; }

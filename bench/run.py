@@ -77,6 +77,13 @@ TARGET_MEMORY_GROWTH = 0.05  # "flat": at most 5% more RSS after the million req
 # throughput, with zero loss; and a saturated worker delivers this many events per second.
 TARGET_LOG_RATIO_100 = 0.8
 TARGET_EVENTS = 50_000
+# The targets of issue 15, by Envoy's CPU time per request against the empty HTTP filter's: the
+# access logger behind its generated pre-filter at 100 and 1,000 hooks costs at most this share of
+# it (and less than Lua at the 1% job); without the pre-filter it keeps this ratio; the HTTP
+# filter keeps this ratio at 100 hooks.
+TARGET_PRE_FILTER_CPU_SHARE = 0.85
+TARGET_ACCESS_LOG_RATIO = 0.97
+TARGET_HTTP_RATIO_100 = 0.9
 
 ENVOY_CPU, CLIENT_CPU = 0, 1
 
@@ -137,12 +144,52 @@ def nonmatching_hooks(count: int) -> list[dict]:
     ]
 
 
-def event_hooks(quiet: int, matching: dict | None = None, delivery: dict | None = None, wasm: Path = WASM) -> dict:
+def hooks_configuration(quiet: int, matching: dict | None = None, delivery: dict | None = None) -> dict:
     hooks = nonmatching_hooks(quiet) + ([matching] if matching else [])
     configuration = {"host": "envoy", "hooks": hooks}
     if delivery:
         configuration["delivery"] = delivery
-    return wasm_filter("event_hooks", wasm, configuration)
+    return configuration
+
+
+def event_hooks(quiet: int, matching: dict | None = None, delivery: dict | None = None, wasm: Path = WASM) -> dict:
+    return wasm_filter("event_hooks", wasm, hooks_configuration(quiet, matching, delivery))
+
+
+# Issue 15: the same filter and configuration as Envoy's wasm access logger (its root_id ends with
+# `access_log`), entered once per finished request from its root context, with or without the
+# native pre-filter `event-hooks envoy-access-log-filter` generates from the configuration.
+ACCESS_LOG_ROOT_ID = "event_hooks_access_log"
+CLI = ROOT / "target" / "debug" / "event-hooks"
+_PRE_FILTERS: dict[str, dict | None] = {}
+
+
+def pre_filter(configuration: dict) -> dict | None:
+    """The access log filter the CLI generates for `configuration` (None when it lets every
+    request through). Deterministic: the same configuration always gives the same filter."""
+    key = json.dumps(configuration, sort_keys=True)
+    if key not in _PRE_FILTERS:
+        import yaml  # tests/requirements.txt: installed into .venv/ with the rest
+
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as file:
+            file.write(key)
+            file.flush()
+            printed = subprocess.run([str(CLI), "envoy-access-log-filter", file.name], capture_output=True, text=True, check=True).stdout
+        _PRE_FILTERS[key] = yaml.safe_load(printed)
+    return _PRE_FILTERS[key]
+
+
+def access_logger(configuration: dict, filtered: bool, wasm: Path = WASM) -> dict:
+    config = wasm_filter("event_hooks", wasm, configuration)["typed_config"]["config"]
+    entry = {"name": "event_hooks", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.wasm.v3.WasmAccessLog",
+        "config": {**config, "root_id": ACCESS_LOG_ROOT_ID}}}
+    native = pre_filter(configuration) if filtered else None
+    if filtered and native is None:
+        raise RuntimeError("the benchmark's hooks should all have a native pre-filter")
+    if native:
+        entry["filter"] = native
+    return entry
 
 
 # The 5xx job, in the filter: one hook, a signed webhook for every 5xx.
@@ -212,11 +259,11 @@ def log_key(batch: int | None) -> str:
 ROUTER = {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
 
 
-def proxy_bootstrap(http_filters: list[dict], fail_percent: int, receiver_port: int) -> dict:
+def proxy_bootstrap(http_filters: list[dict], fail_percent: int, receiver_port: int, access_log: list[dict] | None = None) -> dict:
     """Envoy with one listener `proxy` answering every request itself (direct_response): a 500
     for `fail_percent`% of requests chosen at random by the route (a runtime fraction: no
     per-request work in wrk), a 200 for the others. The route table is the same for every
-    configuration, so only the filters differ."""
+    configuration, so only the filters (and access loggers) differ."""
     routes = [
         {"name": "fail", "match": {"prefix": "/", "runtime_fraction": {
             "default_value": {"numerator": fail_percent, "denominator": "HUNDRED"}, "runtime_key": "bench.fail_percent"}},
@@ -230,6 +277,8 @@ def proxy_bootstrap(http_filters: list[dict], fail_percent: int, receiver_port: 
         "route_config": {"name": "proxy", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]},
         "http_filters": [*http_filters, ROUTER],
     }
+    if access_log:
+        hcm["access_log"] = access_log
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
         "static_resources": {
@@ -252,6 +301,11 @@ class Configuration:
     fail_percent: int = 0  # requests answered 500 (and so delivered, when something matches them)
     delivers: str = ""  # "signed" or "unsigned": deliveries expected at the receiver for every 500; "every": log every request
     batch: int | None = None  # "every": events per call (None: one event per call, not an array)
+    access_log: list[dict] = field(default_factory=list)  # access loggers on the proxy's connection manager
+    attachment: str = "http"  # event_hooks as: "http" (filter), "access-log", "access-log+pre-filter"
+
+    def bootstrap(self, receiver_port: int, fail_percent: int | None = None) -> dict:
+        return proxy_bootstrap(self.filters, self.fail_percent if fail_percent is None else fail_percent, receiver_port, self.access_log)
 
 
 def configurations() -> list[Configuration]:
@@ -274,10 +328,26 @@ def configurations() -> list[Configuration]:
         rows.append(row)
         rows += [twin for twin in twins if twin.key == row.key + "@baseline"]
     rows.append(Configuration("lua-1pct", "Lua filter, same job, 1% match (unsigned)", [LUA_FILTER], fail_percent=1, delivers="unsigned"))
+    rows += access_log_rows()
     for batch in LOG_BATCHES:
         label = f"batches of {batch:,}" if batch else "unbatched"
         rows.append(Configuration(log_key(batch), f"event_hooks, log every request, {label} (signed)",
                                   [event_hooks(0, log_hook(batch), DELIVERY_SETTINGS)], delivers="every", batch=batch))
+    return rows
+
+
+def access_log_rows() -> list[Configuration]:
+    """Issue 15: the non-matching and 1% rows with event_hooks as an access logger, then behind
+    its generated native pre-filter."""
+    rows = []
+    for filtered, key, label in ((False, "al", "access logger"), (True, "alpf", "access logger + pre-filter")):
+        attachment = "access-log+pre-filter" if filtered else "access-log"
+        rows += [Configuration(f"{key}-hooks-{n}", f"event_hooks {label}, {n:,} non-matching hooks", [], hooks=n,
+                               access_log=[access_logger(hooks_configuration(n), filtered)], attachment=attachment)
+                 for n in (0, 10, 100, 1000) if not (filtered and n == 0)]
+        rows.append(Configuration(f"{key}-match-1pct", f"event_hooks {label}, 100 hooks, 1% match (signed webhook)", [], hooks=100,
+                                  access_log=[access_logger(hooks_configuration(99, FAILURES_HOOK), filtered)],
+                                  fail_percent=1, delivers="signed", attachment=attachment))
     return rows
 
 
@@ -742,8 +812,7 @@ def filter_counters(envoy: Envoy) -> dict[str, int]:
 def measure(configuration: Configuration, settings: Settings, receiver: Receiver, workdir: Path, log_receiver=None) -> Run:
     if configuration.delivers == "every":
         return measure_log(configuration, settings, log_receiver or receiver, workdir)
-    envoy = Envoy(proxy_bootstrap(configuration.filters, configuration.fail_percent, receiver.port), workdir,
-                  configuration.key, settings.envoy_cpu).start()
+    envoy = Envoy(configuration.bootstrap(receiver.port), workdir, configuration.key, settings.envoy_cpu).start()
     try:
         port = envoy.port()
         receiver.reset()
@@ -766,8 +835,13 @@ def measure(configuration: Configuration, settings: Settings, receiver: Receiver
             raise RuntimeError(f"{configuration.key}: {load.non_2xx} requests were not answered 200")
         if configuration.hooks is not None:
             run.filter_counters = filter_counters(envoy)
+            seen = run.filter_counters.get("events.traffic", 0)
+            if configuration.attachment == "access-log+pre-filter":
+                # Envoy enters the VM only for what some hook could match: the 500s here.
+                if seen > (run.expected if configuration.fail_percent else 0) * 1.5 + 100:
+                    raise RuntimeError(f"{configuration.key}: the pre-filter let {seen:,} requests through: {run.filter_counters}")
             # With no hook on traffic the filter builds no events; with some, every request is one.
-            if not run.filter_counters or (configuration.hooks and not run.filter_counters.get("events.traffic")):
+            elif not run.filter_counters or (configuration.hooks and not seen):
                 raise RuntimeError(f"{configuration.key}: the filter saw no traffic (did it fail open?): {run.filter_counters}")
             matched = {key: value for key, value in run.filter_counters.items() if key.endswith(".matched") and value}
             if set(matched) - {f"hook.{FAILURES_HOOK['name']}.matched"}:
@@ -783,7 +857,7 @@ def measure_log(configuration: Configuration, settings: Settings, receiver, work
     verified an event for every request Envoy completed (or the filter holds none: the rest is
     lost). The row's Envoy CPU per request counts from wrk's start to the drain's end, so that
     it holds each request's delivery."""
-    envoy = Envoy(proxy_bootstrap(configuration.filters, 0, receiver.port), workdir, configuration.key, settings.envoy_cpu).start()
+    envoy = Envoy(configuration.bootstrap(receiver.port, 0), workdir, configuration.key, settings.envoy_cpu).start()
     try:
         port = envoy.port()
 
@@ -885,7 +959,7 @@ class Memory:
 
 def measure_memory(settings: Settings, receiver: Receiver, workdir: Path) -> Memory:
     configuration = next(c for c in configurations() if c.key == "hooks-100")
-    envoy = Envoy(proxy_bootstrap(configuration.filters, 0, receiver.port), workdir, "memory", settings.envoy_cpu).start()
+    envoy = Envoy(configuration.bootstrap(receiver.port, 0), workdir, "memory", settings.envoy_cpu).start()
     try:
         port = envoy.port()
         start = envoy.rss_kib()
@@ -997,17 +1071,48 @@ def verdict(by_rps: float, by_cpu: float, target: float, versus: str = "the targ
             f"{'met' if cpu_met else 'missed'} by CPU time ({(by_cpu - target) / target * 100:+.1f}%): re-run on a quiet machine")
 
 
+def access_log_targets(rows: dict[str, Run], floor: float, floor_cpu: float) -> list[str]:
+    """Issue 15's targets: the access logger with and without its pre-filter, the HTTP filter at
+    100 hooks, by the ratio of Envoy's CPU time per request to the empty filter's."""
+    lines = []
+    for n in (100, 1000):
+        key = f"alpf-hooks-{n}"
+        if key in rows:
+            share = rows[key].cpu_us / floor_cpu
+            lines.append(f"| access logger + pre-filter, {n:,} non-matching hooks: Envoy CPU per request ≤ {TARGET_PRE_FILTER_CPU_SHARE} "
+                         f"of the floor's | {share:.3f} ({rows[key].cpu_us:.1f} vs {floor_cpu:.1f} µs; by requests/s {rows[key].load.rps / floor:.3f} "
+                         f"of the floor) | {margin(share, TARGET_PRE_FILTER_CPU_SHARE, higher_is_better=False)} |")
+    if "alpf-match-1pct" in rows and "lua-1pct" in rows:
+        ours, lua = rows["alpf-match-1pct"], rows["lua-1pct"]
+        lines.append(f"| access logger + pre-filter below Lua at the same job (1% delivered), by CPU | {ours.cpu_us:.1f} vs {lua.cpu_us:.1f} µs "
+                     f"({ours.load.rps:,.0f} vs {lua.load.rps:,.0f} requests/s) | {margin(ours.cpu_us, lua.cpu_us, higher_is_better=False, versus='Lua')} |")
+    for n in (100, 1000):
+        key = f"al-hooks-{n}"
+        if key in rows:
+            by_cpu = floor_cpu / rows[key].cpu_us
+            lines.append(f"| access logger without pre-filter, {n:,} non-matching hooks: ≥ {TARGET_ACCESS_LOG_RATIO} of the floor | "
+                         f"{rows[key].load.rps / floor:.3f} (by CPU: {by_cpu:.3f}) | {verdict(rows[key].load.rps / floor, by_cpu, TARGET_ACCESS_LOG_RATIO)} |")
+    if "hooks-100" in rows:
+        by_cpu = floor_cpu / rows["hooks-100"].cpu_us
+        lines.append(f"| HTTP filter, 100 non-matching hooks: ≥ {TARGET_HTTP_RATIO_100} of the floor (issue 15) | "
+                     f"{rows['hooks-100'].load.rps / floor:.3f} (by CPU: {by_cpu:.3f}) | {verdict(rows['hooks-100'].load.rps / floor, by_cpu, TARGET_HTTP_RATIO_100)} |")
+    return lines
+
+
 def plot(rows: dict[str, Run], floor: float, output: Path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    hooks = [(c.hooks, rows[c.key].load.rps) for c in configurations() if c.hooks is not None and not c.fail_percent and c.key in rows]
     figure, axis = plt.subplots(figsize=(7, 4.2), dpi=110)
-    if hooks:
-        xs = [max(h, 0) for h, _ in hooks]
-        axis.plot(xs, [r for _, r in hooks], "o-", color="tab:blue", label="event_hooks, non-matching hooks")
+    for attachment, color, label in (("http", "tab:blue", "event_hooks HTTP filter, non-matching hooks"),
+                                     ("access-log", "tab:green", "event_hooks access logger"),
+                                     ("access-log+pre-filter", "tab:purple", "event_hooks access logger + pre-filter")):
+        hooks = [(c.hooks, rows[c.key].load.rps) for c in configurations()
+                 if c.hooks is not None and not c.fail_percent and c.key in rows and c.attachment == attachment]
+        if hooks:
+            axis.plot([max(h, 0) for h, _ in hooks], [r for _, r in hooks], "o-", color=color, label=label)
     for key, style, label in (("none", ":", "no wasm filter"), ("empty", "--", "empty proxy-wasm filter (floor)")):
         if key in rows:
             axis.axhline(rows[key].load.rps, linestyle=style, color="grey" if key == "none" else "black", label=label)
@@ -1228,6 +1333,7 @@ def report(settings: Settings, info: dict[str, str], rows: dict[str, Run], all_r
         ours, lua = rows["match-1pct"].load.rps, rows["lua-1pct"].load.rps
         lines.append(f"| faster than Lua at the same job (1% of requests delivered) | {ours:,.0f} vs {lua:,.0f} requests/s "
                      f"(CPU: {rows['match-1pct'].cpu_us:.1f} vs {rows['lua-1pct'].cpu_us:.1f} µs) | {verdict(ours / lua, rows['lua-1pct'].cpu_us / rows['match-1pct'].cpu_us, 1.0, versus='Lua')} |")
+    lines += access_log_targets(rows, floor, floor_cpu)
     log_100, log_1000 = (rows[k].log if k in rows else None for k in (log_key(100), log_key(1000)))
     if log_100:
         ratio, by_cpu = rows[log_key(100)].load.rps / floor, floor_cpu / rows[log_key(100)].cpu_us
