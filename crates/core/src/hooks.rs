@@ -341,9 +341,16 @@ impl HookSet {
             )),
         }
         actions.push(Action::Matched(index));
+        // The delivery's id, before the handler runs (a CloudEvent carries it in its body);
+        // none for a handler that makes no call.
+        let id = if hook.handler.makes_calls() {
+            ids.next(now_ms)
+        } else {
+            String::new()
+        };
         bodies.stamp(Stamp {
             hook: Rc::clone(&policy.name),
-            id: ids.next(now_ms),
+            id,
             time_ms: now_ms,
         });
         for output in hook.handler.prepare(bodies, &hook.redaction) {
@@ -394,6 +401,34 @@ mod tests {
             &mut IdGen::new(1),
         );
         assert!(actions.is_empty());
+    }
+
+    /// A `log` hook makes no call, so no delivery id is made for it: the webhook after it
+    /// gets the id it would get alone.
+    #[test]
+    fn a_hook_that_makes_no_call_takes_no_id() {
+        let webhook =
+            json!({"source": "traffic", "handler": "webhook", "config": {"url": "http://a/"}});
+        let log = json!({"source": "traffic", "handler": "log", "config": {}});
+        let id = |config: Value| {
+            let actions = hooks(config).route(
+                &traffic(500, "/"),
+                0,
+                &crate::shared::Memory::default(),
+                &mut IdGen::new(1),
+            );
+            let ids: Vec<String> = actions
+                .into_iter()
+                .filter_map(|action| match action {
+                    Action::Deliver(job) => Some(job.webhook_id.clone()),
+                    _ => None,
+                })
+                .collect();
+            ids
+        };
+        let alone = id(json!({"hooks": [webhook.clone()]}));
+        assert_eq!(alone.len(), 1);
+        assert_eq!(id(json!({"hooks": [log, webhook]})), alone);
     }
 
     #[test]

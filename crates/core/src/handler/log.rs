@@ -35,6 +35,10 @@ impl HandlerKind for Kind {
 }
 
 impl Handler for LogHandler {
+    fn makes_calls(&self) -> bool {
+        false
+    }
+
     fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Vec<Output> {
         vec![Output::Log(
             Level::Info,

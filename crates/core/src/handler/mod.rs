@@ -57,6 +57,12 @@ pub trait Handler: fmt::Debug {
     /// What it makes of the event in `bodies`, as a hook with `redaction` sees it.
     fn prepare(&self, bodies: &mut Bodies<'_>, redaction: &Redaction) -> Vec<Output>;
 
+    /// Whether it may make calls, each a delivery with its own id (the default). One that
+    /// never does (`log`) gets no id: the routing makes none for it.
+    fn makes_calls(&self) -> bool {
+        true
+    }
+
     /// How its calls are signed (the default: they are not).
     fn signing(&self) -> &Signing {
         &NO_SIGNING
