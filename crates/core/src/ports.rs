@@ -86,6 +86,10 @@ pub trait Metrics {
     fn count(&self, name: &str, delta: u64);
     /// Adds `delta` (possibly negative) to the gauge `name`.
     fn gauge(&self, name: &str, delta: i64);
+    /// Sends what the implementation holds back, if it does (the host adapter sums changes
+    /// between the root context's callbacks, so that a request's log phase makes no metrics
+    /// call: [`crate::runtime::Runtime::flush_metrics`]).
+    fn flush(&self) {}
 }
 
 /// The ports an entry point of the core hands down its calls, as one argument: the callback's

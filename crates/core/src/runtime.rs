@@ -297,6 +297,12 @@ impl Runtime {
         .then_some(settings.max_body_bytes)
     }
 
+    /// Sends the metric changes held since the last flush (the root context does, at the end
+    /// of each of its callbacks).
+    pub fn flush_metrics(&self) {
+        self.metrics.flush();
+    }
+
     /// How long the host waits for a call's answer.
     pub fn timeout_ms(&self) -> u64 {
         self.delivery

@@ -3,9 +3,15 @@
 //! plugin. Each name is defined once per VM, on first use; a host that refuses a metric costs
 //! the metric, never the request.
 //!
+//! Changes are held, summed per name, and sent when the root context flushes them, at the
+//! end of each of its callbacks ([`HostMetrics::flush`]): a request's log phase then makes no
+//! metrics call (each is a call out of the VM), and Envoy's `/stats` shows them at most one
+//! tick (`delivery.flush_interval_ms`) later. Past [`MAX_HELD`] names a change is sent at
+//! once.
+//!
 //! Kong before 3.9 traps on these calls, so none is made until the host is known
-//! ([`Known::metrics`]): changes until then are held, summed per name (a bounded number of
-//! names), and sent once the host is known to take them, or dropped. Kong also traps on an
+//! ([`Known::metrics`]): changes until then are held (a bounded number of names), and sent
+//! once the host is known to take them, or dropped. Kong also traps on an
 //! increment of a gauge and on a name too long: there a gauge's level is kept here and recorded
 //! (`proxy_record_metric`; Kong shows the level of the worker that changed it last), and a name
 //! over Kong's limit is not defined.
@@ -74,15 +80,18 @@ impl HostMetrics {
     fn add(&self, kind: u32, name: &str, delta: i64) {
         match self.known.metrics() {
             Some(true) => {
-                self.release();
-                self.send(kind, name, delta);
+                if !self.hold(kind, name, delta) {
+                    self.send(kind, name, delta);
+                }
             }
             Some(false) => {
                 if let Ok(mut held) = self.held.try_borrow_mut() {
                     held.clear();
                 }
             }
-            None => self.hold(kind, name, delta),
+            None => {
+                self.hold(kind, name, delta);
+            }
         }
     }
 
@@ -109,18 +118,22 @@ impl HostMetrics {
         }
     }
 
-    fn hold(&self, kind: u32, name: &str, delta: i64) {
+    /// Holds a change; `false` when it cannot be held (too many names).
+    fn hold(&self, kind: u32, name: &str, delta: i64) -> bool {
         let Ok(mut held) = self.held.try_borrow_mut() else {
-            return;
+            return false;
         };
         if let Some((_, sum)) = held.get_mut(name) {
             *sum = sum.saturating_add(delta);
         } else if held.len() < MAX_HELD {
             held.insert(name.to_string(), (kind, delta));
+        } else {
+            return false;
         }
+        true
     }
 
-    /// Sends what was held before the host was known.
+    /// Sends what is held, once the host is known to take it.
     fn release(&self) {
         let held = match self.held.try_borrow_mut() {
             Ok(mut held) if !held.is_empty() => std::mem::take(&mut *held),
@@ -139,5 +152,11 @@ impl Metrics for HostMetrics {
 
     fn gauge(&self, name: &str, delta: i64) {
         self.add(GAUGE, name, delta);
+    }
+
+    fn flush(&self) {
+        if self.known.metrics() == Some(true) {
+            self.release();
+        }
     }
 }

@@ -149,6 +149,14 @@ impl Root {
         }
     }
 
+    /// Sends the metric changes every runtime held since the last callback of this root
+    /// context (the requests' log phases make no metrics call).
+    fn flush_metrics(&self) {
+        for runtime in self.runtimes() {
+            runtime.flush_metrics();
+        }
+    }
+
     /// Forgets earlier runtimes once nothing is left to send and no HTTP context (a stream
     /// that began before the reload) can hand them another event.
     fn prune_retiring(&mut self) {
@@ -251,6 +259,7 @@ impl Context for Root {
                 owner.send(&clock, &mut self.transport());
             }
         }
+        self.flush_metrics();
         self.prune_retiring();
         self.finish_draining(clock.now_ms());
     }
@@ -258,6 +267,7 @@ impl Context for Root {
     /// The host is removing this filter configuration (a configuration change, or shutdown):
     /// keep delivering what is outstanding, for up to the runtime's drain time.
     fn on_done(&mut self) -> bool {
+        self.flush_metrics();
         let outstanding = self.outstanding();
         if outstanding == 0 {
             return true;
@@ -266,6 +276,7 @@ impl Context for Root {
         for runtime in self.runtimes() {
             runtime.close_batches(&clock);
         }
+        self.flush_metrics();
         if self.known.host() == Some(Host::Kong) {
             // ngx_wasm_module has no `proxy_done`: a root context cannot ask to wait.
             abi::log(
@@ -378,6 +389,7 @@ impl RootContext for Root {
         for runtime in self.runtimes() {
             runtime.flush(&clock, &mut transport);
         }
+        self.flush_metrics();
         self.prune_retiring();
         self.finish_draining(clock.now_ms());
     }

@@ -1,8 +1,8 @@
 //! The HTTP filter's lean path on Envoy (issue 15): Envoy's log phase has the stream's header
 //! maps, so the header callbacks do nothing for events, and a request reads in `on_log` only
 //! what deciding takes: a header map before deciding only when a hook tests a header no
-//! property gives, the rest once an event is built. On Kong the maps are still captured in
-//! their callbacks.
+//! property gives, the rest once an event is built; and no metrics call (counts are sent from
+//! the root context's callbacks). On Kong the maps are still captured in their callbacks.
 
 // Tests stop at the first surprise: unwrapping is how they say so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -78,6 +78,16 @@ fn envoy_reads_nothing_in_the_header_callbacks_and_no_map_for_pseudo_headers() {
     // on_log.
     let properties = calls(&proxy, "proxy_on_log", "proxy_get_property");
     assert_eq!(properties, 3 * 4, "{:?}", proxy.state().calls_by_step);
+    // The requests are counted, and the counts sent from the root context's next tick: the
+    // log phase makes no metrics call.
+    assert_eq!(calls(&proxy, "proxy_on_log", "proxy_increment_metric"), 0);
+    let seen = proxy
+        .state()
+        .metrics
+        .iter()
+        .find(|metric| metric.name.ends_with("events.traffic"))
+        .map(|metric| metric.value);
+    assert_eq!(seen, Some(3), "{:?}", proxy.state().metrics);
     assert_no_trap_nor_host_error(&proxy);
 }
 
