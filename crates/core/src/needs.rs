@@ -206,6 +206,14 @@ impl Needs {
         }
     }
 
+    /// Whether anything is left to read once an event is built: properties of `then`, or a
+    /// header map of [`Stage::Then`].
+    pub fn reads_later(self) -> bool {
+        !self.then.is_empty()
+            || self.request_headers == Stage::Then
+            || self.response_headers == Stage::Then
+    }
+
     /// The same needs, all of their properties met before deciding (for what must be read up
     /// front; a header map keeps its stage: a field a property gives too needs the map only
     /// for the event).

@@ -22,7 +22,7 @@ use crate::hooks::{Action, HookSet};
 use crate::id::IdGen;
 use crate::log::{Level, Log};
 use crate::metrics::{self, Metrics};
-use crate::needs::{Needs, Stage};
+use crate::needs::Needs;
 use crate::ports::{Clock, Ports};
 use crate::shared::Shared;
 use crate::source::traffic::{self, Capture, Later};
@@ -326,7 +326,7 @@ impl Runtime {
     /// `first`, and the header maps it asks for. Filters test the request's fields where the
     /// host captured them; its traffic event is built only once a hook needs it, and `rest`
     /// then adds the properties of `then` to a copy of the capture's, and the header maps
-    /// needed only then ([`Stage::Then`]) where the capture has none.
+    /// needed only then ([`Stage::Then`](crate::needs::Stage::Then)) where the capture has none.
     pub fn observe_with(&self, capture: &Capture, rest: &dyn Fn(&mut Later), clock: &dyn Clock) {
         self.observe_request(capture, rest, Vec::new(), clock);
     }
@@ -373,10 +373,7 @@ impl Runtime {
     /// The traffic event of a request captured as [`Runtime::needs`] says, `rest` adding the
     /// properties read once an event is built.
     fn traffic_event(&self, capture: &Capture, rest: &dyn Fn(&mut Later), now_ns: u64) -> Event {
-        if self.needs.then.is_empty()
-            && self.needs.request_headers != Stage::Then
-            && self.needs.response_headers != Stage::Then
-        {
+        if !self.needs.reads_later() {
             return traffic::event(capture, now_ns);
         }
         let mut later = Later::of(capture);

@@ -220,8 +220,9 @@ impl Known {
         }
     }
 
-    /// Learns what is not known yet from the current stream's properties. Only in an HTTP
-    /// context; a no-op once everything is known.
+    /// Learns what is not known yet from the current stream's properties. Only where a
+    /// stream is readable (an HTTP context, Envoy's access logger in `on_log`); a no-op once
+    /// everything is known.
     pub fn learn(&self, properties: &dyn PropertyReader) {
         let host = match self.host.get() {
             Some(host) => host,

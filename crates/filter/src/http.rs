@@ -25,7 +25,7 @@ use event_hooks_core::log::Level;
 use event_hooks_core::needs::Needs;
 use event_hooks_core::runtime::Runtime;
 use event_hooks_core::source::crud::{self, Body};
-use event_hooks_core::source::traffic::{Capture, Properties};
+use event_hooks_core::source::traffic::{Capture, Properties, Side};
 
 /// Where an admin request is.
 enum Admin {
@@ -80,18 +80,17 @@ impl Http {
     }
 
     /// What follows the admin prefix in the request's path, for a request to the admin
-    /// endpoints. Where the map is not captured (Envoy), the path is read on its own.
+    /// endpoints: from the map when captured, else (Envoy) from `:path` read alone.
     fn admin_rest(&self, settings: &admin::Settings) -> Option<String> {
-        let rest = match self.capture.request_headers {
-            Some(_) => self.header(":path").and_then(|path| settings.rest(path)),
-            None => {
-                let path = abi::header_value(MapType::HttpRequestHeaders, ":path")
+        let path = match self.capture.request_headers {
+            Some(_) => self.header(":path")?.to_string(),
+            None => wire::string(
+                &abi::header_value(MapType::HttpRequestHeaders, ":path")
                     .ok()
-                    .flatten()?;
-                return settings.rest(&wire::string(&path)).map(str::to_string);
-            }
+                    .flatten()?,
+            ),
         };
-        rest.map(str::to_string)
+        settings.rest(&path).map(str::to_string)
     }
 
     /// The log-phase properties the core reads before deciding, as this host gives them.
@@ -197,14 +196,14 @@ impl HttpContext for Http {
         // or (there) to recognise an admin request.
         if captured && self.needs.request_headers.any() || in_callbacks && runtime.admin().is_some()
         {
-            self.capture.request_headers = log_phase::request_headers(host);
+            self.capture.request_headers = log_phase::headers(host, Side::Request);
         }
         if let Some(rest) = runtime
             .admin()
             .and_then(|settings| self.admin_rest(settings))
         {
             if self.capture.request_headers.is_none() {
-                self.capture.request_headers = log_phase::request_headers(host);
+                self.capture.request_headers = log_phase::headers(host, Side::Request);
             }
             let clock = HostClock::read();
             self.admin_request(&runtime, &rest, end_of_stream, &clock);
@@ -241,7 +240,8 @@ impl HttpContext for Http {
             return Action::Continue;
         };
         if self.needs.response_headers.any() {
-            self.capture.response_headers = log_phase::response_headers(self.known.host_or_envoy());
+            self.capture.response_headers =
+                log_phase::headers(self.known.host_or_envoy(), Side::Response);
         }
         // A write that succeeded may be an entity change: read its body, capped, if crud.match
         // selects the request (which may need the properties, read now for these few).

@@ -13,22 +13,21 @@ use event_hooks_core::emitted::Emitted;
 use event_hooks_core::needs::{Needs, Stage};
 use event_hooks_core::ports::PropertyReader;
 use event_hooks_core::runtime::Runtime;
-use event_hooks_core::source::traffic::{Capture, Later};
+use event_hooks_core::source::traffic::{Capture, Later, Side};
 
 /// Observes the finished request `capture` describes: its header maps as captured
 /// ([`Maps::Captured`]), or read here as the hooks need them ([`Maps::InLogPhase`]: those a
 /// filter tests now, the others once an event is built); its properties read here, the same
-/// way.
+/// way. The caller has learnt the host (`Known::learn`).
 pub fn observe(runtime: &Runtime, known: &Known, needs: &Needs, mut capture: Capture, maps: Maps) {
-    known.learn(&HostProperties);
     let host = known.host_or_envoy();
     let in_log_phase = maps == Maps::InLogPhase;
     if in_log_phase {
         if needs.request_headers == Stage::First {
-            capture.request_headers = request_headers(host);
+            capture.request_headers = headers(host, Side::Request);
         }
         if needs.response_headers == Stage::First {
-            capture.response_headers = response_headers(host);
+            capture.response_headers = headers(host, Side::Response);
         }
     }
     let headers_seen = capture.request_headers.is_some();
@@ -40,10 +39,10 @@ pub fn observe(runtime: &Runtime, known: &Known, needs: &Needs, mut capture: Cap
     let rest = |later: &mut Later| {
         if in_log_phase {
             if capture.request_headers.is_none() && needs.request_headers == Stage::Then {
-                later.request_headers = request_headers(host);
+                later.request_headers = headers(host, Side::Request);
             }
             if capture.response_headers.is_none() && needs.response_headers == Stage::Then {
-                later.response_headers = response_headers(host);
+                later.response_headers = headers(host, Side::Response);
             }
         }
         let seen = headers_seen || later.request_headers.is_some();
@@ -65,20 +64,17 @@ pub fn observe(runtime: &Runtime, known: &Known, needs: &Needs, mut capture: Cap
     runtime.observe_request(&capture, &rest, emitted, &clock);
 }
 
-/// The request's header map, as the core reads it; `None` when the host has none here.
-pub fn request_headers(host: Host) -> Option<Vec<(String, String)>> {
-    let mut headers = abi::header_map(MapType::HttpRequestHeaders)
-        .ok()
-        .flatten()?;
-    differences::request_headers(host, &mut headers);
-    Some(headers)
-}
-
-/// The response's header map, as the core reads it.
-pub fn response_headers(host: Host) -> Option<Vec<(String, String)>> {
-    let mut headers = abi::header_map(MapType::HttpResponseHeaders)
-        .ok()
-        .flatten()?;
-    differences::response_headers(host, &mut headers);
+/// The request's or the response's header map, as the core reads it; `None` when the host
+/// has none here.
+pub fn headers(host: Host, side: Side) -> Option<Vec<(String, String)>> {
+    let kind = match side {
+        Side::Request => MapType::HttpRequestHeaders,
+        Side::Response => MapType::HttpResponseHeaders,
+    };
+    let mut headers = abi::header_map(kind).ok().flatten()?;
+    match side {
+        Side::Request => differences::request_headers(host, &mut headers),
+        Side::Response => differences::response_headers(host, &mut headers),
+    }
     Some(headers)
 }

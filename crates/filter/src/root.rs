@@ -12,7 +12,7 @@ use std::time::Duration;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, Status};
 
-use super::abi::{self, CallAnswer, DISPATCH_STATUS, HostClock, HostLog};
+use super::abi::{self, CallAnswer, DISPATCH_STATUS, HostClock, HostLog, HostProperties};
 use super::differences::{self, Host, Known, Maps};
 use super::http::Http;
 use super::log_phase;
@@ -408,6 +408,7 @@ impl RootContext for Root {
         else {
             return;
         };
+        self.known.learn(&HostProperties);
         let needs = runtime.needs();
         log_phase::observe(
             &runtime,
